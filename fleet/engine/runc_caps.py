@@ -17,16 +17,49 @@ import os
 import sys
 
 # Linux capability numbers (linux/capability.h), index = bit number.
-CAPABILITY_NAMES = (
-    "CAP_CHOWN CAP_DAC_OVERRIDE CAP_DAC_READ_SEARCH CAP_FOWNER CAP_FSETID CAP_KILL "
-    "CAP_SETGID CAP_SETUID CAP_SETPCAP CAP_LINUX_IMMUTABLE CAP_NET_BIND_SERVICE "
-    "CAP_NET_BROADCAST CAP_NET_ADMIN CAP_NET_RAW CAP_IPC_LOCK CAP_IPC_OWNER "
-    "CAP_SYS_MODULE CAP_SYS_RAWIO CAP_SYS_CHROOT CAP_SYS_PTRACE CAP_SYS_PACCT "
-    "CAP_SYS_ADMIN CAP_SYS_BOOT CAP_SYS_NICE CAP_SYS_RESOURCE CAP_SYS_TIME "
-    "CAP_SYS_TTY_CONFIG CAP_MKNOD CAP_LEASE CAP_AUDIT_WRITE CAP_AUDIT_CONTROL "
-    "CAP_SETFCAP CAP_MAC_OVERRIDE CAP_MAC_ADMIN CAP_SYSLOG CAP_WAKE_ALARM "
-    "CAP_BLOCK_SUSPEND CAP_AUDIT_READ CAP_PERFMON CAP_BPF CAP_CHECKPOINT_RESTORE"
-).split()
+CAPABILITY_NAMES = [
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_DAC_READ_SEARCH",
+    "CAP_FOWNER",
+    "CAP_FSETID",
+    "CAP_KILL",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETPCAP",
+    "CAP_LINUX_IMMUTABLE",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_NET_BROADCAST",
+    "CAP_NET_ADMIN",
+    "CAP_NET_RAW",
+    "CAP_IPC_LOCK",
+    "CAP_IPC_OWNER",
+    "CAP_SYS_MODULE",
+    "CAP_SYS_RAWIO",
+    "CAP_SYS_CHROOT",
+    "CAP_SYS_PTRACE",
+    "CAP_SYS_PACCT",
+    "CAP_SYS_ADMIN",
+    "CAP_SYS_BOOT",
+    "CAP_SYS_NICE",
+    "CAP_SYS_RESOURCE",
+    "CAP_SYS_TIME",
+    "CAP_SYS_TTY_CONFIG",
+    "CAP_MKNOD",
+    "CAP_LEASE",
+    "CAP_AUDIT_WRITE",
+    "CAP_AUDIT_CONTROL",
+    "CAP_SETFCAP",
+    "CAP_MAC_OVERRIDE",
+    "CAP_MAC_ADMIN",
+    "CAP_SYSLOG",
+    "CAP_WAKE_ALARM",
+    "CAP_BLOCK_SUSPEND",
+    "CAP_AUDIT_READ",
+    "CAP_PERFMON",
+    "CAP_BPF",
+    "CAP_CHECKPOINT_RESTORE",
+]
 
 RUNC_CANDIDATES = ("/usr/sbin/runc", "/usr/bin/runc", "/usr/local/sbin/runc", "/usr/local/bin/runc")
 
@@ -60,9 +93,7 @@ def filter_capabilities(process: dict, allowed: set[str]) -> bool:
 
 def spec_file(argv: list[str]) -> str | None:
     """The JSON file runc will read for this invocation, or None if it reads none."""
-    command_index = next(
-        (i for i, a in enumerate(argv) if a in ("create", "run", "exec")), None
-    )
+    command_index = next((i for i, a in enumerate(argv) if a in ("create", "run", "exec")), None)
     if command_index is None:
         return None
     command = argv[command_index]
@@ -94,7 +125,11 @@ def rewrite(path: str, allowed: set[str]) -> None:
 def real_runc() -> str:
     configured = os.environ.get("FLEET_REAL_RUNC")
     for candidate in (configured, *RUNC_CANDIDATES):
-        if candidate and os.access(candidate, os.X_OK) and os.path.realpath(candidate) != os.path.realpath(__file__):
+        if (
+            candidate
+            and os.access(candidate, os.X_OK)
+            and os.path.realpath(candidate) != os.path.realpath(__file__)
+        ):
             return candidate
     sys.stderr.write("fleet-runc: no runc binary found (set FLEET_REAL_RUNC)\n")
     raise SystemExit(127)
@@ -106,7 +141,7 @@ def main(argv: list[str]) -> None:
         with open("/proc/self/status", encoding="ascii") as handle:
             rewrite(path, bounding_set(handle.read()))
     runc = real_runc()
-    os.execv(runc, [runc, *argv])
+    os.execv(runc, [runc, *argv])  # noqa: S606 - replace ourselves with runc, no shell
 
 
 if __name__ == "__main__":

@@ -1,0 +1,122 @@
+"""Converge runner hosts with the project's playbooks through ansible-runner.
+
+Works for any backend: the caller hands an inventory (a dict); for local hosts
+``docker_inventory`` builds one that reaches containers over the Docker API.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import ansible_runner
+
+ROOT = Path(__file__).resolve().parent.parent
+PLAYBOOKS = ROOT / "playbooks"
+STAT_KEYS = ("ok", "changed", "failures", "dark", "skipped", "rescued", "ignored")
+
+
+@dataclass
+class ConvergeResult:
+    """What one ansible-runner run did, per host, and how long it took."""
+
+    status: str
+    rc: int
+    seconds: float
+    stats: dict[str, dict[str, int]]
+    failures: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "successful" and self.rc == 0
+
+    def total(self, key: str) -> int:
+        return sum(host.get(key, 0) for host in self.stats.values())
+
+
+def docker_inventory(hosts: list[str], group: str = "runners") -> dict[str, Any]:
+    """An inventory that reaches each named container with the docker_api connection."""
+    return {
+        "all": {
+            "children": {
+                group: {
+                    "hosts": {
+                        name: {
+                            "ansible_connection": "community.docker.docker_api",
+                            "ansible_host": name,
+                            "ansible_python_interpreter": "/usr/bin/python3",
+                        }
+                        for name in hosts
+                    }
+                }
+            }
+        }
+    }
+
+
+def stats_by_host(stats: Mapping[str, Mapping[str, int]] | None) -> dict[str, dict[str, int]]:
+    """Turn ansible's {stat: {host: n}} into {host: {stat: n}}."""
+    by_host: dict[str, dict[str, int]] = {}
+    for key in STAT_KEYS:
+        for host, count in (stats or {}).get(key, {}).items():
+            by_host.setdefault(host, dict.fromkeys(STAT_KEYS, 0))[key] = count
+    return by_host
+
+
+def _failure_messages(runner: Any) -> list[str]:
+    messages = []
+    for event in runner.events:
+        if event.get("event") not in ("runner_on_failed", "runner_on_unreachable"):
+            continue
+        data = event.get("event_data", {})
+        result = data.get("res", {})
+        text = result.get("msg") or result.get("stderr") or result.get("module_stderr") or ""
+        messages.append(f"{data.get('host')}: {data.get('task')}: {str(text).strip()[:2000]}")
+    return messages
+
+
+def converge(
+    inventory: dict[str, Any],
+    playbook: str = "site.yml",
+    extravars: dict[str, Any] | None = None,
+    forks: int = 10,
+    on_event: Callable[[dict], None] | None = None,
+) -> ConvergeResult:
+    """Run ``playbooks/<playbook>`` against ``inventory``; never raises on task failures."""
+    started = time.monotonic()
+    # Extra vars may carry secrets (a JIT config): keep the runner's files private
+    # and gone when the run ends.
+    work = Path(tempfile.mkdtemp(prefix="fleet-ansible-"))
+    work.chmod(0o700)
+    try:
+
+        def handler(event: dict) -> bool:
+            if on_event is not None:
+                on_event(event)
+            return True
+
+        runner = ansible_runner.run(
+            private_data_dir=str(work),
+            project_dir=str(PLAYBOOKS),
+            playbook=str(PLAYBOOKS / playbook),
+            inventory=inventory,
+            extravars=extravars or {},
+            envvars={"ANSIBLE_CONFIG": str(PLAYBOOKS / "ansible.cfg")},
+            forks=forks,
+            quiet=True,
+            event_handler=handler,
+        )
+        return ConvergeResult(
+            status=runner.status,
+            rc=runner.rc,
+            seconds=time.monotonic() - started,
+            stats=stats_by_host(runner.stats),
+            failures=_failure_messages(runner),
+        )
+    finally:
+        shutil.rmtree(work, ignore_errors=True)

@@ -1,0 +1,117 @@
+"""Run the testinfra validation suite (tests/runner) against runner hosts.
+
+The suite is a plain pytest directory users can also run by hand; this module
+runs it in a child pytest (argument list, no shell) and reads its JUnit XML.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SUITE = ROOT / "tests" / "runner"
+
+
+@dataclass
+class CheckResult:
+    name: str
+    host: str
+    outcome: str  # passed | failed | error | skipped
+    message: str = ""
+
+
+@dataclass
+class Validation:
+    rc: int
+    seconds: float
+    junit: Path
+    checks: list[CheckResult] = field(default_factory=list)
+    output: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return (
+            self.rc == 0 and bool(self.checks) and all(c.outcome == "passed" for c in self.checks)
+        )
+
+    def counts(self, host: str | None = None) -> dict[str, int]:
+        counts = {"passed": 0, "failed": 0, "error": 0, "skipped": 0}
+        for check in self.checks:
+            if host is None or check.host == host:
+                counts[check.outcome] += 1
+        return counts
+
+
+def _host_of(param: str, hosts: list[str]) -> str:
+    # testinfra ids look like docker://name, or docker://name-<other params>
+    for spec in sorted(hosts, key=len, reverse=True):
+        if param == spec or param.startswith(spec + "-"):
+            return spec.split("://", 1)[-1]
+    return param.split("://", 1)[-1]
+
+
+def parse_junit(path: Path, hosts: list[str] | None = None) -> list[CheckResult]:
+    """Checks from a JUnit XML written by pytest; the host comes from the test id."""
+    checks = []
+    # Our own child pytest wrote this file: not untrusted input.
+    for case in ET.parse(path).getroot().iter("testcase"):  # noqa: S314
+        name = case.get("name", "")
+        host = ""
+        # testinfra parametrizes checks with the host: test_x[docker://name]
+        if "[" in name and name.endswith("]"):
+            name, _, param = name[:-1].partition("[")
+            host = _host_of(param, hosts or [])
+        outcome, message = "passed", ""
+        for tag in ("failure", "error", "skipped"):
+            element = case.find(tag)
+            if element is not None:
+                outcome = "failed" if tag == "failure" else tag
+                message = (element.get("message") or "").strip()
+                break
+        checks.append(CheckResult(name=name, host=host, outcome=outcome, message=message))
+    return checks
+
+
+def validate(
+    hosts: list[str],
+    junit: Path,
+    runner_vars: Path | None = None,
+    extra_args: list[str] | None = None,
+    timeout: int = 1800,
+) -> Validation:
+    """Run tests/runner against ``hosts`` (testinfra host specs, e.g. docker://name)."""
+    junit.parent.mkdir(parents=True, exist_ok=True)
+    argv = [
+        sys.executable,
+        "-m",
+        "pytest",
+        str(SUITE),
+        f"--hosts={','.join(hosts)}",
+        f"--junitxml={junit}",
+        "-p",
+        "no:cacheprovider",
+        "-q",
+        "-rfE",
+    ]
+    if runner_vars is not None:
+        argv.append(f"--runner-vars={runner_vars}")
+    argv.extend(extra_args or [])
+    started = time.monotonic()
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+    result = subprocess.run(
+        argv, capture_output=True, text=True, timeout=timeout, cwd=ROOT, env=env, check=False
+    )
+    checks = parse_junit(junit, hosts) if junit.exists() else []
+    return Validation(
+        rc=result.returncode,
+        seconds=time.monotonic() - started,
+        junit=junit,
+        checks=checks,
+        output=result.stdout + result.stderr,
+    )

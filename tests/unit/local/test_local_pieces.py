@@ -1,0 +1,114 @@
+"""Pure pieces of the local fleet: names, vars files, inventories, reports, CLI input."""
+
+import pytest
+
+from fleet import cli, local, provision, validate
+from fleet.errors import FleetError
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.mark.parametrize("name", ["local", "ci-7", "a"])
+def test_good_fleet_names_pass(name):
+    assert local.check_name(name) == name
+
+
+@pytest.mark.parametrize("name", ["", "Local", "-x", "a_b", "x" * 40, "a b"])
+def test_bad_fleet_names_say_what_is_allowed(name):
+    with pytest.raises(FleetError, match="lower-case letters"):
+        local.check_name(name)
+
+
+def test_vars_file_must_be_a_mapping(tmp_path):
+    path = tmp_path / "vars.yml"
+    path.write_text("- a\n- b\n")
+    with pytest.raises(FleetError, match="must be a mapping"):
+        local.load_vars_file(path)
+
+
+def test_vars_file_with_bad_yaml_names_the_file(tmp_path):
+    path = tmp_path / "vars.yml"
+    path.write_text("a: [unclosed\n")
+    with pytest.raises(FleetError, match=str(path)):
+        local.load_vars_file(path)
+
+
+def test_missing_vars_file_is_a_clear_error(tmp_path):
+    with pytest.raises(FleetError, match="cannot read vars file"):
+        local.load_vars_file(tmp_path / "nope.yml")
+
+
+def test_docker_inventory_reaches_hosts_over_the_docker_api():
+    inventory = provision.docker_inventory(["h1", "h2"])
+    hosts = inventory["all"]["children"]["runners"]["hosts"]
+    assert set(hosts) == {"h1", "h2"}
+    assert hosts["h1"]["ansible_connection"] == "community.docker.docker_api"
+    assert hosts["h2"]["ansible_host"] == "h2"
+
+
+def test_stats_are_regrouped_per_host():
+    stats = {"ok": {"h1": 10, "h2": 9}, "changed": {"h1": 2}, "failures": {"h2": 1}}
+    by_host = provision.stats_by_host(stats)
+    assert by_host["h1"]["changed"] == 2
+    assert by_host["h2"]["failures"] == 1
+    assert by_host["h2"]["changed"] == 0
+
+
+def test_junit_report_is_read_per_host(tmp_path):
+    junit = tmp_path / "r.xml"
+    junit.write_text(
+        '<testsuites><testsuite name="pytest">'
+        '<testcase classname="t" name="test_docker_runs[docker://fleet-runner-1]"/>'
+        '<testcase classname="t" name="test_canary[docker://fleet-runner-1]">'
+        '<failure message="canary failed">x</failure></testcase>'
+        '<testcase classname="t" name="test_docker_runs[docker://fleet-runner-2]"/>'
+        '<testcase classname="t" name="test_pinned[docker://fleet-runner-2-pytest]"/>'
+        "</testsuite></testsuites>"
+    )
+    checks = validate.parse_junit(junit, ["docker://fleet-runner-1", "docker://fleet-runner-2"])
+    assert [(c.name, c.host, c.outcome) for c in checks] == [
+        ("test_docker_runs", "fleet-runner-1", "passed"),
+        ("test_canary", "fleet-runner-1", "failed"),
+        ("test_docker_runs", "fleet-runner-2", "passed"),
+        ("test_pinned", "fleet-runner-2", "passed"),
+    ]
+    result = validate.Validation(rc=1, seconds=1.0, junit=junit, checks=checks)
+    assert result.counts("fleet-runner-1") == {"passed": 1, "failed": 1, "error": 0, "skipped": 0}
+    assert not result.ok
+
+
+def test_validation_with_no_checks_is_not_ok(tmp_path):
+    assert not validate.Validation(rc=0, seconds=0.1, junit=tmp_path / "x.xml").ok
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["up", "--runners", "0"], "must be at least 1"),
+        (["up", "--runners", "two"], "not a whole number"),
+        (["up", "--labels", ",,"], "at least one label"),
+        (["frobnicate"], "invalid choice"),
+    ],
+)
+def test_bad_cli_input_is_rejected_with_a_reason(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(argv)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_agent_url_without_checksum_is_refused(capsys):
+    assert cli.main(["up", "--agent-url", "http://example.invalid/a.tgz"]) == 2
+    assert "--agent-url and --agent-sha256 go together" in capsys.readouterr().err
+
+
+def test_bad_fleet_name_on_the_cli_exits_2(capsys):
+    assert cli.main(["status", "--name", "Bad Name"]) == 2
+    assert "not valid" in capsys.readouterr().err
+
+
+def test_table_lines_up_columns():
+    text = cli.table([{"a": "x", "b": "long value"}, {"a": "yy", "b": "z"}], ["a", "b"])
+    lines = text.splitlines()
+    assert lines[0].startswith("A   B")
+    assert lines[1].index("long value") == lines[2].index("z") == lines[0].index("B")
