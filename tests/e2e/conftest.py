@@ -1,0 +1,62 @@
+"""End-to-end fixtures: a real engine, real runner-host containers, real playbooks.
+
+Nothing here skips: a machine without a working engine fails these tests (CI
+installs and starts one through `python -m fleet bootstrap`).
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+
+import pytest
+
+from fleet import local
+from fleet.backends import docker as backend
+from fleet.bootstrap import Bootstrap, bootstrap
+from tests.fakes.runner_agent import ServedAgent, serve_agent
+
+
+@pytest.fixture(scope="session")
+def boot() -> Bootstrap:
+    return bootstrap(lambda message: print(f"bootstrap: {message}"))
+
+
+@pytest.fixture(scope="module")
+def fleet_name() -> Iterator[str]:
+    name = f"e2e-{secrets.token_hex(3)}"
+    yield name
+    backend.remove_fleet(name)
+
+
+@pytest.fixture(scope="module")
+def agent(fleet_name: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedAgent]:
+    """The FAKE runner agent, served on this machine's address on the fleet network."""
+    backend.ensure_network(fleet_name)
+    directory = tmp_path_factory.mktemp("agent")
+    with serve_agent(directory, backend.network_gateway(fleet_name)) as served:
+        yield served
+
+
+def start_booted_host(boot: Bootstrap, fleet_name: str) -> str:
+    name = f"{fleet_name}-runner-{secrets.token_hex(3)}"
+    spec = backend.HostSpec(
+        name=name,
+        fleet=fleet_name,
+        image=boot.images.runner_host,
+        preload_dir=boot.images.preload_dir,
+    )
+    backend.wait_until_booted(backend.start_host(spec, boot.engine.cgroup_version))
+    return name
+
+
+@pytest.fixture(scope="module")
+def host(boot: Bootstrap, fleet_name: str) -> str:
+    return start_booted_host(boot, fleet_name)
+
+
+@pytest.fixture(scope="module")
+def local_vars(boot: Bootstrap, agent: ServedAgent) -> dict:
+    """The variables `python -m fleet up` would pass, with the fake agent."""
+    options = local.UpOptions(agent_url=agent.url, agent_sha256=agent.sha256)
+    return local.local_extravars(boot, options)
