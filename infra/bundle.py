@@ -1,0 +1,169 @@
+"""The playbook bundle: playbooks/ zipped into a private, encrypted, versioned S3 bucket.
+
+The zip is built here, byte for byte reproducible (sorted entries, fixed timestamps), rather
+than left to the provider's archive handling: the same playbooks give the same file, and the
+object key carries their digest, so a playbook change is a new key, hence new user data,
+hence a new launch template version and an instance refresh.
+
+Tear-down: the bucket only holds artefacts built from this repository, so `force_destroy` is
+on and `pulumi destroy` removes it with every object version. Noncurrent versions expire
+after 30 days.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import zipfile
+from pathlib import Path
+
+import pulumi
+import pulumi_aws as aws
+
+from infra.iam import bundle_bucket_policy
+
+# Never shipped: caches and editor or Ansible leftovers.
+_EXCLUDED_DIRS = {"__pycache__", ".git", ".pytest_cache", ".ansible"}
+_EXCLUDED_SUFFIXES = (".pyc", ".retry", ".swp", "~")
+
+
+def bundle_files(source_dir: Path) -> list[tuple[str, Path]]:
+    """Files to ship as (path inside the archive, file on disk), sorted."""
+    files = []
+    for path in sorted(source_dir.rglob("*")):
+        relative = path.relative_to(source_dir)
+        if not path.is_file() or _EXCLUDED_DIRS.intersection(relative.parts):
+            continue
+        if path.name.endswith(_EXCLUDED_SUFFIXES):
+            continue
+        files.append((relative.as_posix(), path))
+    return files
+
+
+def bundle_digest(files: list[tuple[str, Path]]) -> str:
+    """Content digest over names and bytes: same files, same digest, same object key."""
+    digest = hashlib.sha256()
+    for name, path in files:
+        digest.update(name.encode("utf-8") + b"\0")
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()
+
+
+def write_bundle(files: list[tuple[str, Path]], target: Path) -> Path:
+    """Write the files into a reproducible zip at `target` (parents created)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for name, path in files:
+            entry = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
+            entry.external_attr = 0o644 << 16
+            entry.compress_type = zipfile.ZIP_DEFLATED
+            archive.writestr(entry, path.read_bytes())
+    return target
+
+
+class PlaybookBundleArgs:
+    """Inputs of PlaybookBundle."""
+
+    def __init__(
+        self,
+        *,
+        source_dir: Path,
+        build_dir: Path,
+        kms_key_arn: pulumi.Input[str],
+        tags: dict[str, str],
+    ) -> None:
+        self.source_dir = source_dir
+        self.build_dir = build_dir
+        self.kms_key_arn = kms_key_arn
+        self.tags = tags
+
+
+class PlaybookBundle(pulumi.ComponentResource):
+    """Bucket locked down (no public access, SSE-KMS, versioning, TLS only) + the zip object."""
+
+    def __init__(
+        self, name: str, args: PlaybookBundleArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("fleet:bundle:PlaybookBundle", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        bucket = aws.s3.Bucket(f"{name}-bucket", force_destroy=True, tags=args.tags, opts=child)
+        ownership = aws.s3.BucketOwnershipControls(
+            f"{name}-ownership",
+            bucket=bucket.id,
+            rule=aws.s3.BucketOwnershipControlsRuleArgs(object_ownership="BucketOwnerEnforced"),
+            opts=child,
+        )
+        public_access = aws.s3.BucketPublicAccessBlock(
+            f"{name}-public-access",
+            bucket=bucket.id,
+            block_public_acls=True,
+            block_public_policy=True,
+            ignore_public_acls=True,
+            restrict_public_buckets=True,
+            opts=child,
+        )
+        encryption = aws.s3.BucketServerSideEncryptionConfiguration(
+            f"{name}-encryption",
+            bucket=bucket.id,
+            rules=[
+                aws.s3.BucketServerSideEncryptionConfigurationRuleArgs(
+                    apply_server_side_encryption_by_default=aws.s3.BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultArgs(
+                        sse_algorithm="aws:kms", kms_master_key_id=args.kms_key_arn
+                    ),
+                    bucket_key_enabled=True,
+                )
+            ],
+            opts=child,
+        )
+        versioning = aws.s3.BucketVersioning(
+            f"{name}-versioning",
+            bucket=bucket.id,
+            versioning_configuration=aws.s3.BucketVersioningVersioningConfigurationArgs(
+                status="Enabled"
+            ),
+            opts=child,
+        )
+        aws.s3.BucketLifecycleConfiguration(
+            f"{name}-lifecycle",
+            bucket=bucket.id,
+            rules=[
+                aws.s3.BucketLifecycleConfigurationRuleArgs(
+                    id="expire-old-bundles",
+                    status="Enabled",
+                    filter=aws.s3.BucketLifecycleConfigurationRuleFilterArgs(prefix=""),
+                    noncurrent_version_expiration=aws.s3.BucketLifecycleConfigurationRuleNoncurrentVersionExpirationArgs(
+                        noncurrent_days=30
+                    ),
+                    abort_incomplete_multipart_upload=aws.s3.BucketLifecycleConfigurationRuleAbortIncompleteMultipartUploadArgs(
+                        days_after_initiation=7
+                    ),
+                )
+            ],
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[versioning]),
+        )
+        aws.s3.BucketPolicy(
+            f"{name}-policy",
+            bucket=bucket.id,
+            policy=bucket.arn.apply(lambda arn: json.dumps(bundle_bucket_policy(bucket_arn=arn))),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[public_access, ownership]),
+        )
+
+        files = bundle_files(args.source_dir)
+        file_name = f"playbooks-{bundle_digest(files)[:20]}.zip"
+        self.key = f"bundles/{file_name}"
+        self.archive = write_bundle(files, args.build_dir / file_name)
+        self.object = aws.s3.BucketObjectv2(
+            f"{name}-playbooks",
+            bucket=bucket.id,
+            key=self.key,
+            source=pulumi.FileAsset(str(self.archive)),
+            content_type="application/zip",
+            server_side_encryption="aws:kms",
+            kms_key_id=args.kms_key_arn,
+            bucket_key_enabled=True,
+            tags=args.tags,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[encryption, versioning]),
+        )
+        self.bucket_name = bucket.bucket
+        self.bucket_arn = bucket.arn
+        self.register_outputs({"bucket": self.bucket_name, "key": self.key})

@@ -1,0 +1,764 @@
+"""Stack configuration: one typed, validated object, built before any resource is declared.
+
+`parse_config` is pure (a plain mapping in, a frozen `FleetConfig` out) so every rule is unit
+tested without Pulumi. `read_config` is the thin reader over `pulumi.Config`; the GitHub App
+secrets never enter the mapping: they come through `Config.require_secret` and stay Outputs.
+
+Keys are the camelCase names under the project namespace (`runner-fleet:maxSize`).
+Every key is documented, with its default, in Pulumi.example.yaml.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import ipaddress
+import json
+import math
+import re
+from collections.abc import Mapping
+from typing import Any
+
+NAMESPACE = "runner-fleet"
+
+# Tag on every resource; the instance policy's terminate statement is conditioned on it.
+FLEET_TAG = "runner-fleet"
+# Tag the control plane puts on each JIT parameter (value: the instance's ARN). The instance
+# policy only lets a caller whose ec2:SourceInstanceARN equals this tag read or delete it.
+JIT_INSTANCE_TAG = "runner-fleet-instance-arn"
+
+SECRET_KEYS = ("githubAppId", "githubAppPrivateKey", "githubWebhookSecret")
+
+ARCHITECTURES = ("x86_64", "arm64")
+SPOT_ALLOCATION_STRATEGIES = (
+    "price-capacity-optimized",
+    "capacity-optimized",
+    "capacity-optimized-prioritized",
+    "lowest-price",
+)
+WARM_POOL_STATES = ("Stopped", "Running", "Hibernated")
+AMI_FAMILIES = ("debian-13", "ubuntu-24.04")
+
+# Official image owners and name patterns; {arch} is amd64 or arm64.
+AMI_FILTERS: dict[str, tuple[str, str]] = {
+    "debian-13": ("136693071363", "debian-13-{arch}-*"),
+    "ubuntu-24.04": (
+        "099720109477",
+        "ubuntu/images/hvm-ssd-gp3/ubuntu-noble-24.04-{arch}-server-*",
+    ),
+}
+
+# Current-generation families the program knows; a family not listed is rejected so a typo or a
+# wrong-architecture type fails at `pulumi preview`, not as a launch failure hours later.
+_X86_64_FAMILIES = (
+    "t3",
+    "t3a",
+    "m5",
+    "m5a",
+    "m5ad",
+    "m5d",
+    "m5dn",
+    "m5n",
+    "m5zn",
+    "m6a",
+    "m6i",
+    "m6id",
+    "m6idn",
+    "m6in",
+    "m7a",
+    "m7i",
+    "m7i-flex",
+    "m8a",
+    "m8i",
+    "c5",
+    "c5a",
+    "c5ad",
+    "c5d",
+    "c5n",
+    "c6a",
+    "c6i",
+    "c6id",
+    "c6in",
+    "c7a",
+    "c7i",
+    "c7i-flex",
+    "c8i",
+    "r5",
+    "r5a",
+    "r5d",
+    "r5n",
+    "r6a",
+    "r6i",
+    "r6id",
+    "r7a",
+    "r7i",
+    "r7iz",
+    "r8i",
+    "z1d",
+    "i4i",
+)
+_ARM64_FAMILIES = (
+    "t4g",
+    "m6g",
+    "m6gd",
+    "m7g",
+    "m7gd",
+    "m8g",
+    "m8gd",
+    "c6g",
+    "c6gd",
+    "c6gn",
+    "c7g",
+    "c7gd",
+    "c7gn",
+    "c8g",
+    "r6g",
+    "r6gd",
+    "r7g",
+    "r7gd",
+    "r8g",
+    "i4g",
+    "im4gn",
+)
+INSTANCE_FAMILIES: dict[str, str] = {
+    **dict.fromkeys(_X86_64_FAMILIES, "x86_64"),
+    **dict.fromkeys(_ARM64_FAMILIES, "arm64"),
+}
+
+DEFAULT_INSTANCE_TYPES = {
+    "x86_64": ("m7i.xlarge", "m6i.xlarge", "m6a.xlarge"),
+    "arm64": ("m7g.xlarge", "m6g.xlarge", "m8g.xlarge"),
+}
+
+# Networks Docker creates on runners (docker0 and the docker_host role's default address pool).
+DOCKER_ADDRESS_POOLS = ("172.17.0.0/16", "10.210.0.0/16")
+
+# AWS bounds for an Auto Scaling group's max_instance_lifetime (when set): 1 day to 365 days.
+ASG_MIN_INSTANCE_LIFETIME_S = 86_400
+ASG_MAX_INSTANCE_LIFETIME_S = 31_536_000
+
+# What each key means; Pulumi.example.yaml documents the same keys (a unit test keeps them equal).
+KEYS: dict[str, str] = {
+    "fleetName": "short name of this fleet; prefixes resource names and SSM paths",
+    "githubScope": "GitHub organisation ('my-org') or repository ('owner/repo') served",
+    "runnerLabels": "labels the runners register with; jobs select runners by them",
+    "runnerGroup": "runner group (organisation scope); 'Default' for repository scope",
+    "runnerGroupAllowsPublicRepositories": "let public repositories use the group (risky)",
+    "architecture": "x86_64 or arm64; every instance type must match",
+    "instanceTypes": "instance types for the mixed instances policy, in priority order",
+    "spotPercentage": "share of capacity above the on-demand base that is Spot (0-100)",
+    "spotAllocationStrategy": "how Spot capacity is chosen across the instance types",
+    "onDemandBaseCapacity": "first N instances always on-demand",
+    "minSize": "smallest group size",
+    "maxSize": "largest group size (hard cap on concurrent runners)",
+    "warmIdle": "idle, registered runners the scaler keeps ready",
+    "warmPoolSize": "stopped, pre-initialised instances (0 = no warm pool)",
+    "warmPoolState": "state of warm-pool instances: Stopped, Running or Hibernated",
+    "jobTimeoutMinutes": "longest job the fleet must let finish",
+    "maxRunnerLifetimeMinutes": "reaper terminates runners older than this",
+    "registrationTimeoutMinutes": "boot deadline: unregistered runners are replaced after it",
+    "vpcCidr": "CIDR of the VPC to create (omit when subnetIds is given)",
+    "availabilityZoneCount": "availability zones for the created VPC",
+    "subnetIds": "existing subnets to run in (omit to create a VPC)",
+    "ssmVpcEndpoints": "create interface endpoints for SSM (and an S3 gateway endpoint)",
+    "associatePublicIp": "give runners public IPs (only with your own public subnets)",
+    "amiId": "image id; when omitted the newest image of amiFamily is used",
+    "amiFamily": "debian-13 or ubuntu-24.04: the official image looked up by filter",
+    "bakedImage": "the image already carries the bake part of the playbooks",
+    "rootVolumeGiB": "encrypted gp3 root volume size",
+    "dockerVolumeGiB": "encrypted gp3 volume mounted at /var/lib/docker",
+    "kmsKeyArn": "existing customer-managed KMS key; omit to create one",
+    "ebsKmsKeyArn": "KMS key for EBS volumes; omit to use the account's aws/ebs key",
+    "ssmParameterPrefix": "first segment of every SSM parameter path",
+    "tags": "extra tags for every resource",
+}
+
+
+class ConfigError(ValueError):
+    """Stack configuration is invalid; lists every problem with its key and the fix."""
+
+    def __init__(self, problems: list[tuple[str, str]]) -> None:
+        self.problems = problems
+        lines = [f"{NAMESPACE}:{key}: {message}" for key, message in problems]
+        super().__init__("invalid stack configuration:\n  " + "\n  ".join(lines))
+
+
+@dataclasses.dataclass(frozen=True)
+class FleetConfig:
+    """Validated settings of one fleet (no secrets: see `GithubAppSecrets`)."""
+
+    fleet_name: str
+    github_scope: str
+    runner_labels: tuple[str, ...]
+    runner_group: str
+    runner_group_allows_public_repositories: bool
+    architecture: str
+    instance_types: tuple[str, ...]
+    spot_percentage: int
+    spot_allocation_strategy: str
+    on_demand_base_capacity: int
+    min_size: int
+    max_size: int
+    warm_idle: int
+    warm_pool_size: int
+    warm_pool_state: str
+    job_timeout_minutes: int
+    max_runner_lifetime_minutes: int
+    registration_timeout_minutes: int
+    vpc_cidr: str | None
+    availability_zone_count: int
+    subnet_ids: tuple[str, ...]
+    ssm_vpc_endpoints: bool
+    associate_public_ip: bool
+    ami_id: str | None
+    ami_family: str
+    baked_image: bool
+    root_volume_gib: int
+    docker_volume_gib: int
+    kms_key_arn: str | None
+    ebs_kms_key_arn: str | None
+    ssm_parameter_prefix: str
+    tags: Mapping[str, str]
+
+    # Derived names: one place, so IAM, user data and the control plane agree.
+
+    @property
+    def scope_kind(self) -> str:
+        """'org' or 'repo'."""
+        return "repo" if "/" in self.github_scope else "org"
+
+    @property
+    def creates_vpc(self) -> bool:
+        return not self.subnet_ids
+
+    @property
+    def parameter_root(self) -> str:
+        """SSM path of this fleet, e.g. /runner-fleet/main."""
+        return f"/{self.ssm_parameter_prefix}/{self.fleet_name}"
+
+    @property
+    def runner_parameter_path(self) -> str:
+        return f"{self.parameter_root}/runners"
+
+    @property
+    def jit_parameter_template(self) -> str:
+        """Name of an instance's JIT parameter, with {instance_id} to fill in."""
+        return f"{self.runner_parameter_path}/{{instance_id}}/jitconfig"
+
+    @property
+    def github_app_parameter_names(self) -> dict[str, str]:
+        base = f"{self.parameter_root}/github-app"
+        return {
+            "app_id": f"{base}/app-id",
+            "private_key": f"{base}/private-key",
+            "webhook_secret": f"{base}/webhook-secret",
+        }
+
+    @property
+    def asg_name(self) -> str:
+        # A fixed name (not autonamed) lets the instance policy and user data name the group
+        # without a dependency cycle (role -> launch template -> group).
+        return f"{self.ssm_parameter_prefix.replace('/', '-')}-{self.fleet_name}"
+
+    @property
+    def launch_hook_name(self) -> str:
+        return f"{self.asg_name}-launch"
+
+    @property
+    def terminate_hook_name(self) -> str:
+        return f"{self.asg_name}-terminate"
+
+    @property
+    def on_demand_percentage_above_base(self) -> int:
+        return 100 - self.spot_percentage
+
+    @property
+    def asg_max_instance_lifetime_seconds(self) -> int:
+        """Backstop for the reaper: the next whole day strictly beyond the runner lifetime.
+
+        The reaper (control plane) enforces maxRunnerLifetimeMinutes and knows which runners
+        are busy. AWS only accepts 0 or 1-365 days here, so the group's own limit is a
+        coarser backstop that can never fire before the reaper would have.
+        """
+        lifetime_s = self.max_runner_lifetime_minutes * 60
+        days = math.floor(lifetime_s / 86_400) + 1
+        return min(ASG_MAX_INSTANCE_LIFETIME_S, max(ASG_MIN_INSTANCE_LIFETIME_S, days * 86_400))
+
+    @property
+    def all_tags(self) -> dict[str, str]:
+        return {**self.tags, FLEET_TAG: self.fleet_name, "managed-by": "pulumi"}
+
+
+@dataclasses.dataclass(frozen=True)
+class GithubAppSecrets:
+    """GitHub App credentials as Pulumi secret Outputs; never plain strings."""
+
+    app_id: Any
+    private_key: Any
+    webhook_secret: Any
+
+
+_FLEET_NAME = re.compile(r"^[a-z][a-z0-9-]{0,22}[a-z0-9]$")
+_GITHUB_OWNER = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9]|-(?=[A-Za-z0-9])){0,38}$")
+_GITHUB_REPO = re.compile(r"^[A-Za-z0-9._-]{1,100}$")
+_LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+_INSTANCE_TYPE = re.compile(r"^([a-z][a-z0-9-]*)\.([a-z0-9-]+)$")
+_SUBNET_ID = re.compile(r"^subnet-[0-9a-f]{8,17}$")
+_AMI_ID = re.compile(r"^ami-[0-9a-f]{8,17}$")
+_KMS_KEY_ARN = re.compile(r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/[A-Za-z0-9-]+$")
+_SSM_PREFIX = re.compile(r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$")
+
+
+class _Reader:
+    """Reads typed values from the mapping and collects every problem instead of stopping."""
+
+    def __init__(self, raw: Mapping[str, Any]) -> None:
+        self.raw = raw
+        self.problems: list[tuple[str, str]] = []
+
+    def fail(self, key: str, message: str) -> None:
+        self.problems.append((key, message))
+
+    def given(self, key: str) -> bool:
+        return self.raw.get(key) is not None
+
+    def string(
+        self, key: str, default: str | None, pattern: re.Pattern[str] | None = None, hint: str = ""
+    ) -> str | None:
+        value = self.raw.get(key, default)
+        if value is None:
+            return None
+        if not isinstance(value, str) or not value:
+            self.fail(key, f"expected a non-empty string, got {value!r}")
+            return default
+        if pattern is not None and not pattern.match(value):
+            self.fail(key, f"{value!r} is not valid: {hint}")
+            return default
+        return value
+
+    def choice(self, key: str, default: str, choices: tuple[str, ...]) -> str:
+        value = self.raw.get(key, default)
+        if value not in choices:
+            self.fail(key, f"{value!r} is not one of {', '.join(choices)}")
+            return default
+        return value
+
+    def integer(self, key: str, default: int, low: int, high: int) -> int:
+        value = self.raw.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int):
+            self.fail(key, f"expected a whole number, got {value!r}")
+            return default
+        if not low <= value <= high:
+            self.fail(key, f"{value} is outside {low}-{high}; set a value in that range")
+            return default
+        return value
+
+    def boolean(self, key: str, default: bool) -> bool:
+        value = self.raw.get(key, default)
+        if not isinstance(value, bool):
+            self.fail(key, f"expected true or false, got {value!r}")
+            return default
+        return value
+
+    def strings(self, key: str, default: tuple[str, ...]) -> tuple[str, ...]:
+        value = self.raw.get(key)
+        if value is None:
+            return default
+        if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+            self.fail(key, f"expected a list of strings, got {value!r}")
+            return default
+        return tuple(value)
+
+    def string_map(self, key: str) -> dict[str, str]:
+        value = self.raw.get(key)
+        if value is None:
+            return {}
+        if not isinstance(value, Mapping) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+        ):
+            self.fail(key, f"expected a map of strings to strings, got {value!r}")
+            return {}
+        return dict(value)
+
+
+def parse_config(raw: Mapping[str, Any]) -> FleetConfig:
+    """Turn plain stack settings (camelCase keys, JSON-decoded values) into a FleetConfig.
+
+    Raises ConfigError naming every bad key and how to fix it; no Pulumi call is made.
+    """
+    r = _Reader(raw)
+    for key in raw:
+        if key in SECRET_KEYS:
+            r.fail(key, "is a secret: it is read with require_secret, not as plain config")
+        elif key not in KEYS:
+            close = difflib.get_close_matches(key, list(KEYS), n=1)
+            hint = f"; did you mean {close[0]}?" if close else "; see Pulumi.example.yaml"
+            r.fail(key, f"unknown setting{hint}")
+
+    fleet_name = r.string(
+        "fleetName",
+        "main",
+        _FLEET_NAME,
+        "use 2-24 characters: lowercase letters, digits and '-', starting with a letter",
+    )
+    scope = _github_scope(r)
+    labels = _labels(r)
+    runner_group = _runner_group(r, scope)
+    architecture = r.choice("architecture", "x86_64", ARCHITECTURES)
+    instance_types = _instance_types(r, architecture)
+
+    spot = r.integer("spotPercentage", 0, 0, 100)
+    min_size = r.integer("minSize", 0, 0, 1000)
+    max_size = r.integer("maxSize", 10, 1, 1000)
+    warm_idle = r.integer("warmIdle", 0, 0, 1000)
+    on_demand_base = r.integer("onDemandBaseCapacity", 0, 0, 1000)
+    warm_pool = r.integer("warmPoolSize", 0, 0, 1000)
+    if min_size > max_size:
+        r.fail(
+            "maxSize",
+            f"maxSize ({max_size}) is below minSize ({min_size}); raise maxSize or lower minSize",
+        )
+    if warm_idle > max_size:
+        r.fail(
+            "warmIdle",
+            f"warmIdle ({warm_idle}) exceeds maxSize ({max_size}); idle runners "
+            "count against the cap: lower warmIdle or raise maxSize",
+        )
+    if on_demand_base > max_size:
+        r.fail(
+            "onDemandBaseCapacity",
+            f"onDemandBaseCapacity ({on_demand_base}) exceeds maxSize ({max_size}); lower it",
+        )
+    if warm_pool > max_size:
+        r.fail("warmPoolSize", f"warmPoolSize ({warm_pool}) exceeds maxSize ({max_size})")
+    if warm_pool and (spot or len(instance_types) != 1):
+        r.fail(
+            "warmPoolSize",
+            "AWS warm pools cannot be used with a mixed instances policy or "
+            "Spot: set spotPercentage to 0 and a single instanceTypes entry, "
+            "or set warmPoolSize to 0",
+        )
+
+    job_timeout = r.integer("jobTimeoutMinutes", 180, 1, 7200)
+    registration = r.integer("registrationTimeoutMinutes", 20, 5, 120)
+    lifetime = r.integer("maxRunnerLifetimeMinutes", 360, 10, 364 * 1440)
+    if lifetime < job_timeout + registration:
+        r.fail(
+            "maxRunnerLifetimeMinutes",
+            f"maxRunnerLifetimeMinutes ({lifetime}) must be at least jobTimeoutMinutes + "
+            f"registrationTimeoutMinutes ({job_timeout} + {registration} = "
+            f"{job_timeout + registration}), or the reaper would stop runners mid-job; raise "
+            "maxRunnerLifetimeMinutes or lower jobTimeoutMinutes",
+        )
+
+    vpc_cidr, subnet_ids, az_count, public_ip = _network(r)
+    ami_id = r.string("amiId", None, _AMI_ID, "expected ami- followed by 8-17 hex digits")
+    baked = r.boolean("bakedImage", False)
+    if baked and ami_id is None:
+        r.fail(
+            "bakedImage",
+            "a baked image is your own image: set amiId to it, or set "
+            "bakedImage to false to run the bake part at boot",
+        )
+    root_gib = r.integer("rootVolumeGiB", 30, 8, 16384)
+    docker_gib = r.integer("dockerVolumeGiB", 100, 20, 16384)
+    if root_gib == docker_gib:
+        r.fail(
+            "dockerVolumeGiB",
+            f"dockerVolumeGiB equals rootVolumeGiB ({root_gib}); the boot "
+            "script finds the Docker volume by its size: make them differ",
+        )
+    kms_hint = "expected arn:aws:kms:<region>:<account>:key/<key-id> (not an alias)"
+    config = FleetConfig(
+        fleet_name=fleet_name or "main",
+        github_scope=scope or "",
+        runner_labels=labels,
+        runner_group=runner_group,
+        runner_group_allows_public_repositories=r.boolean(
+            "runnerGroupAllowsPublicRepositories", False
+        ),
+        architecture=architecture,
+        instance_types=instance_types,
+        spot_percentage=spot,
+        spot_allocation_strategy=r.choice(
+            "spotAllocationStrategy", "price-capacity-optimized", SPOT_ALLOCATION_STRATEGIES
+        ),
+        on_demand_base_capacity=on_demand_base,
+        min_size=min_size,
+        max_size=max_size,
+        warm_idle=warm_idle,
+        warm_pool_size=warm_pool,
+        warm_pool_state=r.choice("warmPoolState", "Stopped", WARM_POOL_STATES),
+        job_timeout_minutes=job_timeout,
+        max_runner_lifetime_minutes=lifetime,
+        registration_timeout_minutes=registration,
+        vpc_cidr=vpc_cidr,
+        availability_zone_count=az_count,
+        subnet_ids=subnet_ids,
+        ssm_vpc_endpoints=r.boolean("ssmVpcEndpoints", False),
+        associate_public_ip=public_ip,
+        ami_id=ami_id,
+        ami_family=r.choice("amiFamily", "debian-13", AMI_FAMILIES),
+        baked_image=baked,
+        root_volume_gib=root_gib,
+        docker_volume_gib=docker_gib,
+        kms_key_arn=r.string("kmsKeyArn", None, _KMS_KEY_ARN, kms_hint),
+        ebs_kms_key_arn=r.string("ebsKmsKeyArn", None, _KMS_KEY_ARN, kms_hint),
+        ssm_parameter_prefix=_ssm_prefix(r),
+        tags=_tags(r),
+    )
+    if r.problems:
+        raise ConfigError(r.problems)
+    return config
+
+
+def _github_scope(r: _Reader) -> str | None:
+    scope = r.raw.get("githubScope")
+    if scope is None:
+        r.fail(
+            "githubScope",
+            "is required: set it to an organisation ('my-org') or a repository ('owner/repo')",
+        )
+        return None
+    if not isinstance(scope, str):
+        r.fail("githubScope", f"expected a string, got {scope!r}")
+        return None
+    parts = scope.split("/")
+    ok = (
+        len(parts) in (1, 2)
+        and _GITHUB_OWNER.match(parts[0]) is not None
+        and (len(parts) == 1 or (_GITHUB_REPO.match(parts[1]) and parts[1] not in (".", "..")))
+    )
+    if not ok:
+        r.fail(
+            "githubScope",
+            f"{scope!r} is neither an organisation ('my-org') nor a "
+            "repository ('owner/repo'); no URL, no trailing slash",
+        )
+        return None
+    return scope
+
+
+def _labels(r: _Reader) -> tuple[str, ...]:
+    labels = r.strings("runnerLabels", ("self-hosted", "linux", "dind"))
+    if not labels:
+        r.fail(
+            "runnerLabels",
+            "is empty: jobs select runners by label; give at least one, "
+            "e.g. [self-hosted, linux, dind]",
+        )
+    for label in labels:
+        if not _LABEL.match(label):
+            r.fail(
+                "runnerLabels",
+                f"label {label!r} is invalid: use 1-100 letters, digits, "
+                "'.', '_' or '-', starting with a letter or digit",
+            )
+    lowered = [label.lower() for label in labels]
+    if len(set(lowered)) != len(lowered):
+        r.fail(
+            "runnerLabels",
+            "labels repeat (GitHub compares them case-insensitively); remove the duplicates",
+        )
+    if len(labels) > 100:
+        r.fail("runnerLabels", "GitHub accepts at most 100 labels")
+    return labels
+
+
+def _runner_group(r: _Reader, scope: str | None) -> str:
+    repo_scope = scope is not None and "/" in scope
+    group = r.string("runnerGroup", "Default" if repo_scope else "runner-fleet")
+    group = group or "runner-fleet"
+    if len(group) > 100 or any(ord(c) < 32 for c in group):
+        r.fail("runnerGroup", "use at most 100 printable characters")
+    if repo_scope and group != "Default":
+        r.fail(
+            "runnerGroup",
+            "runner groups exist only for organisations; with a repository "
+            "scope leave runnerGroup unset (or 'Default')",
+        )
+    return group
+
+
+def _instance_types(r: _Reader, architecture: str) -> tuple[str, ...]:
+    known = [family for family, arch in INSTANCE_FAMILIES.items() if arch == architecture]
+    types = r.strings("instanceTypes", DEFAULT_INSTANCE_TYPES.get(architecture, ()))
+    if not types:
+        r.fail("instanceTypes", "is empty: list at least one instance type, e.g. [m7i.xlarge]")
+    if len(set(types)) != len(types):
+        r.fail("instanceTypes", "lists a type twice; remove the duplicate")
+    for instance_type in types:
+        match = _INSTANCE_TYPE.match(instance_type)
+        family = match.group(1) if match else None
+        if family not in INSTANCE_FAMILIES:
+            r.fail(
+                "instanceTypes",
+                f"{instance_type!r} is not a known instance type family; use "
+                f"family.size (e.g. m7i.xlarge) from: {', '.join(sorted(known))}",
+            )
+        elif INSTANCE_FAMILIES[family] != architecture:
+            r.fail(
+                "instanceTypes",
+                f"{instance_type!r} is {INSTANCE_FAMILIES[family]} but "
+                f"architecture is {architecture}; pick {architecture} types "
+                "or change architecture",
+            )
+    return types
+
+
+def _network(r: _Reader) -> tuple[str | None, tuple[str, ...], int, bool]:
+    subnet_ids = r.strings("subnetIds", ())
+    for subnet in subnet_ids:
+        if not _SUBNET_ID.match(subnet):
+            r.fail("subnetIds", f"{subnet!r} is not a subnet id (subnet-0123abcd...)")
+    if len(set(subnet_ids)) != len(subnet_ids):
+        r.fail("subnetIds", "lists a subnet twice")
+    if r.given("subnetIds") and not subnet_ids:
+        r.fail("subnetIds", "is empty: list your subnets, or remove it to create a VPC")
+    vpc_cidr: str | None = None
+    if r.given("vpcCidr") and subnet_ids:
+        r.fail(
+            "vpcCidr",
+            "both vpcCidr and subnetIds are set: give subnetIds to use your "
+            "network, or vpcCidr to create a VPC, not both",
+        )
+    elif not subnet_ids:
+        vpc_cidr = r.string("vpcCidr", "10.64.0.0/16")
+        try:
+            network = ipaddress.IPv4Network(vpc_cidr or "", strict=True)
+            if not 16 <= network.prefixlen <= 24:
+                r.fail("vpcCidr", f"{vpc_cidr} must be between /16 and /24")
+            for pool in DOCKER_ADDRESS_POOLS:
+                if network.overlaps(ipaddress.IPv4Network(pool)):
+                    r.fail(
+                        "vpcCidr",
+                        f"{vpc_cidr} overlaps {pool}, where Docker on the runners "
+                        "puts its networks (docker_host role defaults): jobs "
+                        "could not reach the VPC; choose another range",
+                    )
+        except ValueError:
+            r.fail(
+                "vpcCidr", f"{vpc_cidr!r} is not an IPv4 network like 10.64.0.0/16 (host bits zero)"
+            )
+    if r.given("availabilityZoneCount") and subnet_ids:
+        r.fail(
+            "availabilityZoneCount",
+            "only applies to the VPC this program creates; your "
+            "subnets decide the zones: remove it",
+        )
+    az_count = r.integer("availabilityZoneCount", 2, 1, 6)
+    public_ip = r.boolean("associatePublicIp", False)
+    if public_ip and not subnet_ids:
+        r.fail(
+            "associatePublicIp",
+            "the VPC this program creates keeps runners in private "
+            "subnets behind NAT: set it to false, or give public "
+            "subnetIds",
+        )
+    return vpc_cidr, subnet_ids, az_count, public_ip
+
+
+def _ssm_prefix(r: _Reader) -> str:
+    prefix = r.string(
+        "ssmParameterPrefix",
+        "runner-fleet",
+        _SSM_PREFIX,
+        "use letters, digits, '_', '.', '-' and '/' (no leading or trailing '/')",
+    )
+    prefix = prefix or "runner-fleet"
+    if prefix.lower().startswith(("aws", "ssm")):
+        r.fail(
+            "ssmParameterPrefix",
+            "SSM reserves paths starting with 'aws' or 'ssm'; choose another prefix",
+        )
+    return prefix
+
+
+def _tags(r: _Reader) -> dict[str, str]:
+    tags = r.string_map("tags")
+    for key, value in tags.items():
+        if key.lower().startswith("aws:") or not 1 <= len(key) <= 128 or len(value) > 256:
+            r.fail(
+                "tags",
+                f"tag {key!r}: keys are 1-128 characters and may not start with "
+                "'aws:'; values at most 256",
+            )
+        if key in (FLEET_TAG, "managed-by"):
+            r.fail("tags", f"tag {key!r} is set by the program; remove it")
+    if len(tags) > 40:
+        r.fail("tags", "at most 40 extra tags (AWS allows 50 per resource)")
+    return tags
+
+
+def read_config(config: Any = None) -> tuple[FleetConfig, GithubAppSecrets]:
+    """Read this project's stack config through Pulumi: settings plus secret Outputs."""
+    import pulumi
+    import pulumi.runtime.config as runtime_config
+
+    config = config or pulumi.Config()
+    prefix = f"{config.name}:"
+    every_key = set(runtime_config.CONFIG.get()) | set(runtime_config.get_config_env())
+    secret_keys = set(runtime_config.get_config_secret_keys_env())
+    raw: dict[str, Any] = {}
+    problems: list[tuple[str, str]] = []
+    for full_key in sorted(k for k in every_key if k.startswith(prefix)):
+        key = full_key[len(prefix) :]
+        if key in SECRET_KEYS:
+            continue
+        value = runtime_config.get_config(full_key)
+        raw[key] = value if _is_string_key(key) else _decode(key, value, problems)
+    for key in SECRET_KEYS:
+        full_key = prefix + key
+        if runtime_config.get_config(full_key) is None:
+            problems.append((key, f"is required: pulumi config set --secret {key} <value>"))
+        elif not (runtime_config.is_config_secret(full_key) or full_key in secret_keys):
+            problems.append(
+                (
+                    key,
+                    f"is stored in plain text: run pulumi config set --secret "
+                    f"{key} <value> so it is encrypted in the stack file",
+                )
+            )
+    try:
+        fleet = parse_config(raw)
+    except ConfigError as error:
+        problems = problems + error.problems
+    if problems:
+        raise ConfigError(problems)
+    secrets = GithubAppSecrets(
+        app_id=config.require_secret("githubAppId"),
+        private_key=config.require_secret("githubAppPrivateKey"),
+        webhook_secret=config.require_secret("githubWebhookSecret"),
+    )
+    return fleet, secrets
+
+
+_STRING_KEYS = {
+    "fleetName",
+    "githubScope",
+    "runnerGroup",
+    "architecture",
+    "spotAllocationStrategy",
+    "warmPoolState",
+    "vpcCidr",
+    "amiId",
+    "amiFamily",
+    "kmsKeyArn",
+    "ebsKmsKeyArn",
+    "ssmParameterPrefix",
+}
+
+
+def _is_string_key(key: str) -> bool:
+    return key in _STRING_KEYS
+
+
+def _decode(key: str, value: Any, problems: list[tuple[str, str]]) -> Any:
+    # Pulumi hands every value over as a string; numbers, booleans, lists and maps are JSON.
+    if not isinstance(value, str):
+        return value
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError:
+        problems.append((key, f"{value!r} is not a number, true/false, list or map as expected"))
+        return None

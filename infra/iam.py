@@ -1,0 +1,287 @@
+"""IAM for runner instances: pure policy documents plus the component that applies them.
+
+Every document is a pure function of plain strings returning a dict, so tests (and the control
+plane) evaluate exactly what is deployed. The component wraps them with
+`Output.all(...).apply(json.dumps)`.
+
+How an instance can only touch its own JIT parameter
+-----------------------------------------------------
+The control plane creates `/<prefix>/<fleet>/runners/<instance-id>/jitconfig` with the tag
+`runner-fleet-instance-arn = arn:...:instance/<instance-id>`. The instance policy allows
+`ssm:GetParameter` and `ssm:DeleteParameter` on that path pattern only when the tag equals
+`${ec2:SourceInstanceARN}`, the ARN of the instance whose role credentials signed the request,
+filled in by IAM (callers cannot set it). An explicit Deny repeats the rule the other way round
+(any runner parameter whose tag is not the caller's is denied, whatever else allows it) because
+AmazonSSMManagedInstanceCore allows `ssm:GetParameter` on `*`; a second Deny covers the GitHub
+App parameters. Decryption is limited the same way: `kms:Decrypt` on the fleet's key only via
+SSM (`kms:ViaService`) and only for a runner parameter (`kms:EncryptionContext:PARAMETER_ARN`,
+which Parameter Store always sends), plus via S3 for the playbook bundle object.
+
+Self-termination: `autoscaling:TerminateInstanceInAutoScalingGroup` takes the group as its
+resource and has no condition key naming the target instance, so the narrowest grant AWS
+allows is "instances of this fleet's group" (resource ARN by name, and the group's fleet tag).
+A hostile job that escapes to the host could therefore end other runners of the same fleet
+(availability, not data); the ledger records interrupted jobs for retry. The script only
+ever passes its own instance id. Nothing else is granted: no ec2:DescribeTags (the instance
+reads nothing from tags), no ec2:TerminateInstances (the shutdown fallback needs no IAM).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import pulumi
+import pulumi_aws as aws
+
+from infra.config import FLEET_TAG, JIT_INSTANCE_TAG
+
+SSM_MANAGED_INSTANCE_CORE = "AmazonSSMManagedInstanceCore"
+
+# Read actions the explicit denies cover (everything that returns a parameter value).
+SSM_READ_ACTIONS = (
+    "ssm:GetParameter",
+    "ssm:GetParameters",
+    "ssm:GetParametersByPath",
+    "ssm:GetParameterHistory",
+)
+
+
+def ssm_parameter_arn(partition: str, region: str, account_id: str, name: str) -> str:
+    """ARN of a parameter (or a pattern) from its absolute name."""
+    return f"arn:{partition}:ssm:{region}:{account_id}:parameter{name}"
+
+
+def asg_arn(partition: str, region: str, account_id: str, asg_name: str) -> str:
+    """ARN pattern of an Auto Scaling group by name (the middle part is a generated id)."""
+    return (
+        f"arn:{partition}:autoscaling:{region}:{account_id}:autoScalingGroup:*:"
+        f"autoScalingGroupName/{asg_name}"
+    )
+
+
+def instance_trust_policy(dns_suffix: str = "amazonaws.com") -> dict[str, Any]:
+    """Trust policy: only EC2 may assume the runner instance role."""
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"Service": f"ec2.{dns_suffix}"},
+                "Action": "sts:AssumeRole",
+            }
+        ],
+    }
+
+
+def instance_policy(
+    *,
+    partition: str,
+    region: str,
+    account_id: str,
+    parameter_root: str,
+    kms_key_arn: str,
+    bundle_bucket: str,
+    bundle_key: str,
+    asg_name: str,
+    fleet_name: str,
+) -> dict[str, Any]:
+    """Inline policy of a runner instance: its own JIT parameter, the bundle, leaving its group."""
+    runners = ssm_parameter_arn(partition, region, account_id, f"{parameter_root}/runners")
+    own_tag = {f"ssm:resourceTag/{JIT_INSTANCE_TAG}": "${ec2:SourceInstanceARN}"}
+    bucket_arn = f"arn:{partition}:s3:::{bundle_bucket}"
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "ReadAndDeleteOwnJitConfig",
+                "Effect": "Allow",
+                "Action": ["ssm:GetParameter", "ssm:DeleteParameter"],
+                "Resource": f"{runners}/*/jitconfig",
+                "Condition": {"StringEquals": own_tag},
+            },
+            {
+                "Sid": "DenyOtherRunnersParameters",
+                "Effect": "Deny",
+                "Action": [*SSM_READ_ACTIONS, "ssm:DeleteParameter", "ssm:DeleteParameters"],
+                "Resource": [runners, f"{runners}/*"],
+                "Condition": {"StringNotEquals": own_tag},
+            },
+            {
+                "Sid": "DenyFleetSecrets",
+                "Effect": "Deny",
+                "Action": list(SSM_READ_ACTIONS),
+                "Resource": [
+                    ssm_parameter_arn(
+                        partition, region, account_id, f"{parameter_root}/github-app"
+                    ),
+                    ssm_parameter_arn(
+                        partition, region, account_id, f"{parameter_root}/github-app/*"
+                    ),
+                ],
+            },
+            {
+                "Sid": "DecryptOwnJitConfigViaSsm",
+                "Effect": "Allow",
+                "Action": "kms:Decrypt",
+                "Resource": kms_key_arn,
+                "Condition": {
+                    "StringEquals": {"kms:ViaService": f"ssm.{region}.amazonaws.com"},
+                    "StringLike": {"kms:EncryptionContext:PARAMETER_ARN": f"{runners}/*/jitconfig"},
+                },
+            },
+            {
+                "Sid": "ReadPlaybookBundle",
+                "Effect": "Allow",
+                "Action": "s3:GetObject",
+                "Resource": f"{bucket_arn}/{bundle_key}",
+            },
+            {
+                "Sid": "DecryptPlaybookBundleViaS3",
+                "Effect": "Allow",
+                "Action": "kms:Decrypt",
+                "Resource": kms_key_arn,
+                "Condition": {
+                    "StringEquals": {
+                        "kms:ViaService": f"s3.{region}.amazonaws.com",
+                        # With an S3 Bucket Key the context is the bucket ARN; without, the object.
+                        "kms:EncryptionContext:aws:s3:arn": [
+                            bucket_arn,
+                            f"{bucket_arn}/{bundle_key}",
+                        ],
+                    }
+                },
+            },
+            {
+                "Sid": "LeaveOwnFleetGroup",
+                "Effect": "Allow",
+                "Action": "autoscaling:TerminateInstanceInAutoScalingGroup",
+                "Resource": asg_arn(partition, region, account_id, asg_name),
+                "Condition": {"StringEquals": {f"autoscaling:ResourceTag/{FLEET_TAG}": fleet_name}},
+            },
+        ],
+    }
+
+
+def kms_key_policy(*, partition: str, account_id: str) -> dict[str, Any]:
+    """Key policy: the account administers the key and grants use through IAM policies only."""
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "AccountAdministersKeyThroughIam",
+                "Effect": "Allow",
+                "Principal": {"AWS": f"arn:{partition}:iam::{account_id}:root"},
+                "Action": "kms:*",
+                "Resource": "*",
+            }
+        ],
+    }
+
+
+def bundle_bucket_policy(*, bucket_arn: str) -> dict[str, Any]:
+    """Bucket policy: refuse any request that is not over TLS."""
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "DenyInsecureTransport",
+                "Effect": "Deny",
+                "Principal": "*",
+                "Action": "s3:*",
+                "Resource": [bucket_arn, f"{bucket_arn}/*"],
+                "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+            }
+        ],
+    }
+
+
+def statements_by_sid(policy: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Index a policy's statements by Sid (for tests and the control plane)."""
+    return {statement["Sid"]: statement for statement in policy["Statement"] if "Sid" in statement}
+
+
+class RunnerInstanceRoleArgs:
+    """Inputs of RunnerInstanceRole; plain values or Outputs."""
+
+    def __init__(
+        self,
+        *,
+        partition: str,
+        dns_suffix: str,
+        region: str,
+        account_id: str,
+        parameter_root: str,
+        kms_key_arn: pulumi.Input[str],
+        bundle_bucket: pulumi.Input[str],
+        bundle_key: pulumi.Input[str],
+        asg_name: str,
+        fleet_name: str,
+        tags: dict[str, str],
+    ) -> None:
+        self.partition = partition
+        self.dns_suffix = dns_suffix
+        self.region = region
+        self.account_id = account_id
+        self.parameter_root = parameter_root
+        self.kms_key_arn = kms_key_arn
+        self.bundle_bucket = bundle_bucket
+        self.bundle_key = bundle_key
+        self.asg_name = asg_name
+        self.fleet_name = fleet_name
+        self.tags = tags
+
+
+class RunnerInstanceRole(pulumi.ComponentResource):
+    """Instance role + profile: SSM Session Manager plus the minimal inline policy above."""
+
+    def __init__(
+        self, name: str, args: RunnerInstanceRoleArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("fleet:iam:RunnerInstanceRole", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        self.role = aws.iam.Role(
+            f"{name}-role",
+            description="Runner instances: own JIT parameter, playbook bundle, leave own group",
+            assume_role_policy=json.dumps(instance_trust_policy(args.dns_suffix)),
+            tags=args.tags,
+            opts=child,
+        )
+        aws.iam.RolePolicyAttachment(
+            f"{name}-ssm-core",
+            role=self.role.name,
+            policy_arn=f"arn:{args.partition}:iam::aws:policy/{SSM_MANAGED_INSTANCE_CORE}",
+            opts=child,
+        )
+
+        def render(values: Sequence[str]) -> str:
+            kms_key_arn, bucket, key = values
+            return json.dumps(
+                instance_policy(
+                    partition=args.partition,
+                    region=args.region,
+                    account_id=args.account_id,
+                    parameter_root=args.parameter_root,
+                    kms_key_arn=kms_key_arn,
+                    bundle_bucket=bucket,
+                    bundle_key=key,
+                    asg_name=args.asg_name,
+                    fleet_name=args.fleet_name,
+                )
+            )
+
+        self.policy_document = pulumi.Output.all(
+            args.kms_key_arn, args.bundle_bucket, args.bundle_key
+        ).apply(render)
+        aws.iam.RolePolicy(
+            f"{name}-policy", role=self.role.id, policy=self.policy_document, opts=child
+        )
+        self.instance_profile = aws.iam.InstanceProfile(
+            f"{name}-profile", role=self.role.name, tags=args.tags, opts=child
+        )
+        self.role_arn = self.role.arn
+        self.instance_profile_arn = self.instance_profile.arn
+        self.register_outputs(
+            {"role_arn": self.role_arn, "instance_profile_arn": self.instance_profile_arn}
+        )

@@ -1,0 +1,184 @@
+#!/usr/bin/env bash
+# runner-bootstrap: prepare this runner host, then start its one-job (JIT) runner.
+#
+# Runs as root from runner-boot.service on every boot: a warm-pool instance boots once to be
+# prepared and again when it enters service. Settings come from /etc/runner-fleet/fleet.env and
+# are names and paths only; the JIT config is fetched from SSM here and never passes through
+# user data, a command line or the journal.
+set -Eeuo pipefail
+umask 077
+
+# shellcheck source=/dev/null
+. /etc/runner-fleet/fleet.env
+
+readonly IMDS=http://169.254.169.254/latest
+readonly VENV=/opt/runner-fleet/venv
+readonly PLAYBOOKS=/opt/runner-fleet/playbooks
+readonly STATE=/var/lib/runner-fleet
+readonly WORK=/run/runner-fleet
+readonly INVENTORY=/etc/runner-fleet/inventory.yml
+export AWS_REGION AWS_DEFAULT_REGION="$AWS_REGION" PATH="$VENV/bin:$PATH"
+
+log() { printf 'runner-bootstrap: %s\n' "$*" >&2; }
+
+cleanup() {
+  rm -f "$WORK/jitconfig" "$WORK/boot-vars.json" "$WORK/imds-header"
+}
+
+on_error() {
+  local status=$?
+  trap - ERR
+  cleanup
+  log "boot failed (exit $status); this instance leaves its group"
+  /usr/local/sbin/runner-terminate-self "boot failed" || true
+  exit "$status"
+}
+
+# IMDSv2 only (the launch template requires tokens). The token goes in a header file so it
+# does not show up in `ps`.
+imds() {
+  local token
+  token="$(curl -fsS --retry 5 --retry-connrefused -X PUT "$IMDS/api/token" \
+    -H 'X-aws-ec2-metadata-token-ttl-seconds: 300')"
+  printf 'X-aws-ec2-metadata-token: %s\n' "$token" >"$WORK/imds-header"
+  curl -fsS --retry 5 -H "@$WORK/imds-header" "$IMDS/meta-data/$1"
+  rm -f "$WORK/imds-header"
+}
+
+install_tools() {
+  if [[ -x "$VENV/bin/aws" && -x "$VENV/bin/ansible-playbook" ]]; then
+    return 0
+  fi
+  log "installing ansible $ANSIBLE_VERSION and awscli $AWSCLI_VERSION"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get -o DPkg::Lock::Timeout=600 update -q
+  apt-get -o DPkg::Lock::Timeout=600 install -y -q --no-install-recommends \
+    python3-venv python3-apt curl ca-certificates e2fsprogs
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check \
+    "ansible==$ANSIBLE_VERSION" "awscli==$AWSCLI_VERSION"
+}
+
+# Nitro instances show EBS volumes as NVMe disks whatever the launch template calls them, so
+# the Docker volume is the disk that is not the root disk and has exactly its configured size.
+docker_disk() {
+  local want root_disk name size type
+  if [[ -b "$DOCKER_DEVICE" ]]; then
+    readlink -f "$DOCKER_DEVICE"
+    return 0
+  fi
+  want=$((DOCKER_VOLUME_GIB * 1024 * 1024 * 1024))
+  root_disk="$(lsblk -npo PKNAME "$(findmnt -no SOURCE /)")"
+  while read -r name size type; do
+    if [[ "$type" == disk && "$size" == "$want" && "$name" != "$root_disk" ]]; then
+      printf '%s\n' "$name"
+      return 0
+    fi
+  done < <(lsblk -dnpbo NAME,SIZE,TYPE)
+  return 1
+}
+
+mount_docker_volume() {
+  local disk restart_docker=false
+  if mountpoint -q /var/lib/docker; then
+    return 0
+  fi
+  if ! disk="$(docker_disk)"; then
+    log "no ${DOCKER_VOLUME_GIB} GiB Docker volume attached"
+    return 1
+  fi
+  if ! blkid -o value -s TYPE "$disk" >/dev/null; then
+    mkfs.ext4 -q -L runner-docker "$disk"
+  fi
+  if systemctl is-active --quiet docker.service; then
+    restart_docker=true
+    systemctl stop docker.socket docker.service
+  fi
+  mkdir -p /var/lib/docker
+  sed -i '\|[[:space:]]/var/lib/docker[[:space:]]|d' /etc/fstab
+  printf 'LABEL=runner-docker /var/lib/docker ext4 defaults,nofail 0 2\n' >>/etc/fstab
+  e2label "$disk" runner-docker
+  mount /var/lib/docker
+  if [[ "$restart_docker" == true ]]; then
+    systemctl start docker.service
+  fi
+}
+
+fetch_playbooks() {
+  aws s3 cp --only-show-errors "s3://$BUNDLE_BUCKET/$BUNDLE_KEY" "$WORK/playbooks.zip"
+  rm -rf "$PLAYBOOKS"
+  mkdir -p "$PLAYBOOKS"
+  python3 -m zipfile -e "$WORK/playbooks.zip" "$PLAYBOOKS"
+  rm -f "$WORK/playbooks.zip"
+}
+
+run_playbook() {
+  local playbook="$1"
+  shift
+  (cd "$PLAYBOOKS" && ansible-playbook -i "$INVENTORY" "$playbook" "$@")
+}
+
+# The control plane writes the parameter when the launch lifecycle hook fires, which may be
+# after this point; wait for it up to the boot deadline. Until it exists, reads are denied
+# (the policy matches on its tag), so any error means "not yet".
+fetch_jit_config() {
+  local name="$PARAMETER_ROOT/runners/$1/jitconfig" deadline
+  deadline=$(($(date +%s) + JIT_WAIT_SECONDS))
+  until aws ssm get-parameter --with-decryption --name "$name" \
+    --query Parameter.Value --output text >"$WORK/jitconfig" 2>/dev/null; do
+    if (($(date +%s) >= deadline)); then
+      log "no JIT config at $name after ${JIT_WAIT_SECONDS}s"
+      return 1
+    fi
+    sleep 5
+  done
+  # Single use: delete it before anything else can read it.
+  aws ssm delete-parameter --name "$name"
+  python3 - "$WORK/jitconfig" "$WORK/boot-vars.json" <<'PY'
+import json
+import sys
+
+with open(sys.argv[1], encoding="utf-8") as source:
+    value = source.read().strip()
+with open(sys.argv[2], "w", encoding="utf-8") as target:
+    json.dump({"actions_runner_jitconfig": value}, target)
+PY
+  rm -f "$WORK/jitconfig"
+}
+
+main() {
+  local state instance_id
+  mkdir -p "$WORK" "$STATE"
+  chmod 700 "$WORK"
+  trap on_error ERR
+  trap cleanup EXIT
+
+  install_tools
+  mount_docker_volume
+  fetch_playbooks
+  if [[ "$BAKED_IMAGE" != true && ! -e "$STATE/baked" ]]; then
+    log "running the bake part"
+    run_playbook bake.yml
+    touch "$STATE/baked"
+  fi
+
+  state="$(imds autoscaling/target-lifecycle-state || true)"
+  if [[ "$state" == Warmed:* ]]; then
+    log "prepared for the warm pool ($state); registering when it enters service"
+    return 0
+  fi
+
+  instance_id="$(imds instance-id)"
+  fetch_jit_config "$instance_id"
+  log "running the boot part"
+  run_playbook boot.yml -e "@$WORK/boot-vars.json"
+  rm -f "$WORK/boot-vars.json"
+
+  # A job that ended while the boot part was still finishing was skipped by the service's
+  # ExecStopPost (boot not complete yet); leave now in that case.
+  if ! systemctl is-active --quiet actions-runner.service; then
+    /usr/local/sbin/runner-terminate-self "runner stopped during boot"
+  fi
+}
+
+main "$@"

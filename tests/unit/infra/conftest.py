@@ -1,0 +1,89 @@
+"""Installs the Pulumi mocks, then imports infra: the order Pulumi's unit testing needs.
+
+`build_graph` runs the real program (read_config -> RunnerFleet -> stack outputs) against the
+mocks with config given through `pulumi.runtime.set_all_config`, and returns every resource
+the program registered with its inputs, plus the resolved stack outputs.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import pytest
+
+PROJECT_ROOT = Path(__file__).resolve().parents[3]
+if str(PROJECT_ROOT) not in sys.path:
+    sys.path.insert(0, str(PROJECT_ROOT))
+
+from infra_mocks import (  # noqa: E402
+    MOCKS,
+    PROJECT,
+    FleetMocks,
+    Graph,
+    example_settings,
+    set_stack_config,
+)
+
+pulumi.runtime.set_mocks(MOCKS, project=PROJECT, stack="unit", preview=False)
+
+# Only now may infra be imported.
+from infra.config import read_config  # noqa: E402
+from infra.fleet import RunnerFleet, RunnerFleetArgs  # noqa: E402
+
+
+@pytest.fixture
+def playbooks_dir(tmp_path: Path) -> Path:
+    """A stand-in playbooks/ with the two entry points the boot script runs."""
+    directory = tmp_path / "playbooks"
+    (directory / "roles" / "docker_host" / "tasks").mkdir(parents=True)
+    (directory / "bake.yml").write_text("- hosts: runners\n  roles: [docker_host]\n")
+    (directory / "boot.yml").write_text("- hosts: runners\n  tasks: []\n")
+    (directory / "roles" / "docker_host" / "tasks" / "main.yml").write_text("[]\n")
+    return directory
+
+
+@pytest.fixture
+def mocks() -> FleetMocks:
+    MOCKS.reset()
+    MOCKS.image_architecture = None
+    return MOCKS
+
+
+@pytest.fixture
+def build_graph(mocks: FleetMocks, playbooks_dir: Path, tmp_path: Path):
+    """Run the program with the example settings plus `overrides`; return its Graph."""
+
+    def build(overrides: dict[str, Any] | None = None, drop: tuple[str, ...] = ()) -> Graph:
+        settings = {**example_settings(), **(overrides or {})}
+        for key in drop:
+            settings.pop(key, None)
+        set_stack_config(settings)
+        mocks.reset()
+        resolved: dict[str, Any] = {}
+        holder: dict[str, Any] = {}
+
+        @pulumi.runtime.test
+        def program() -> pulumi.Output:
+            fleet_config, github_app = read_config()
+            fleet = RunnerFleet(
+                fleet_config.fleet_name,
+                RunnerFleetArgs(
+                    config=fleet_config,
+                    github_app=github_app,
+                    playbooks_dir=playbooks_dir,
+                    build_dir=tmp_path / "build",
+                ),
+            )
+            holder["fleet"] = fleet
+            keys = list(fleet.outputs)
+            return pulumi.Output.all(*[fleet.outputs[key] for key in keys]).apply(
+                lambda values: resolved.update(zip(keys, values, strict=True))
+            )
+
+        program()
+        return Graph(list(mocks.resources), resolved, holder["fleet"])
+
+    return build

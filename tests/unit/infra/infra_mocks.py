@@ -1,0 +1,156 @@
+"""Mocks and helpers of the infra tests (conftest.py installs the mocks).
+
+Imports nothing from infra: conftest.py must install the mocks before infra is imported.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import yaml
+
+PROJECT_ROOT = Path(__file__).resolve().parents[3]
+
+PROJECT = yaml.safe_load((PROJECT_ROOT / "Pulumi.yaml").read_text())["name"]
+ACCOUNT = "123456789012"
+REGION = "eu-west-1"
+ZONES = ["eu-west-1a", "eu-west-1b", "eu-west-1c"]
+
+# The GitHub App secrets, with recognisable values: tests assert they show up nowhere but in
+# the SSM parameters.
+SECRETS = {
+    "githubAppId": "SECRET-APP-ID-4242",
+    "githubAppPrivateKey": "-----BEGIN RSA PRIVATE KEY-----\nSECRET-PEM-BODY-7f3a\n-----END",
+    "githubWebhookSecret": "SECRET-WEBHOOK-9c1e",
+}
+
+
+class FleetMocks(pulumi.runtime.Mocks):
+    """Records registered resources and answers the invokes the program makes."""
+
+    def __init__(self) -> None:
+        self.resources: list[pulumi.runtime.MockResourceArgs] = []
+        self.calls: list[pulumi.runtime.MockCallArgs] = []
+        self.image_architecture: str | None = None
+
+    def reset(self) -> None:
+        self.resources.clear()
+        self.calls.clear()
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict]:
+        self.resources.append(args)
+        state = dict(args.inputs)
+        resource_id = f"{args.name}-id"
+        arn = f"arn:aws:mock:{REGION}:{ACCOUNT}:{args.typ}/{args.name}"
+        if args.typ == "aws:kms/key:Key":
+            resource_id = "0f0e0d0c-1111-2222-3333-444455556666"
+            arn = f"arn:aws:kms:{REGION}:{ACCOUNT}:key/{resource_id}"
+            state["keyId"] = resource_id
+        elif args.typ == "aws:s3/bucket:Bucket":
+            resource_id = state.setdefault("bucket", f"{args.name}-a1b2c3d")
+            arn = f"arn:aws:s3:::{resource_id}"
+        elif args.typ in ("aws:iam/role:Role", "aws:iam/instanceProfile:InstanceProfile"):
+            state.setdefault("name", f"{args.name}-a1b2c3d")
+            kind = "role" if args.typ.endswith("Role") else "instance-profile"
+            arn = f"arn:aws:iam::{ACCOUNT}:{kind}/{state['name']}"
+        elif args.typ == "aws:ssm/parameter:Parameter":
+            arn = f"arn:aws:ssm:{REGION}:{ACCOUNT}:parameter{state['name']}"
+        elif args.typ == "aws:ec2/launchTemplate:LaunchTemplate":
+            resource_id = "lt-0123456789abcdef0"
+            state["latestVersion"] = 1
+        elif args.typ == "aws:autoscaling/group:Group":
+            arn = (
+                f"arn:aws:autoscaling:{REGION}:{ACCOUNT}:autoScalingGroup:"
+                f"0000-1111:autoScalingGroupName/{state['name']}"
+            )
+        state.setdefault("arn", arn)
+        return resource_id, state
+
+    def call(self, args: pulumi.runtime.MockCallArgs) -> dict:
+        self.calls.append(args)
+        if args.token == "aws:ec2/getAmi:getAmi":
+            filters = {f["name"]: f["values"] for f in args.args.get("filters", [])}
+            image_id = filters.get("image-id", ["ami-0123456789abcdef0"])[0]
+            arch = self.image_architecture or filters.get("architecture", ["x86_64"])[0]
+            return {
+                "id": image_id,
+                "imageId": image_id,
+                "architecture": arch,
+                "rootDeviceName": "/dev/xvda",
+                "name": "debian-13-amd64-20261101-1000",
+            }
+        if args.token == "aws:index/getPartition:getPartition":
+            return {"id": "aws", "partition": "aws", "dnsSuffix": "amazonaws.com"}
+        if args.token == "aws:index/getCallerIdentity:getCallerIdentity":
+            return {
+                "id": ACCOUNT,
+                "accountId": ACCOUNT,
+                "arn": f"arn:aws:iam::{ACCOUNT}:user/deployer",
+                "userId": "AIDAEXAMPLE",
+            }
+        if args.token == "aws:index/getRegion:getRegion":
+            return {"id": REGION, "region": REGION, "name": REGION}
+        if args.token == "aws:index/getAvailabilityZones:getAvailabilityZones":
+            return {"id": REGION, "names": ZONES, "zoneIds": ["euw1-az1", "euw1-az2", "euw1-az3"]}
+        if args.token == "aws:ec2/getSubnet:getSubnet":
+            return {"id": args.args["id"], "vpcId": "vpc-0existing0000000"}
+        raise AssertionError(f"unexpected invoke {args.token}")
+
+
+def example_settings() -> dict[str, Any]:
+    """The runner-fleet settings of Pulumi.example.yaml, as plain values."""
+    document = yaml.safe_load((PROJECT_ROOT / "Pulumi.example.yaml").read_text())
+    prefix = f"{PROJECT}:"
+    return {
+        key[len(prefix) :]: value
+        for key, value in document["config"].items()
+        if key.startswith(prefix)
+    }
+
+
+def set_stack_config(
+    settings: dict[str, Any],
+    secrets: dict[str, str] | None = SECRETS,
+    secret_keys: list[str] | None = None,
+) -> None:
+    """Replace the whole stack config the way the Pulumi CLI hands it over (strings, JSON)."""
+    config = {
+        f"{PROJECT}:{key}": value if isinstance(value, str) else json.dumps(value)
+        for key, value in settings.items()
+    }
+    secrets = secrets or {}
+    config.update({f"{PROJECT}:{key}": value for key, value in secrets.items()})
+    if secret_keys is None:  # as `pulumi config set --secret` marks them
+        secret_keys = [f"{PROJECT}:{key}" for key in secrets]
+    pulumi.runtime.set_all_config(config, secret_keys)
+
+
+@dataclasses.dataclass
+class Graph:
+    """Resources one program run registered, and its resolved stack outputs."""
+
+    resources: list[pulumi.runtime.MockResourceArgs]
+    outputs: dict[str, Any]
+    fleet: Any
+
+    def of_type(self, typ: str) -> list[pulumi.runtime.MockResourceArgs]:
+        return [r for r in self.resources if r.typ == typ]
+
+    def one(self, typ: str) -> dict[str, Any]:
+        found = self.of_type(typ)
+        assert len(found) == 1, f"expected one {typ}, found {len(found)}"
+        return found[0].inputs
+
+    def named(self, typ: str, name: str) -> dict[str, Any]:
+        return next(r.inputs for r in self.of_type(typ) if r.name == name)
+
+    def counts(self, custom: bool = True) -> collections.Counter[str]:
+        return collections.Counter(r.typ for r in self.resources if bool(r.custom) == custom)
+
+
+MOCKS = FleetMocks()

@@ -1,0 +1,243 @@
+"""Stack configuration: defaults, every rejected value with its message, the Pulumi reader."""
+
+from __future__ import annotations
+
+import re
+
+import pulumi
+import pytest
+from infra_mocks import PROJECT, PROJECT_ROOT, SECRETS, example_settings, set_stack_config
+
+from infra.config import KEYS, SECRET_KEYS, ConfigError, parse_config, read_config
+
+pytestmark = pytest.mark.unit
+
+MINIMAL = {"githubScope": "my-org"}
+
+
+def test_defaults_are_the_safe_choices():
+    cfg = parse_config(MINIMAL)
+    assert cfg.runner_group_allows_public_repositories is False  # property 9
+    assert cfg.associate_public_ip is False
+    assert cfg.spot_percentage == 0
+    assert cfg.runner_group == "runner-fleet"
+    assert cfg.runner_labels == ("self-hosted", "linux", "dind")
+    assert (cfg.job_timeout_minutes, cfg.max_runner_lifetime_minutes) == (180, 360)
+    assert cfg.creates_vpc and cfg.vpc_cidr == "10.64.0.0/16"
+    assert cfg.kms_key_arn is None  # a key of its own is created
+    assert cfg.instance_types == ("m7i.xlarge", "m6i.xlarge", "m6a.xlarge")
+
+
+def test_example_stack_file_is_valid_and_matches_the_defaults():
+    settings = example_settings()
+    assert parse_config(settings) == parse_config(
+        {"githubScope": "my-org", "tags": {"team": "ci-platform"}}
+    )
+
+
+def test_example_stack_file_documents_every_setting_and_no_other():
+    text = (PROJECT_ROOT / "Pulumi.example.yaml").read_text()
+    mentioned = set(re.findall(rf"{PROJECT}:([A-Za-z]+)", text))
+    assert mentioned == set(KEYS) | set(SECRET_KEYS)
+
+
+def test_repository_scope_uses_the_default_group():
+    cfg = parse_config({"githubScope": "octo-org/octo-repo"})
+    assert (cfg.scope_kind, cfg.runner_group) == ("repo", "Default")
+
+
+def test_arm64_gets_arm64_default_types():
+    cfg = parse_config({**MINIMAL, "architecture": "arm64"})
+    assert cfg.instance_types == ("m7g.xlarge", "m6g.xlarge", "m8g.xlarge")
+
+
+def test_derived_names_agree_with_each_other():
+    cfg = parse_config({**MINIMAL, "fleetName": "gpu", "ssmParameterPrefix": "ci/runners"})
+    assert cfg.parameter_root == "/ci/runners/gpu"
+    assert cfg.jit_parameter_template.format(instance_id="i-1") == (
+        "/ci/runners/gpu/runners/i-1/jitconfig"
+    )
+    assert cfg.asg_name == "ci-runners-gpu"
+    assert cfg.launch_hook_name == "ci-runners-gpu-launch"
+    assert set(cfg.github_app_parameter_names.values()) == {
+        "/ci/runners/gpu/github-app/app-id",
+        "/ci/runners/gpu/github-app/private-key",
+        "/ci/runners/gpu/github-app/webhook-secret",
+    }
+
+
+@pytest.mark.parametrize(
+    ("lifetime_minutes", "backstop_seconds"),
+    [(360, 86_400), (1380, 86_400), (1440, 172_800), (2000, 172_800), (364 * 1440, 31_536_000)],
+)
+def test_group_lifetime_is_a_whole_day_backstop_beyond_the_reaper(
+    lifetime_minutes, backstop_seconds
+):
+    cfg = parse_config({**MINIMAL, "maxRunnerLifetimeMinutes": lifetime_minutes})
+    assert cfg.asg_max_instance_lifetime_seconds == backstop_seconds
+    assert cfg.asg_max_instance_lifetime_seconds > lifetime_minutes * 60
+
+
+BAD = [
+    ({"maxSize": 2, "minSize": 3}, "maxSize", "below minSize"),
+    ({"maxSize": 0}, "maxSize", "outside 1-1000"),
+    ({"warmIdle": 11}, "warmIdle", "exceeds maxSize"),
+    ({"onDemandBaseCapacity": 20}, "onDemandBaseCapacity", "exceeds maxSize"),
+    (
+        {"maxRunnerLifetimeMinutes": 120},
+        "maxRunnerLifetimeMinutes",
+        "must be at least jobTimeoutMinutes + registrationTimeoutMinutes",
+    ),
+    ({"jobTimeoutMinutes": 400}, "maxRunnerLifetimeMinutes", "mid-job"),
+    ({"instanceTypes": ["m7x.large"]}, "instanceTypes", "not a known instance type family"),
+    (
+        {"instanceTypes": ["m7i.xlarge", "m7g.xlarge"]},
+        "instanceTypes",
+        "'m7g.xlarge' is arm64 but architecture is x86_64",
+    ),
+    (
+        {"architecture": "arm64", "instanceTypes": ["c7i.large"]},
+        "instanceTypes",
+        "is x86_64 but architecture is arm64",
+    ),
+    ({"architecture": "aarch64"}, "architecture", "not one of x86_64, arm64"),
+    ({"instanceTypes": []}, "instanceTypes", "is empty"),
+    ({"instanceTypes": ["m7i.xlarge", "m7i.xlarge"]}, "instanceTypes", "twice"),
+    ({"spotPercentage": 101}, "spotPercentage", "outside 0-100"),
+    ({"spotPercentage": -1}, "spotPercentage", "outside 0-100"),
+    ({"spotPercentage": "half"}, "spotPercentage", "expected a whole number"),
+    ({"spotAllocationStrategy": "cheapest"}, "spotAllocationStrategy", "not one of"),
+    (
+        {"vpcCidr": "10.0.0.0/16", "subnetIds": ["subnet-0123abcd"]},
+        "vpcCidr",
+        "both vpcCidr and subnetIds",
+    ),
+    ({"vpcCidr": "10.0.0.1/16"}, "vpcCidr", "not an IPv4 network"),
+    ({"vpcCidr": "10.0.0.0/28"}, "vpcCidr", "between /16 and /24"),
+    ({"vpcCidr": "172.16.0.0/12"}, "vpcCidr", "overlaps 172.17.0.0/16"),
+    ({"subnetIds": ["sn-123"]}, "subnetIds", "not a subnet id"),
+    ({"subnetIds": []}, "subnetIds", "is empty"),
+    (
+        {"subnetIds": ["subnet-0123abcd"], "availabilityZoneCount": 3},
+        "availabilityZoneCount",
+        "only applies to the VPC this program creates",
+    ),
+    ({"associatePublicIp": True}, "associatePublicIp", "private subnets behind NAT"),
+    ({"githubScope": "https://github.com/my-org"}, "githubScope", "neither an organisation"),
+    ({"githubScope": "my-org/"}, "githubScope", "neither an organisation"),
+    ({"githubScope": "a/b/c"}, "githubScope", "neither an organisation"),
+    ({"githubScope": "-org"}, "githubScope", "neither an organisation"),
+    ({"githubScope": None}, "githubScope", "is required"),
+    ({"runnerLabels": []}, "runnerLabels", "is empty"),
+    ({"runnerLabels": ["self hosted"]}, "runnerLabels", "label 'self hosted' is invalid"),
+    ({"runnerLabels": ["linux", "Linux"]}, "runnerLabels", "case-insensitively"),
+    ({"runnerLabels": "linux"}, "runnerLabels", "expected a list of strings"),
+    (
+        {"githubScope": "octo/repo", "runnerGroup": "ci"},
+        "runnerGroup",
+        "runner groups exist only for organisations",
+    ),
+    ({"warmPoolSize": 2, "spotPercentage": 50}, "warmPoolSize", "mixed instances policy"),
+    ({"warmPoolSize": 2}, "warmPoolSize", "single instanceTypes entry"),
+    ({"warmPoolState": "Frozen"}, "warmPoolState", "not one of"),
+    ({"bakedImage": True}, "bakedImage", "set amiId"),
+    ({"amiId": "ubuntu-24.04"}, "amiId", "expected ami-"),
+    ({"amiFamily": "centos-7"}, "amiFamily", "not one of"),
+    ({"dockerVolumeGiB": 30}, "dockerVolumeGiB", "equals rootVolumeGiB"),
+    ({"rootVolumeGiB": 4}, "rootVolumeGiB", "outside 8-16384"),
+    ({"kmsKeyArn": "alias/runner-fleet"}, "kmsKeyArn", "not an alias"),
+    ({"ssmParameterPrefix": "aws/runners"}, "ssmParameterPrefix", "reserves paths"),
+    ({"ssmParameterPrefix": "/runners/"}, "ssmParameterPrefix", "no leading or trailing"),
+    ({"fleetName": "Main_Fleet"}, "fleetName", "lowercase letters"),
+    ({"tags": {"aws:owner": "me"}}, "tags", "may not start with 'aws:'"),
+    ({"tags": {"runner-fleet": "x"}}, "tags", "set by the program"),
+    ({"tags": ["team"]}, "tags", "expected a map"),
+    ({"ssmVpcEndpoints": "yes"}, "ssmVpcEndpoints", "expected true or false"),
+    ({"maxsize": 5}, "maxsize", "did you mean maxSize"),
+    ({"githubAppPrivateKey": "pem"}, "githubAppPrivateKey", "is a secret"),
+]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "key", "message"), BAD, ids=[f"{key}:{message}" for _, key, message in BAD]
+)
+def test_bad_setting_is_rejected_naming_the_key_and_the_fix(overrides, key, message):
+    with pytest.raises(ConfigError) as raised:
+        parse_config({**MINIMAL, **overrides})
+    assert any(k == key and message in text for k, text in raised.value.problems), (
+        raised.value.problems
+    )
+    assert f"{PROJECT}:{key}: " in str(raised.value)
+
+
+def test_every_problem_is_reported_at_once():
+    with pytest.raises(ConfigError) as raised:
+        parse_config({"githubScope": "x/y/z", "spotPercentage": 300, "maxSize": 0})
+    assert {key for key, _ in raised.value.problems} == {"githubScope", "spotPercentage", "maxSize"}
+
+
+def _read():
+    """read_config under the mocks (no resource is involved)."""
+    return read_config(pulumi.Config(PROJECT))
+
+
+def test_reader_decodes_values_the_way_the_cli_hands_them_over():
+    set_stack_config(
+        {
+            "githubScope": "my-org",
+            "maxSize": 25,
+            "runnerLabels": ["a", "b"],
+            "ssmVpcEndpoints": True,
+            "tags": {"k": "v"},
+        }
+    )
+    cfg, secrets = _read()
+    assert (cfg.max_size, cfg.runner_labels, cfg.ssm_vpc_endpoints, dict(cfg.tags)) == (
+        25,
+        ("a", "b"),
+        True,
+        {"k": "v"},
+    )
+    assert isinstance(secrets.private_key, pulumi.Output)
+
+
+@pulumi.runtime.test
+def test_reader_keeps_the_app_secrets_secret_outputs():
+    set_stack_config(MINIMAL)
+    _, secrets = _read()
+    outputs = [secrets.app_id, secrets.private_key, secrets.webhook_secret]
+
+    def check(flags_and_values):
+        flags, values = flags_and_values[:3], flags_and_values[3:]
+        assert flags == [True, True, True]
+        assert values == [
+            SECRETS["githubAppId"],
+            SECRETS["githubAppPrivateKey"],
+            SECRETS["githubWebhookSecret"],
+        ]
+
+    flags = [pulumi.Output.from_input(o.is_secret()) for o in outputs]
+    return pulumi.Output.all(*flags, *outputs).apply(check)
+
+
+def test_reader_requires_each_secret_and_says_how_to_set_it():
+    set_stack_config(MINIMAL, secrets={"githubAppId": "1"})
+    with pytest.raises(ConfigError) as raised:
+        _read()
+    assert "pulumi config set --secret githubAppPrivateKey" in str(raised.value)
+    assert "pulumi config set --secret githubWebhookSecret" in str(raised.value)
+
+
+def test_reader_rejects_a_secret_stored_in_plain_text():
+    set_stack_config(
+        MINIMAL, secret_keys=[f"{PROJECT}:githubAppId", f"{PROJECT}:githubWebhookSecret"]
+    )
+    with pytest.raises(ConfigError, match="githubAppPrivateKey: is stored in plain text"):
+        _read()
+
+
+def test_reader_reports_undecodable_values_with_the_key():
+    set_stack_config(MINIMAL)
+    pulumi.runtime.set_config(f"{PROJECT}:maxSize", "ten")
+    with pytest.raises(ConfigError, match=f"{PROJECT}:maxSize: 'ten' is not a number"):
+        _read()

@@ -1,0 +1,369 @@
+"""Property 3: the runner instance role allows only its own JIT parameter (read, delete), the
+playbook bundle, and leaving its own fleet's group; everything else is denied.
+
+Proved on the pure policy documents the program deploys (infra/iam.py), with exact statements
+and with a small evaluator for the conditions (moto ignores Condition blocks). The policies'
+use in the deployed graph is checked in test_infra_graph.py.
+"""
+
+from __future__ import annotations
+
+import pytest
+from infra_policy_eval import Request, decide
+
+from infra.config import FLEET_TAG, JIT_INSTANCE_TAG
+from infra.iam import (
+    bundle_bucket_policy,
+    instance_policy,
+    instance_trust_policy,
+    kms_key_policy,
+    statements_by_sid,
+)
+
+pytestmark = pytest.mark.unit
+
+ACCOUNT = "123456789012"
+REGION = "eu-west-1"
+KEY = f"arn:aws:kms:{REGION}:{ACCOUNT}:key/0f0e0d0c-1111-2222-3333-444455556666"
+ROOT = "/runner-fleet/main"
+BUCKET = "main-bundle-bucket-a1b2c3d"
+BUNDLE_KEY = "bundles/playbooks-0123456789abcdef0123.zip"
+ASG = "runner-fleet-main"
+SELF_ID = "i-0aaaaaaaaaaaaaaaa"
+OTHER_ID = "i-0bbbbbbbbbbbbbbbb"
+SELF_ARN = f"arn:aws:ec2:{REGION}:{ACCOUNT}:instance/{SELF_ID}"
+OTHER_ARN = f"arn:aws:ec2:{REGION}:{ACCOUNT}:instance/{OTHER_ID}"
+PARAM = f"arn:aws:ssm:{REGION}:{ACCOUNT}:parameter"
+ASG_ARN = (
+    f"arn:aws:autoscaling:{REGION}:{ACCOUNT}:autoScalingGroup:6d1f-42:autoScalingGroupName/{ASG}"
+)
+
+# What AmazonSSMManagedInstanceCore allows that matters here: parameter reads on every resource.
+SSM_MANAGED_INSTANCE_CORE = {
+    "Version": "2012-10-17",
+    "Statement": [
+        {
+            "Effect": "Allow",
+            "Action": [
+                "ssm:DescribeAssociation",
+                "ssm:GetDeployablePatchSnapshotForInstance",
+                "ssm:GetDocument",
+                "ssm:DescribeDocument",
+                "ssm:GetManifest",
+                "ssm:GetParameter",
+                "ssm:GetParameters",
+                "ssm:ListAssociations",
+                "ssm:ListInstanceAssociations",
+                "ssm:PutInventory",
+                "ssm:PutComplianceItems",
+                "ssm:PutConfigurePackageResult",
+                "ssm:UpdateAssociationStatus",
+                "ssm:UpdateInstanceAssociationStatus",
+                "ssm:UpdateInstanceInformation",
+            ],
+            "Resource": "*",
+        },
+        {"Effect": "Allow", "Action": ["ssmmessages:*", "ec2messages:*"], "Resource": "*"},
+    ],
+}
+
+
+@pytest.fixture
+def policy() -> dict:
+    return instance_policy(
+        partition="aws",
+        region=REGION,
+        account_id=ACCOUNT,
+        parameter_root=ROOT,
+        kms_key_arn=KEY,
+        bundle_bucket=BUCKET,
+        bundle_key=BUNDLE_KEY,
+        asg_name=ASG,
+        fleet_name="main",
+    )
+
+
+def caller(**extra: str) -> dict[str, str]:
+    """Request context of a call signed with this instance's role credentials."""
+    return {"ec2:SourceInstanceARN": SELF_ARN, **extra}
+
+
+def jit(instance_id: str) -> str:
+    return f"{PARAM}{ROOT}/runners/{instance_id}/jitconfig"
+
+
+def test_instance_policy_has_exactly_these_statements(policy):
+    statements = statements_by_sid(policy)
+    assert len(statements) == len(policy["Statement"])
+    assert {sid: (s["Effect"], s["Action"]) for sid, s in statements.items()} == {
+        "ReadAndDeleteOwnJitConfig": ("Allow", ["ssm:GetParameter", "ssm:DeleteParameter"]),
+        "DenyOtherRunnersParameters": (
+            "Deny",
+            [
+                "ssm:GetParameter",
+                "ssm:GetParameters",
+                "ssm:GetParametersByPath",
+                "ssm:GetParameterHistory",
+                "ssm:DeleteParameter",
+                "ssm:DeleteParameters",
+            ],
+        ),
+        "DenyFleetSecrets": (
+            "Deny",
+            [
+                "ssm:GetParameter",
+                "ssm:GetParameters",
+                "ssm:GetParametersByPath",
+                "ssm:GetParameterHistory",
+            ],
+        ),
+        "DecryptOwnJitConfigViaSsm": ("Allow", "kms:Decrypt"),
+        "ReadPlaybookBundle": ("Allow", "s3:GetObject"),
+        "DecryptPlaybookBundleViaS3": ("Allow", "kms:Decrypt"),
+        "LeaveOwnFleetGroup": ("Allow", "autoscaling:TerminateInstanceInAutoScalingGroup"),
+    }
+
+
+def test_no_allow_uses_a_wildcard_action_or_every_resource(policy):
+    for statement in policy["Statement"]:
+        if statement["Effect"] != "Allow":
+            continue
+        actions = (
+            statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        )
+        assert all("*" not in action for action in actions)
+        assert statement["Resource"] != "*"
+
+
+def test_jit_statement_is_scoped_to_runner_path_and_bound_to_the_callers_arn(policy):
+    statement = statements_by_sid(policy)["ReadAndDeleteOwnJitConfig"]
+    assert statement["Resource"] == f"{PARAM}{ROOT}/runners/*/jitconfig"
+    assert statement["Condition"] == {
+        "StringEquals": {f"ssm:resourceTag/{JIT_INSTANCE_TAG}": "${ec2:SourceInstanceARN}"}
+    }
+    deny = statements_by_sid(policy)["DenyOtherRunnersParameters"]
+    assert deny["Condition"] == {
+        "StringNotEquals": {f"ssm:resourceTag/{JIT_INSTANCE_TAG}": "${ec2:SourceInstanceARN}"}
+    }
+
+
+def test_kms_decrypt_only_via_ssm_for_runner_parameters_and_via_s3_for_the_bundle(policy):
+    ssm = statements_by_sid(policy)["DecryptOwnJitConfigViaSsm"]
+    assert ssm["Resource"] == KEY
+    assert ssm["Condition"]["StringEquals"] == {"kms:ViaService": f"ssm.{REGION}.amazonaws.com"}
+    assert ssm["Condition"]["StringLike"] == {
+        "kms:EncryptionContext:PARAMETER_ARN": f"{PARAM}{ROOT}/runners/*/jitconfig"
+    }
+    s3 = statements_by_sid(policy)["DecryptPlaybookBundleViaS3"]
+    assert s3["Resource"] == KEY
+    assert s3["Condition"]["StringEquals"]["kms:ViaService"] == f"s3.{REGION}.amazonaws.com"
+
+
+def test_bundle_read_is_one_object_and_termination_is_the_fleets_own_group(policy):
+    statements = statements_by_sid(policy)
+    assert statements["ReadPlaybookBundle"]["Resource"] == f"arn:aws:s3:::{BUCKET}/{BUNDLE_KEY}"
+    leave = statements["LeaveOwnFleetGroup"]
+    assert leave["Resource"] == (
+        f"arn:aws:autoscaling:{REGION}:{ACCOUNT}:autoScalingGroup:*:autoScalingGroupName/{ASG}"
+    )
+    assert leave["Condition"] == {"StringEquals": {f"autoscaling:ResourceTag/{FLEET_TAG}": "main"}}
+
+
+ALLOWED = [
+    pytest.param(
+        Request(
+            "ssm:GetParameter",
+            jit(SELF_ID),
+            caller(**{f"ssm:resourceTag/{JIT_INSTANCE_TAG}": SELF_ARN}),
+        ),
+        id="read own JIT parameter",
+    ),
+    pytest.param(
+        Request(
+            "ssm:DeleteParameter",
+            jit(SELF_ID),
+            caller(**{f"ssm:resourceTag/{JIT_INSTANCE_TAG}": SELF_ARN}),
+        ),
+        id="delete own JIT parameter",
+    ),
+    pytest.param(
+        Request(
+            "kms:Decrypt",
+            KEY,
+            caller(
+                **{
+                    "kms:ViaService": f"ssm.{REGION}.amazonaws.com",
+                    "kms:EncryptionContext:PARAMETER_ARN": jit(SELF_ID),
+                }
+            ),
+        ),
+        id="decrypt own JIT parameter via SSM",
+    ),
+    pytest.param(
+        Request("s3:GetObject", f"arn:aws:s3:::{BUCKET}/{BUNDLE_KEY}", caller()),
+        id="download the bundle",
+    ),
+    pytest.param(
+        Request(
+            "kms:Decrypt",
+            KEY,
+            caller(
+                **{
+                    "kms:ViaService": f"s3.{REGION}.amazonaws.com",
+                    "kms:EncryptionContext:aws:s3:arn": f"arn:aws:s3:::{BUCKET}",
+                }
+            ),
+        ),
+        id="decrypt the bundle via S3",
+    ),
+    pytest.param(
+        Request(
+            "autoscaling:TerminateInstanceInAutoScalingGroup",
+            ASG_ARN,
+            caller(**{f"autoscaling:ResourceTag/{FLEET_TAG}": "main"}),
+        ),
+        id="leave its own group",
+    ),
+]
+
+DENIED = [
+    pytest.param(
+        Request(
+            "ssm:GetParameter",
+            jit(OTHER_ID),
+            caller(**{f"ssm:resourceTag/{JIT_INSTANCE_TAG}": OTHER_ARN}),
+        ),
+        "ExplicitDeny",
+        id="read another runner's JIT parameter",
+    ),
+    pytest.param(
+        Request("ssm:GetParameter", jit(SELF_ID), caller()),
+        "ExplicitDeny",
+        id="read an untagged parameter on its own path",
+    ),
+    pytest.param(
+        Request(
+            "ssm:DeleteParameter",
+            jit(OTHER_ID),
+            caller(**{f"ssm:resourceTag/{JIT_INSTANCE_TAG}": OTHER_ARN}),
+        ),
+        "ExplicitDeny",
+        id="delete another runner's JIT parameter",
+    ),
+    pytest.param(
+        Request("ssm:GetParametersByPath", f"{PARAM}{ROOT}/runners", caller()),
+        "ExplicitDeny",
+        id="list every runner parameter",
+    ),
+    pytest.param(
+        Request("ssm:GetParameter", f"{PARAM}{ROOT}/github-app/private-key", caller()),
+        "ExplicitDeny",
+        id="read the GitHub App private key",
+    ),
+    pytest.param(
+        Request("ssm:GetParameter", f"{PARAM}{ROOT}/github-app/webhook-secret", caller()),
+        "ExplicitDeny",
+        id="read the webhook secret",
+    ),
+    pytest.param(
+        Request("kms:Decrypt", KEY, caller()),
+        "ImplicitDeny",
+        id="decrypt directly, not via a service",
+    ),
+    pytest.param(
+        Request(
+            "kms:Decrypt",
+            KEY,
+            caller(
+                **{
+                    "kms:ViaService": f"ssm.{REGION}.amazonaws.com",
+                    "kms:EncryptionContext:PARAMETER_ARN": f"{PARAM}{ROOT}/github-app/private-key",
+                }
+            ),
+        ),
+        "ImplicitDeny",
+        id="decrypt the App key via SSM",
+    ),
+    pytest.param(
+        Request("s3:GetObject", f"arn:aws:s3:::{BUCKET}/other.zip", caller()),
+        "ImplicitDeny",
+        id="another object in the bucket",
+    ),
+    pytest.param(
+        Request("s3:PutObject", f"arn:aws:s3:::{BUCKET}/{BUNDLE_KEY}", caller()),
+        "ImplicitDeny",
+        id="overwrite the bundle",
+    ),
+    pytest.param(
+        Request(
+            "autoscaling:TerminateInstanceInAutoScalingGroup",
+            ASG_ARN.replace(ASG, "other-fleet"),
+            caller(**{f"autoscaling:ResourceTag/{FLEET_TAG}": "other"}),
+        ),
+        "ImplicitDeny",
+        id="terminate in another group",
+    ),
+    pytest.param(
+        Request("autoscaling:SetDesiredCapacity", ASG_ARN, caller()),
+        "ImplicitDeny",
+        id="change capacity",
+    ),
+    pytest.param(
+        Request("ec2:TerminateInstances", OTHER_ARN, caller()),
+        "ImplicitDeny",
+        id="terminate an instance directly",
+    ),
+    pytest.param(Request("ec2:DescribeTags", "*", caller()), "ImplicitDeny", id="describe tags"),
+    pytest.param(
+        Request("ssm:PutParameter", jit(SELF_ID), caller()),
+        "ImplicitDeny",
+        id="write a JIT parameter",
+    ),
+    pytest.param(
+        Request("iam:PassRole", f"arn:aws:iam::{ACCOUNT}:role/admin", caller()),
+        "ImplicitDeny",
+        id="pass a role",
+    ),
+]
+
+
+@pytest.mark.parametrize("request_", ALLOWED)
+def test_instance_role_allows(policy, request_):
+    assert decide([policy, SSM_MANAGED_INSTANCE_CORE], request_) == "Allow"
+
+
+@pytest.mark.parametrize(("request_", "decision"), DENIED)
+def test_instance_role_denies(policy, request_, decision):
+    assert decide([policy, SSM_MANAGED_INSTANCE_CORE], request_) == decision
+
+
+def test_only_ec2_may_assume_the_instance_role():
+    assert instance_trust_policy() == {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"Service": "ec2.amazonaws.com"},
+                "Action": "sts:AssumeRole",
+            }
+        ],
+    }
+
+
+def test_key_policy_delegates_to_iam_of_this_account_only():
+    policy = kms_key_policy(partition="aws", account_id=ACCOUNT)
+    (statement,) = policy["Statement"]
+    assert statement["Principal"] == {"AWS": f"arn:aws:iam::{ACCOUNT}:root"}
+    assert statement["Effect"] == "Allow"
+
+
+def test_bundle_bucket_refuses_requests_without_tls():
+    policy = bundle_bucket_policy(bucket_arn=f"arn:aws:s3:::{BUCKET}")
+    request = Request(
+        "s3:GetObject", f"arn:aws:s3:::{BUCKET}/{BUNDLE_KEY}", {"aws:SecureTransport": "false"}
+    )
+    assert decide([policy], request) == "ExplicitDeny"
+    request = Request(
+        "s3:GetObject", f"arn:aws:s3:::{BUCKET}/{BUNDLE_KEY}", {"aws:SecureTransport": "true"}
+    )
+    assert decide([policy], request) == "ImplicitDeny"
