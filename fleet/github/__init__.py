@@ -1,0 +1,1 @@
+"""GitHub side of the control plane: App auth, REST client, runners, deliveries, signatures."""
