@@ -6,7 +6,9 @@ Works for any backend: the caller hands an inventory (a dict); for local hosts
 
 from __future__ import annotations
 
+import os
 import shutil
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Mapping
@@ -80,6 +82,14 @@ def _failure_messages(runner: Any) -> list[str]:
     return messages
 
 
+def _ansible_on_path() -> None:
+    """ansible-runner starts `ansible-playbook` from PATH: use this interpreter's."""
+    scripts = str(Path(sys.executable).parent)
+    path = os.environ.get("PATH", "")
+    if scripts not in path.split(os.pathsep):
+        os.environ["PATH"] = os.pathsep.join([scripts, path]) if path else scripts
+
+
 def converge(
     inventory: dict[str, Any],
     playbook: str = "site.yml",
@@ -89,6 +99,7 @@ def converge(
 ) -> ConvergeResult:
     """Run ``playbooks/<playbook>`` against ``inventory``; never raises on task failures."""
     started = time.monotonic()
+    _ansible_on_path()
     # Extra vars may carry secrets (a JIT config): keep the runner's files private
     # and gone when the run ends.
     work = Path(tempfile.mkdtemp(prefix="fleet-ansible-"))
