@@ -1,0 +1,102 @@
+"""Fixtures of the canary: the suite every runner must pass, run as the runner user.
+
+Run it the way a job would: ``pytest -n auto /opt/fleet/canary``. It uses the host's Docker
+engine through testcontainers and works without a registry (see canary_images).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from dataclasses import asdict
+from pathlib import Path
+
+import canary_env
+import canary_images
+import docker
+import pytest
+
+canary_env.configure()  # must run before anything imports testcontainers
+
+from canary_postgres import (  # noqa: E402
+    PostgresContainer,
+    WorkerDatabase,
+    connect,
+    postgres_container,
+)
+
+BUSYBOX_ENV = "FLEET_CANARY_BUSYBOX"
+MAX_AUTO_WORKERS = 4
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
+    """``-n auto`` means at least two workers (isolation needs two) and at most four,
+    unless PYTEST_XDIST_AUTO_NUM_WORKERS says otherwise."""
+    if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
+        return None  # xdist's own hook reads it
+    return max(2, min(MAX_AUTO_WORKERS, os.cpu_count() or 1))
+
+
+@pytest.fixture(scope="session")
+def docker_client() -> Iterator[docker.DockerClient]:
+    client = docker.from_env(timeout=300)
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_image(docker_client: docker.DockerClient) -> str:
+    return canary_images.ensure_image(docker_client, canary_images.POSTGRES)
+
+
+@pytest.fixture(scope="session")
+def dind_image(docker_client: docker.DockerClient) -> str:
+    return canary_images.ensure_image(docker_client, canary_images.DIND)
+
+
+@pytest.fixture(scope="session")
+def busybox_binary() -> Path:
+    """A static busybox (Debian's busybox-static on runner hosts) to build a tiny image from."""
+    configured = os.environ.get(BUSYBOX_ENV)
+    path = Path(configured or shutil.which("busybox") or "/bin/busybox")
+    assert path.is_file(), (
+        f"no busybox at {path}: install busybox-static (the test_toolchain role does) "
+        f"or set {BUSYBOX_ENV}"
+    )
+    return path
+
+
+@pytest.fixture(scope="session")
+def run_dir(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Path:
+    """A directory shared by all workers of this run (each worker's basetemp is inside it)."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if worker_id != "master" else base
+
+
+@pytest.fixture(scope="session", autouse=True)
+def worker_database(
+    postgres_image: str, run_dir: Path, worker_id: str
+) -> Iterator[tuple[WorkerDatabase, PostgresContainer]]:
+    """Every worker starts its own PostgreSQL, tags a row with its id and records where it is.
+
+    Autouse, so every worker that runs any test has one: the isolation check compares them.
+    """
+    with postgres_container(postgres_image) as container:
+        with connect(container) as conn:
+            conn.execute("CREATE TABLE owner (worker text NOT NULL)")
+            conn.execute("INSERT INTO owner (worker) VALUES (%s)", (worker_id,))
+        record = WorkerDatabase(
+            worker=worker_id,
+            container_id=container.get_wrapped_container().id,
+            host=container.get_container_host_ip(),
+            port=container.get_exposed_port(5432),
+        )
+        records = run_dir / "canary-workers"
+        records.mkdir(exist_ok=True)
+        partial = records / f".{worker_id}.json"
+        partial.write_text(json.dumps(asdict(record)))
+        partial.rename(records / f"{worker_id}.json")  # readers never see half a record
+        yield record, container

@@ -1,0 +1,143 @@
+"""The runner validation suite: testinfra checks that a runner host can run containerized suites.
+
+    pytest tests/runner --hosts=docker://NAME [--runner-vars vars.yml] [--junitxml=report.xml]
+    pytest tests/runner --hosts=ssh://admin@HOST --sudo
+    pytest tests/runner --hosts=ansible://runners --ansible-inventory=inventory.yml
+
+Expected values come from the roles' variables (role_vars); the canary suite always runs.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from host_shell import Shell
+from role_vars import RoleVars, facts_from_os_release, is_role_variable, load_overrides
+from testinfra.host import Host
+
+DEFAULT_CANARY_TIMEOUT = 900
+FALLBACK_JOB_IMAGE = "debian:trixie-slim"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("runner validation")
+    group.addoption(
+        "--runner-vars",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="YAML variables given to the playbooks (merged over the role defaults); "
+        "the checks expect what they configure",
+    )
+    group.addoption(
+        "--canary-timeout",
+        type=int,
+        default=DEFAULT_CANARY_TIMEOUT,
+        metavar="SECONDS",
+        help=f"give up on the canary suite after this long (default {DEFAULT_CANARY_TIMEOUT})",
+    )
+    group.addoption(
+        "--vpc-cidr",
+        action="append",
+        default=[],
+        metavar="CIDR",
+        help="a network the engine's address pools must not overlap (repeatable)",
+    )
+    group.addoption(
+        "--job-image",
+        default=None,
+        metavar="IMAGE",
+        help="image for job-container checks (default: the first preloaded image, "
+        f"else {FALLBACK_JOB_IMAGE})",
+    )
+
+
+@pytest.fixture(scope="module")
+def root(host: Host) -> Shell:
+    return Shell(host, sudo=host.run("id -u").stdout.strip() != "0")
+
+
+@pytest.fixture(scope="module")
+def role_vars(host: Host, root: Shell, request: pytest.FixtureRequest) -> RoleVars:
+    """The roles' variables for this host: defaults < inventory variables < --runner-vars."""
+    overrides: dict[str, Any] = {}
+    if host.backend.NAME == "ansible":
+        inventory = host.ansible.get_variables()
+        overrides |= {k: v for k, v in inventory.items() if is_role_variable(k)}
+    overrides |= load_overrides(request.config.getoption("--runner-vars"))
+    facts = facts_from_os_release(root.check("cat /etc/os-release"), root.check("uname -m").strip())
+    return RoleVars(overrides, facts)
+
+
+@pytest.fixture(scope="module")
+def runner_user(role_vars: RoleVars) -> str:
+    return role_vars["actions_runner_user"]
+
+
+@pytest.fixture(scope="module")
+def runner(root: Shell, runner_user: str) -> Shell:
+    """Commands as the runner user, the way a job runs them."""
+    return root.as_user(runner_user)
+
+
+@pytest.fixture(scope="session")
+def vpc_cidrs(request: pytest.FixtureRequest) -> list[str]:
+    return request.config.getoption("--vpc-cidr")
+
+
+@pytest.fixture(scope="module")
+def job_image(request: pytest.FixtureRequest, role_vars: RoleVars) -> str:
+    """The image job-container checks start (a preloaded one when no registry is reachable)."""
+    chosen = request.config.getoption("--job-image")
+    if chosen:
+        return chosen
+    preloaded = role_vars["docker_host_preload_images"]
+    return preloaded[0]["name"] if preloaded else FALLBACK_JOB_IMAGE
+
+
+# --- the summary table -------------------------------------------------------------------
+
+# nodeid -> (check, host, result), in the order the checks ran.
+_RESULTS: dict[str, tuple[str, str, str]] = {}
+_HOST_PARAM = re.compile(r"\[(?P<host>[^\]]+)\]$")
+
+
+def _check_name(nodeid: str) -> str:
+    function = nodeid.split("::")[-1].split("[")[0]
+    return function.removeprefix("test_").replace("_", " ")
+
+
+def _host_of(nodeid: str) -> str:
+    match = _HOST_PARAM.search(nodeid)
+    return match["host"] if match else "local"
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.when == "call":
+        result = report.outcome
+    elif report.failed:
+        result = f"error in {report.when}"  # a teardown error overrides a passed call
+    elif report.skipped:
+        result = "skipped"
+    else:
+        return
+    _RESULTS[report.nodeid] = (_check_name(report.nodeid), _host_of(report.nodeid), result)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """A short table: check, host, result (the JUnit XML of --junitxml has the details)."""
+    rows = list(_RESULTS.values())
+    if not rows:
+        return
+    width = max(len(name) for name, _, _ in rows)
+    host_width = max(len("host"), *(len(host) for _, host, _ in rows))
+    terminalreporter.section("runner validation")
+    terminalreporter.write_line(f"{'check':<{width}}  {'host':<{host_width}}  result")
+    for name, host, result in rows:
+        terminalreporter.write_line(f"{name:<{width}}  {host:<{host_width}}  {result}")
+    failed = sum(1 for _, _, result in rows if result != "passed")
+    summary = f"{len(rows) - failed} of {len(rows)} checks passed"
+    terminalreporter.write_line(summary + (f", {failed} did not" if failed else ""))
