@@ -9,7 +9,8 @@ RUN set -eux; \
     apt-get update -qq; \
     apt-get install -y -qq --no-install-recommends \
         systemd systemd-sysv dbus python3 python3-apt ca-certificates iproute2 procps; \
-    apt-get clean; rm -rf /var/lib/apt/lists/*; \
+    # Package lists stay: a fresh list is what the playbooks' apt cache check expects.
+    apt-get clean; \
     # Units that have nothing to do in a container (no kernel modules, no consoles).
     systemctl mask systemd-modules-load.service getty.target console-getty.service \
         systemd-udevd.service systemd-udev-trigger.service systemd-remount-fs.service \

@@ -1,0 +1,139 @@
+"""Benchmark a runner host: cold converge, idempotent re-converge, validation, canary.
+
+Each figure is the median of --runs runs, measured side by side in one process on
+the same engine. Usage (root, after `scripts/setup`):
+
+    .venv/bin/python -m bench.runner_host --runs 3 --write docs/benchmarks.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import secrets
+import statistics
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+from fleet import local, provision, validate
+from fleet.backends import docker as backend
+from fleet.bootstrap import bootstrap
+from tests.fakes.runner_agent import serve_agent
+
+
+def _machine() -> str:
+    cpu = "?"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    memory_kib = int(Path("/proc/meminfo").read_text().split()[1])
+    engine = subprocess.run(
+        ["docker", "version", "--format", "{{.Server.Version}}"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.strip()
+    return (
+        f"{os.cpu_count()} cores ({cpu}), {memory_kib // 1024 // 1024} GiB, "
+        f"{platform.system()} {platform.release()}, Docker engine {engine}"
+    )
+
+
+def measure(runs: int) -> dict[str, list[float]]:
+    boot = bootstrap(print)
+    fleet = f"bench-{secrets.token_hex(3)}"
+    figures: dict[str, list[float]] = {
+        "cold converge": [],
+        "idempotent re-converge": [],
+        "validation without canary": [],
+        "canary suite (through validation)": [],
+    }
+    try:
+        backend.ensure_network(fleet)
+        with (
+            tempfile.TemporaryDirectory() as directory,
+            serve_agent(Path(directory), backend.network_gateway(fleet)) as agent,
+        ):
+            options = local.UpOptions(agent_url=agent.url, agent_sha256=agent.sha256)
+            variables = local.local_extravars(boot, options)
+            vars_file = Path(directory) / "vars.yml"
+            vars_file.write_text(yaml.safe_dump(variables))
+            for run in range(runs):
+                name = f"{fleet}-runner-{run}"
+                spec = backend.HostSpec(
+                    name=name,
+                    fleet=fleet,
+                    image=boot.images.runner_host,
+                    preload_dir=boot.images.preload_dir,
+                )
+                backend.wait_until_booted(backend.start_host(spec, boot.engine.cgroup_version))
+                inventory = provision.docker_inventory([name])
+                cold = provision.converge(inventory, "site.yml", variables)
+                assert cold.ok, cold.failures
+                again = provision.converge(inventory, "site.yml", variables)
+                assert again.ok and again.total("changed") == 0, again.stats
+                junit = Path(directory) / f"{name}.xml"
+                started = time.monotonic()
+                checks = validate.validate(
+                    [f"docker://{name}"], junit, vars_file, extra_args=["-k", "not canary"]
+                )
+                no_canary = time.monotonic() - started
+                assert checks.ok, checks.output[-3000:]
+                started = time.monotonic()
+                canary = validate.validate(
+                    [f"docker://{name}"], junit, vars_file, extra_args=["-k", "canary"]
+                )
+                canary_seconds = time.monotonic() - started
+                assert canary.ok, canary.output[-3000:]
+                figures["cold converge"].append(cold.seconds)
+                figures["idempotent re-converge"].append(again.seconds)
+                figures["validation without canary"].append(no_canary)
+                figures["canary suite (through validation)"].append(canary_seconds)
+                print(f"run {run + 1}: " + ", ".join(f"{k} {v[-1]:.1f} s" for k, v in figures.items()))
+    finally:
+        backend.remove_fleet(fleet)
+    return figures
+
+
+def render(figures: dict[str, list[float]], machine: str) -> str:
+    lines = [
+        "## Runner host (`bench/runner_host.py`)",
+        "",
+        f"Machine: {machine}. Each run starts a fresh runner host from the cached image.",
+        "",
+        "| measure | median | runs (s) |",
+        "| --- | --- | --- |",
+    ]
+    for name, values in figures.items():
+        runs = ", ".join(f"{v:.1f}" for v in values)
+        lines.append(f"| {name} | {statistics.median(values):.1f} s | {runs} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--write", type=Path, help="replace this section in a Markdown file")
+    args = parser.parse_args()
+    section = render(measure(args.runs), _machine())
+    print(section)
+    if args.write:
+        text = args.write.read_text() if args.write.exists() else "# Benchmarks\n\n"
+        marker = "## Runner host (`bench/runner_host.py`)"
+        if marker in text:
+            head, _, rest = text.partition(marker)
+            tail = rest.split("\n## ", 1)
+            text = head + section + ("\n## " + tail[1] if len(tail) > 1 else "")
+        else:
+            text = text.rstrip("\n") + "\n\n" + section
+        args.write.write_text(text)
+
+
+if __name__ == "__main__":
+    main()
