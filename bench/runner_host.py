@@ -95,7 +95,9 @@ def measure(runs: int) -> dict[str, list[float]]:
                 figures["idempotent re-converge"].append(again.seconds)
                 figures["validation without canary"].append(no_canary)
                 figures["canary suite (through validation)"].append(canary_seconds)
-                print(f"run {run + 1}: " + ", ".join(f"{k} {v[-1]:.1f} s" for k, v in figures.items()))
+                print(
+                    f"run {run + 1}: " + ", ".join(f"{k} {v[-1]:.1f} s" for k, v in figures.items())
+                )
     finally:
         backend.remove_fleet(fleet)
     return figures
