@@ -11,6 +11,7 @@ smaller than what the engine asks for, we register the capability wrapper
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -132,8 +133,21 @@ def _stop_engine() -> None:
         return
     os.kill(pid, 15)
     deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
+    while time.monotonic() < deadline and _alive(pid):
         time.sleep(0.2)
+
+
+def _alive(pid: int) -> bool:
+    """True while the process runs (a zombie we started ourselves counts as gone)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    if state == "Z":
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
+        return False
+    return True
 
 
 def ensure_engine(report: Report) -> EngineInfo:
@@ -193,11 +207,14 @@ def install_capability_wrapper(report: Report) -> None:
     _start_engine(report)
 
 
-def ensure_privileged(image: str, report: Report) -> None:
-    """Make ``--privileged`` work on this engine, or explain why it cannot."""
+def ensure_privileged(image: str, report: Report) -> bool:
+    """Make ``--privileged`` work on this engine, or explain why it cannot.
+
+    Returns True when the engine had to be reconfigured.
+    """
     ok, error = privileged_works(image)
     if ok:
-        return
+        return False
     if "apply caps" not in error or engine_info().default_runtime == WRAPPER_RUNTIME:
         raise FleetError(
             f"the Docker engine cannot start privileged containers: {error}",
@@ -211,3 +228,4 @@ def ensure_privileged(image: str, report: Report) -> None:
             f"privileged containers still fail after installing the capability wrapper: {error}",
             hint=f"see {DOCKERD_LOG}; the wrapper is {WRAPPER_PATH}",
         )
+    return True
