@@ -171,6 +171,12 @@ class RunnerFleet(pulumi.ComponentResource):
                 job_timeout_minutes=cfg.job_timeout_minutes,
                 max_runner_lifetime_minutes=cfg.max_runner_lifetime_minutes,
                 registration_timeout_minutes=cfg.registration_timeout_minutes,
+                name_prefix=cfg.asg_name,
+                partition=partition.partition,
+                region=region,
+                account_id=account_id,
+                tags=tags,
+                build_dir=build_dir,
             ),
             child,
         )
@@ -198,4 +204,8 @@ def stack_outputs(fleet: RunnerFleet) -> dict[str, pulumi.Input[object]]:
         "terminateLifecycleHookName": fleet.group.terminate_hook_name,
         "parameterRoot": fleet.control_plane.settings["parameter_root"],
         "jitParameterTemplate": fleet.control_plane.settings["jit_parameter_template"],
+        "webhookUrl": fleet.control_plane.webhook_url_value,
+        "deliveryQueueUrl": fleet.control_plane.queue_url,
+        "deadLetterQueueUrl": fleet.control_plane.dead_letter_queue_url,
+        "ledgerTable": fleet.control_plane.ledger_table,
     }

@@ -45,6 +45,21 @@ def playbooks_dir(tmp_path: Path) -> Path:
     return directory
 
 
+@pytest.fixture(autouse=True)
+def lambda_dependencies(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, ...]]:
+    """pip stand-in for the control plane package: one small module, no network, no wait.
+    Returns the (requirements..., platform, python) of each install it was asked for."""
+    calls: list[tuple[str, ...]] = []
+
+    def install(requirements, target: Path, platform: str, python: str) -> None:
+        calls.append((*requirements, platform, python))
+        (target / "fake_dependency").mkdir(parents=True, exist_ok=True)
+        (target / "fake_dependency" / "__init__.py").write_text("VERSION = '1.0'\n")
+
+    monkeypatch.setattr("infra.lambda_package.pip_install", install)
+    return calls
+
+
 @pytest.fixture
 def mocks() -> FleetMocks:
     MOCKS.reset()

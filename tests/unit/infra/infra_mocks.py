@@ -63,6 +63,19 @@ class FleetMocks(pulumi.runtime.Mocks):
         elif args.typ == "aws:ec2/launchTemplate:LaunchTemplate":
             resource_id = "lt-0123456789abcdef0"
             state["latestVersion"] = 1
+        elif args.typ == "aws:sqs/queue:Queue":
+            arn = f"arn:aws:sqs:{REGION}:{ACCOUNT}:{state['name']}"
+            resource_id = state["url"] = (
+                f"https://sqs.{REGION}.amazonaws.com/{ACCOUNT}/{state['name']}"
+            )
+        elif args.typ == "aws:dynamodb/table:Table":
+            arn = f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{state['name']}"
+        elif args.typ == "aws:lambda/function:Function":
+            arn = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{state['name']}"
+        elif args.typ == "aws:lambda/functionUrl:FunctionUrl":
+            state["functionUrl"] = "https://abcdefghij.lambda-url.eu-west-1.on.aws/"
+        elif args.typ == "aws:cloudwatch/eventRule:EventRule":
+            arn = f"arn:aws:events:{REGION}:{ACCOUNT}:rule/{args.name}"
         elif args.typ == "aws:autoscaling/group:Group":
             arn = (
                 f"arn:aws:autoscaling:{REGION}:{ACCOUNT}:autoScalingGroup:"

@@ -69,6 +69,26 @@ EXAMPLE_GRAPH = Counter(
         "aws:autoscaling/group:Group": 1,
     }
 )
+# The control plane (infra/control_plane.py): four functions with a role, a policy and a log
+# group each; queue and dead letters; ledger; webhook URL; schedules and event rules.
+CONTROL_PLANE_GRAPH = Counter(
+    {
+        "aws:iam/role:Role": 4,
+        "aws:iam/rolePolicy:RolePolicy": 4,
+        "aws:cloudwatch/logGroup:LogGroup": 4,
+        "aws:lambda/function:Function": 4,
+        "aws:lambda/functionUrl:FunctionUrl": 1,
+        "aws:lambda/permission:Permission": 6,
+        "aws:lambda/eventSourceMapping:EventSourceMapping": 1,
+        "aws:lambda/functionEventInvokeConfig:FunctionEventInvokeConfig": 3,
+        "aws:sqs/queue:Queue": 2,
+        "aws:sqs/queuePolicy:QueuePolicy": 1,
+        "aws:dynamodb/table:Table": 1,
+        "aws:cloudwatch/eventRule:EventRule": 4,
+        "aws:cloudwatch/eventTarget:EventTarget": 4,
+        "aws:cloudwatch/metricAlarm:MetricAlarm": 3,
+    }
+)
 
 COMPONENTS = Counter(
     {
@@ -91,9 +111,10 @@ def user_data(graph) -> str:
 
 def test_example_stack_resource_graph(build_graph):
     graph = build_graph()
-    assert graph.counts() == EXAMPLE_GRAPH
+    assert graph.counts() == EXAMPLE_GRAPH + CONTROL_PLANE_GRAPH
     assert graph.counts(custom=False) == COMPONENTS
     assert sum(EXAMPLE_GRAPH.values()) == 35
+    assert sum(CONTROL_PLANE_GRAPH.values()) == 42
 
 
 def test_children_are_named_after_their_component(build_graph):
@@ -350,7 +371,9 @@ def test_bundle_key_changes_with_the_playbooks(build_graph, playbooks_dir):
 
 def test_property_3_deployed_instance_policy_is_the_pure_document(build_graph):
     graph = build_graph()
-    deployed = json.loads(graph.one("aws:iam/rolePolicy:RolePolicy")["policy"])
+    deployed = json.loads(
+        graph.named("aws:iam/rolePolicy:RolePolicy", "main-instance-policy")["policy"]
+    )
     assert deployed == instance_policy(
         partition="aws",
         region=REGION,
@@ -364,7 +387,7 @@ def test_property_3_deployed_instance_policy_is_the_pure_document(build_graph):
     )
     (attachment,) = graph.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment")
     assert attachment.inputs["policyArn"] == "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"
-    trust = json.loads(graph.one("aws:iam/role:Role")["assumeRolePolicy"])
+    trust = json.loads(graph.named("aws:iam/role:Role", "main-instance-role")["assumeRolePolicy"])
     assert trust["Statement"][0]["Principal"] == {"Service": "ec2.amazonaws.com"}
 
 
@@ -460,6 +483,10 @@ def test_stack_outputs_are_identifiers_only(build_graph):
         "terminateLifecycleHookName",
         "parameterRoot",
         "jitParameterTemplate",
+        "webhookUrl",
+        "deliveryQueueUrl",
+        "deadLetterQueueUrl",
+        "ledgerTable",
     }
     assert outputs["autoscalingGroupName"] == parse_config(example_settings()).asg_name
 

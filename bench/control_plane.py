@@ -1,0 +1,376 @@
+"""Benchmark the control plane: scaling decision time, AWS calls per cycle, webhook handling.
+
+1. Decision time: ``fleet.state.observe`` + ``fleet.scaling.decide`` (the pure part of a
+   scaling cycle) for queued jobs x runners at 1k x 100, 10k x 1k and 100k x 10k, side by
+   side, to show the cost is linear (goal: 10k x 1k within 50 ms).
+2. AWS calls per scaling cycle: one warm scheduled cycle of the real scaler against moto and
+   the fake GitHub, counted with a botocore ``before-call`` hook, for 0, 1, 5 and 20 retired
+   runners (goal: a constant plus one call per retired runner).
+3. Webhook handling per event: the pure pipeline, the handler with an in-memory queue, and the
+   handler sending to SQS in moto.
+
+Usage: ``.venv/bin/python -m bench.control_plane --write docs/benchmarks.md``
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import os
+import platform
+import statistics
+import time
+from collections import Counter
+from collections.abc import Callable
+from contextlib import ExitStack
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from fleet.github.runners import Runner
+from fleet.ledger import JobRecord, JobState
+from fleet.scaling import FleetLimits, decide
+from fleet.state import GroupInstance, observe
+from fleet.webhook import handle_delivery
+
+SECTION = "## Control plane (`bench/control_plane.py`)"
+NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
+LIMITS = FleetLimits(max_size=20_000, max_scale_up_per_cycle=20_000)
+
+
+def _machine() -> str:
+    cpu = "?"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{os.cpu_count()} cores ({cpu}), Python {platform.python_version()}"
+
+
+def _timed(function: Callable[[], Any], repeats: int) -> list[float]:
+    samples = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        function()
+        samples.append(time.perf_counter() - started)
+    return samples
+
+
+# -- 1. decision time ---------------------------------------------------------------------------
+
+
+def fleet_inputs(jobs: int, runners: int) -> dict[str, Any]:
+    """``jobs`` open jobs (a tenth of them running) and ``runners`` instances (a tenth busy,
+    a tenth booting, the rest idle)."""
+    instances = [GroupInstance(f"i-{n:017x}", "InService", protected=True) for n in range(runners)]
+    launched = {i.instance_id: NOW - timedelta(minutes=3 + n % 50) for n, i in enumerate(instances)}
+    registered = []
+    for n, instance in enumerate(instances):
+        if n % 10 == 0:
+            continue  # booting: not registered yet
+        registered.append(
+            Runner(id=n, name=f"main-{instance.instance_id}", status="online", busy=n % 10 == 1)
+        )
+    records = []
+    for n in range(jobs):
+        running = n % 10 == 0
+        records.append(
+            JobRecord(
+                job_id=n + 1,
+                state=JobState.IN_PROGRESS if running else JobState.QUEUED,
+                run_id=n + 1,
+                repository="acme/app",
+                queued_at=NOW - timedelta(seconds=n % 600),
+                runner_name=f"main-{instances[n % runners].instance_id}" if running else None,
+            )
+        )
+    return {"instances": instances, "launched_at": launched, "runners": registered, "jobs": records}
+
+
+def decision(inputs: dict[str, Any]) -> Any:
+    view = observe(fleet="main", boot_deadline=LIMITS.boot_deadline, now=NOW, **inputs)
+    return decide(view.queued, view.runners, LIMITS, NOW)
+
+
+def bench_decisions(repeats: int) -> list[dict[str, Any]]:
+    rows = []
+    for jobs, runners in ((1_000, 100), (10_000, 1_000), (100_000, 10_000)):
+        inputs = fleet_inputs(jobs, runners)
+        decision(inputs)  # warm-up
+        samples = _timed(lambda inputs=inputs: decision(inputs), repeats)
+        median = statistics.median(samples)
+        rows.append(
+            {
+                "size": f"{jobs:,} jobs x {runners:,} runners",
+                "median_ms": median * 1000,
+                "best_ms": min(samples) * 1000,
+                "per_item_us": median / (jobs + runners) * 1e6,
+            }
+        )
+    return rows
+
+
+# -- 2. AWS calls per cycle ---------------------------------------------------------------------
+
+
+def bench_calls_per_cycle(retirements: tuple[int, ...]) -> list[dict[str, Any]]:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from moto import mock_aws
+    from pytest_httpserver import HTTPServer
+
+    from tests.fakes.github import FakeGitHubActions
+    from tests.integration import moto_asg
+    from tests.integration.harness import (
+        APP_ID,
+        GROUP_ID,
+        INSTALLATION_ID,
+        ORG,
+        AwsWorld,
+        Fleet,
+        OffsetClock,
+        fleet_environment,
+    )
+    from tests.integration.moto_iam import PolicyEnforcer
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    private = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
+    public = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    rows = []
+    busy = 3
+    for retire in retirements:
+        server = HTTPServer()
+        server.start()
+        with ExitStack() as stack:
+            stack.callback(server.stop)
+            stack.enter_context(mock_aws())
+            stack.enter_context(PolicyEnforcer("123456789012", "eu-west-1").installed())
+            actions = stack.enter_context(moto_asg.patched(moto_asg.LifecycleActions()))
+            clock = OffsetClock()
+            github = FakeGitHubActions(server=server, app_id=APP_ID, public_key=public, clock=clock)
+            github.install(ORG, INSTALLATION_ID)
+            github.add_group(ORG, "runner-fleet", group_id=GROUP_ID)
+            aws = AwsWorld(PolicyEnforcer("123456789012", "eu-west-1"), private, max_size=40)
+            fleet = Fleet(
+                aws=aws,
+                github=github,
+                clock=clock,
+                actions=actions,
+                env=fleet_environment(aws, github.base_url, FLEET_MAX_SCALE_UP_PER_CYCLE=40),
+            )
+            # `busy` runners with a job, `retire` idle ones whose jobs were cancelled.
+            jobs = fleet.queue_jobs(busy + retire)
+            fleet.pump_queue()
+            for job in jobs[busy:]:
+                fleet.cancel(job)
+            fleet.step(finish=False)
+            fleet.pump_queue()
+            fleet.scheduled("scaler")  # warm: secrets read, token fetched
+            clock.advance(6 * 60)  # past the idle grace
+            calls: Counter[str] = Counter()
+            for client in vars(fleet.runtimes["scaler"].clients).values():
+                client.meta.events.register(
+                    "before-call", lambda model, calls=calls, **_: calls.update([model.name])
+                )
+            github_before = len(github.requests)
+            fleet.scheduled("scaler")
+            report = fleet.results[-1][1]
+            assert len(report["terminated"]) == retire, report
+            rows.append(
+                {
+                    "retired": retire,
+                    "aws_calls": sum(calls.values()),
+                    "breakdown": dict(sorted(calls.items())),
+                    "github_calls": len(github.requests) - github_before,
+                }
+            )
+    return rows
+
+
+# -- 3. webhook handling --------------------------------------------------------------------------
+
+
+def bench_webhook(events: int) -> list[dict[str, Any]]:
+    from moto import mock_aws
+
+    from fleet.backends.aws import DeliveryQueue
+    from fleet.handlers import webhook
+    from fleet.handlers.settings import Settings
+    from tests.unit.control_plane.payloads import signed, workflow_job
+
+    secret = "bench-secret"  # noqa: S105 - a throwaway secret for timing
+    env = {
+        "FLEET_NAME": "main",
+        "FLEET_GITHUB_SCOPE": "acme",
+        "FLEET_RUNNER_LABELS": "self-hosted,linux,fleet-a",
+        "FLEET_APP_ID_PARAMETER": "/f/app-id",
+        "FLEET_APP_PRIVATE_KEY_PARAMETER": "/f/key",
+        "FLEET_WEBHOOK_SECRET_PARAMETER": "/f/secret",
+        "FLEET_ASG_NAME": "g",
+        "FLEET_KMS_KEY_ARN": "arn:aws:kms:eu-west-1:123456789012:key/k",
+        "FLEET_JIT_PARAMETER_TEMPLATE": "/f/{instance_id}/jitconfig",
+        "FLEET_QUEUE_URL": "https://sqs.eu-west-1.amazonaws.com/123456789012/q",
+        "FLEET_LEDGER_TABLE": "ledger",
+        "FLEET_AWS_ACCOUNT_ID": "123456789012",
+        "FLEET_MAX_SIZE": "10",
+        "AWS_REGION": "eu-west-1",
+    }
+    deliveries = []
+    for n in range(events):
+        headers, body = signed(
+            workflow_job("queued", job_id=n + 1), delivery=f"d-{n}", secret=secret
+        )
+        deliveries.append(
+            (
+                headers,
+                body,
+                {
+                    "headers": {k.lower(): v for k, v in headers.items()},
+                    "requestContext": {"http": {"method": "POST"}},
+                    "body": base64.b64encode(body).decode(),
+                    "isBase64Encoded": True,
+                },
+            )
+        )
+
+    class MemoryQueue:
+        def send(self, delivery: Any) -> str:
+            return "m"
+
+    class Runtime:
+        def __init__(self, queue: Any) -> None:
+            self.settings = Settings.from_env(env)
+            self.queue = queue
+
+        def webhook_secret(self) -> str:
+            return secret
+
+    labels = ("self-hosted", "linux", "fleet-a")
+    pure = [
+        _timed(lambda h=h, b=b: handle_delivery(h, b, secret=secret, fleet_labels=labels), 1)[0]
+        for h, b, _ in deliveries
+    ]
+    memory = Runtime(MemoryQueue())
+    handler = [_timed(lambda e=e: webhook.handle(e, memory), 1)[0] for _, _, e in deliveries]
+    with mock_aws():
+        import boto3
+
+        sqs = boto3.client("sqs", region_name="eu-west-1")
+        url = sqs.create_queue(QueueName="q")["QueueUrl"]
+        moto_rt = Runtime(DeliveryQueue(sqs, url))
+        webhook.handle(deliveries[0][2], moto_rt)  # warm-up
+        with_sqs = [_timed(lambda e=e: webhook.handle(e, moto_rt), 1)[0] for _, _, e in deliveries]
+
+    def row(name: str, samples: list[float]) -> dict[str, Any]:
+        ordered = sorted(samples)
+        return {
+            "path": name,
+            "median_us": statistics.median(ordered) * 1e6,
+            "p99_us": ordered[int(len(ordered) * 0.99) - 1] * 1e6,
+        }
+
+    return [
+        row("`handle_delivery` (signature, parse, labels)", pure),
+        row("webhook handler, in-memory queue", handler),
+        row("webhook handler, SQS send to moto", with_sqs),
+    ]
+
+
+# -- report ---------------------------------------------------------------------------------------
+
+
+def render(
+    decisions: list[dict], calls: list[dict], hooks: list[dict], runs: int, events: int
+) -> str:
+    lines = [
+        SECTION,
+        "",
+        f"Measured on {_machine()}, {datetime.now(UTC):%Y-%m-%d}; reproduce with "
+        "`.venv/bin/python -m bench.control_plane --write docs/benchmarks.md`.",
+        "",
+        f"### Scaling decision (`observe` + `decide`, median of {runs} runs)",
+        "",
+        "| fleet | median | best | per job or runner |",
+        "| --- | ---: | ---: | ---: |",
+    ]
+    for r in decisions:
+        lines.append(
+            f"| {r['size']} | {r['median_ms']:.1f} ms | {r['best_ms']:.1f} ms | "
+            f"{r['per_item_us']:.2f} µs |"
+        )
+    lines += [
+        "",
+        "Goal: 10k x 1k within 50 ms. The time per job or runner stays flat from 1k to 100k jobs: "
+        "the cost is linear (one pass over each input; choosing k runners to retire is "
+        "O(n log k)).",
+        "",
+        "### AWS calls per scaling cycle (warm scheduled cycle, moto, counted by botocore hook)",
+        "",
+        "| retired runners | AWS calls | of which | GitHub calls |",
+        "| ---: | ---: | --- | ---: |",
+    ]
+    for r in calls:
+        breakdown = ", ".join(f"{k} {v}" for k, v in r["breakdown"].items())
+        lines.append(f"| {r['retired']} | {r['aws_calls']} | {breakdown} | {r['github_calls']} |")
+    lines += [
+        "",
+        "Goal: a constant plus one call per retired runner. The constant is one "
+        "DescribeAutoScalingGroups, one DescribeInstances (per 1000 instances), one Query of the "
+        "open-jobs index (per ~1 MB of open jobs), one PutMetricData and at most one "
+        "SetDesiredCapacity; retiring adds one Query (the ledger re-check, shared by every "
+        "retirement) and one TerminateInstanceInAutoScalingGroup per runner. GitHub: one list "
+        "of runners, then a DELETE and a GET (the re-check) per retired runner.",
+        "",
+        f"### Webhook handling per event (median and p99 of {events} events)",
+        "",
+        "| path | median | p99 |",
+        "| --- | ---: | ---: |",
+    ]
+    for r in hooks:
+        lines.append(f"| {r['path']} | {r['median_us']:.0f} µs | {r['p99_us']:.0f} µs |")
+    lines += [
+        "",
+        "The function's own work is the first two rows; a deployed function adds one SQS "
+        "SendMessage round trip (typically a few ms in-region), far inside GitHub's 10 s.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def write_section(path: Path, section: str) -> None:
+    text = path.read_text() if path.exists() else "# Benchmarks\n\n"
+    if SECTION in text:
+        head, rest = text.split(SECTION, 1)
+        tail = rest.split("\n## ", 1)
+        text = head + section + ("\n## " + tail[1] if len(tail) > 1 else "")
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    path.write_text(text)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=15, help="repeats per decision size")
+    parser.add_argument("--events", type=int, default=2000, help="webhook events to time")
+    parser.add_argument("--write", type=Path, help="replace this section in a Markdown file")
+    args = parser.parse_args()
+    decisions = bench_decisions(args.runs)
+    calls = bench_calls_per_cycle((0, 1, 5, 20))
+    hooks = bench_webhook(args.events)
+    section = render(decisions, calls, hooks, args.runs, args.events)
+    print(section)
+    if args.write:
+        write_section(args.write, section)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,78 @@
+"""The functions' settings: environment in, a validated object out, every problem named."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from fleet.handlers.settings import Settings, SettingsError
+
+pytestmark = pytest.mark.unit
+
+ENV = {
+    "FLEET_NAME": "main",
+    "FLEET_GITHUB_SCOPE": "acme",
+    "FLEET_RUNNER_LABELS": "self-hosted, linux,dind",
+    "FLEET_APP_ID_PARAMETER": "/runner-fleet/main/github-app/app-id",
+    "FLEET_APP_PRIVATE_KEY_PARAMETER": "/runner-fleet/main/github-app/private-key",
+    "FLEET_WEBHOOK_SECRET_PARAMETER": "/runner-fleet/main/github-app/webhook-secret",
+    "FLEET_ASG_NAME": "runner-fleet-main",
+    "FLEET_KMS_KEY_ARN": "arn:aws:kms:eu-west-1:123456789012:key/0f0e0d0c-1111",
+    "FLEET_JIT_PARAMETER_TEMPLATE": "/runner-fleet/main/runners/{instance_id}/jitconfig",
+    "FLEET_QUEUE_URL": "https://sqs.eu-west-1.amazonaws.com/123456789012/q",
+    "FLEET_LEDGER_TABLE": "runner-fleet-main-ledger",
+    "FLEET_AWS_ACCOUNT_ID": "123456789012",
+    "FLEET_MAX_SIZE": "10",
+    "AWS_REGION": "eu-west-1",
+}
+
+
+def test_a_complete_environment_gives_typed_settings_with_defaults():
+    settings = Settings.from_env(ENV)
+    assert settings.runner_labels == ("self-hosted", "linux", "dind")
+    assert settings.scope.org == "acme"
+    assert settings.limits.max_size == 10
+    assert settings.limits.boot_deadline == timedelta(minutes=20)
+    assert settings.github_api_url == "https://api.github.com"
+    assert settings.allow_public_repositories is False
+    assert settings.instance_arn("i-0abc") == ("arn:aws:ec2:eu-west-1:123456789012:instance/i-0abc")
+
+
+def test_repository_scope():
+    settings = Settings.from_env({**ENV, "FLEET_GITHUB_SCOPE": "acme/app"})
+    assert settings.scope.repository == "acme/app"
+    assert settings.owner == "acme"
+
+
+def test_every_problem_is_reported_at_once_with_its_variable():
+    env = {
+        **ENV,
+        "FLEET_MAX_SIZE": "lots",
+        "FLEET_JIT_PARAMETER_TEMPLATE": "/runner-fleet/main/runners/jitconfig",
+        "FLEET_KMS_KEY_ARN": "alias/aws/ssm",
+        "FLEET_ALLOW_PUBLIC_REPOSITORIES": "maybe",
+    }
+    del env["FLEET_QUEUE_URL"]
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env(env)
+    names = [name for name, _ in caught.value.problems]
+    assert names == [
+        "FLEET_JIT_PARAMETER_TEMPLATE",
+        "FLEET_MAX_SIZE",
+        "FLEET_ALLOW_PUBLIC_REPOSITORIES",
+        "FLEET_KMS_KEY_ARN",
+        "FLEET_QUEUE_URL",
+    ]
+    text = str(caught.value)
+    assert "FLEET_QUEUE_URL: is not set (SQS queue of webhook deliveries)" in text
+    assert "infra/control_plane.py" in text
+
+
+def test_inconsistent_limits_are_refused():
+    with pytest.raises(SettingsError, match="max_size must be >= 1 and >= min_size"):
+        Settings.from_env({**ENV, "FLEET_MIN_SIZE": "12"})
+    with pytest.raises(SettingsError, match="FLEET_NAME"):
+        Settings.from_env({**ENV, "FLEET_NAME": "Main Fleet"})
+    with pytest.raises(SettingsError, match="FLEET_GITHUB_SCOPE"):
+        Settings.from_env({**ENV, "FLEET_GITHUB_SCOPE": "https://github.com/acme"})
