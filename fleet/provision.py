@@ -82,6 +82,14 @@ def _failure_messages(runner: Any) -> list[str]:
     return messages
 
 
+def _tail(runner: Any, lines: int = 15) -> str:
+    try:
+        text = runner.stdout.read()
+    except (OSError, ValueError, AttributeError):
+        return "(no output)"
+    return "\n".join(text.strip().splitlines()[-lines:]) or "(no output)"
+
+
 def _ansible_on_path() -> None:
     """ansible-runner starts `ansible-playbook` from PATH: use this interpreter's."""
     scripts = str(Path(sys.executable).parent)
@@ -122,12 +130,17 @@ def converge(
             quiet=True,
             event_handler=handler,
         )
+        failures = _failure_messages(runner)
+        if (runner.status != "successful" or runner.rc != 0) and not failures:
+            # Failed before any task (a syntax error, an unreadable inventory...): the
+            # end of ansible-playbook's own output says why.
+            failures = [f"ansible-playbook {runner.status} (rc {runner.rc}): " + _tail(runner)]
         return ConvergeResult(
             status=runner.status,
             rc=runner.rc,
             seconds=time.monotonic() - started,
             stats=stats_by_host(runner.stats),
-            failures=_failure_messages(runner),
+            failures=failures,
         )
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -1,6 +1,8 @@
 """The images the canary needs: pulled when a registry answers, otherwise built locally.
 
 Official images are used when present or pullable (``postgres:16``, ``docker:27-dind``).
+A host baked by the local fleet carries archives of them (``FLEET_CANARY_IMAGE_ARCHIVES``),
+loaded on first use instead of building.
 Offline, equivalents are built from the Debian base image named by
 ``FLEET_CANARY_BASE_IMAGE`` (default ``fleet/debian:trixie``, preloaded on runner hosts),
 tagged by a hash of their recipe so later runs reuse them, under a file lock so parallel
@@ -25,6 +27,10 @@ import docker.errors
 
 IMAGES_DIR = Path(__file__).parent / "images"
 BASE_IMAGE_ENV = "FLEET_CANARY_BASE_IMAGE"
+# `docker save` archives of these images, one per recipe, made when the host's image was
+# baked (the local fleet bakes one): loading takes seconds where building takes a minute.
+ARCHIVES_ENV = "FLEET_CANARY_IMAGE_ARCHIVES"
+DEFAULT_ARCHIVES = "/var/cache/fleet-baked/images"
 DEFAULT_BASE_IMAGE = "fleet/debian:trixie"
 RECIPE_LABEL = "dev.fleet.canary.recipe"
 
@@ -136,6 +142,22 @@ def _build(client: docker.DockerClient, recipe: Recipe, base: str, tag: str, dig
             tail.append(chunk["stream"])
 
 
+def archive_name(recipe: Recipe) -> str:
+    """File name of a recipe's baked archive (``fleet-canary_dind.tar``)."""
+    return recipe.local_repository.replace("/", "_") + ".tar"
+
+
+def _load_archive(client: docker.DockerClient, recipe: Recipe) -> bool:
+    """Load the recipe's baked archive, if this host has one; True if loaded."""
+    archive = Path(os.environ.get(ARCHIVES_ENV, DEFAULT_ARCHIVES)) / archive_name(recipe)
+    try:
+        with archive.open("rb") as handle:
+            client.images.load(handle)
+    except (OSError, docker.errors.APIError):
+        return False
+    return True
+
+
 def ensure_image(client: docker.DockerClient, recipe: Recipe) -> str:
     """The official image if present or pullable, else the cached or freshly built local one."""
     with build_lock(recipe.local_repository):
@@ -149,6 +171,11 @@ def ensure_image(client: docker.DockerClient, recipe: Recipe) -> str:
         if base_id:
             tag = f"{recipe.local_repository}:{recipe_digest(recipe, base_id)}"
             if has_image(client, tag):
+                return tag
+        if _load_archive(client, recipe):
+            if has_image(client, recipe.official):
+                return recipe.official
+            if base_id and has_image(client, tag):
                 return tag
         if _pull(client, recipe.official):
             return recipe.official

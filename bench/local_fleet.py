@@ -1,0 +1,326 @@
+"""Benchmark the local fleet: warm `up` per host, first-ever `up`, parallel `up`, memory.
+
+Measured on this machine's engine with the FAKE runner agent (no GitHub here), on a fleet
+of its own that is removed at the end. Usage (root, after `scripts/setup`):
+
+    .venv/bin/python -m bench.local_fleet --runs 3 --write docs/benchmarks.md
+
+* warm `up`: a fleet whose image is baked; `up --runners 1` from no host to one validated
+  host (start from the baked image, boot.yml, tests/runner), with and without the canary;
+* first-ever `up`: every step a fresh machine runs, timed one by one: debootstrap, import,
+  runner-host image build (into throwaway tags: the shared cached images are not touched),
+  saving the preload tarball, the bake (bake.yml + commit) and the first validated host;
+* `up --runners 4` against `--runners 1` (hosts start, boot and validate side by side);
+* memory of idle runner hosts (docker stats: usage minus page cache).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import secrets
+import shutil
+import statistics
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from bench.runner_host import _machine
+from fleet import local
+from fleet.backends import docker as backend
+from fleet.bootstrap import Bootstrap, bootstrap
+from fleet.engine import image as image_module
+from fleet.engine.engine import client, privileged_works
+from tests.fakes.runner_agent import serve_agent
+
+SECTION = "## Local fleet (`bench/local_fleet.py`)"
+BENCH_LABEL = {"dev.fleet.bench": "true"}
+
+
+def _timed(action: Callable[[], Any]) -> tuple[float, Any]:
+    started = time.monotonic()
+    value = action()
+    return time.monotonic() - started, value
+
+
+def _quiet(message: str) -> None:
+    print(f"  {message}", flush=True)
+
+
+def _remove_hosts(fleet: str) -> None:
+    for container in backend.list_hosts(fleet):
+        backend.remove_host(container)
+
+
+def _up(options: local.UpOptions) -> tuple[float, list[local.HostRow]]:
+    seconds, rows = _timed(lambda: local.up(options, _quiet))
+    bad = [r for r in rows if r.state != "validated"]
+    assert not bad, f"hosts not validated: {bad}"
+    return seconds, rows
+
+
+def cold_parts(boot: Bootstrap, work: Path) -> dict[str, float]:
+    """The image-building steps of a first `up`, into throwaway tags."""
+    parts: dict[str, float] = {}
+    rootfs = work / "rootfs"
+    mirror = image_module.DEFAULT_MIRROR
+    argv = ["debootstrap", "--variant=minbase", image_module.SUITE, str(rootfs), mirror]
+    parts["debootstrap (Debian minbase)"], result = _timed(
+        lambda: subprocess.run(argv, capture_output=True, text=True, check=False)
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    tag = f"fleet-bench/debian:{secrets.token_hex(4)}"
+    tarball = work / "rootfs.tar"
+
+    def import_base() -> None:
+        subprocess.run(
+            ["tar", "-C", str(rootfs), "--numeric-owner", "-cf", str(tarball), "."], check=True
+        )
+        repository, version = tag.split(":")
+        client().api.import_image_from_file(
+            str(tarball), repository=repository, tag=version, changes=['CMD ["bash"]']
+        )
+
+    parts["tar + docker import"], _ = _timed(import_base)
+    host_tag = f"fleet-bench/runner-host:{secrets.token_hex(4)}"
+
+    def build_host() -> None:
+        context = io.BytesIO()
+        image_module._tar_single_file(context, "Dockerfile", image_module.DOCKERFILE.read_bytes())
+        context.seek(0)
+        for chunk in client().api.build(
+            fileobj=context,
+            custom_context=True,
+            tag=host_tag,
+            buildargs={"BASE_IMAGE": tag},
+            labels=BENCH_LABEL,
+            nocache=True,
+            rm=True,
+            forcerm=True,
+            decode=True,
+        ):
+            assert "error" not in chunk, chunk
+
+    try:
+        parts["runner-host image build (systemd, python3)"], _ = _timed(build_host)
+
+        def save() -> None:
+            with (work / "preload.tar").open("wb") as handle:
+                for chunk in client().images.get(tag).save(named=True):
+                    handle.write(chunk)
+
+        parts["docker save of the preload tarball"], _ = _timed(save)
+        parts["privileged probe"], _ = _timed(lambda: privileged_works(host_tag))
+    finally:
+        for name in (host_tag, tag):
+            with contextlib.suppress(Exception):
+                client().images.remove(name, force=True)
+    return parts
+
+
+def measure(runs: int, cold: bool) -> dict[str, Any]:
+    boot = bootstrap(_quiet)
+    fleet = f"bench-{secrets.token_hex(3)}"
+    figures: dict[str, Any] = {"runs": runs}
+    backend.ensure_network(fleet)
+    try:
+        with (
+            tempfile.TemporaryDirectory(prefix="fleet-bench-") as directory,
+            serve_agent(Path(directory), backend.network_gateway(fleet)) as agent,
+        ):
+            base = local.UpOptions(
+                name=fleet,
+                runners=1,
+                agent_url=agent.url,
+                agent_sha256=agent.sha256,
+                junit=Path(directory) / "validation.xml",
+            )
+
+            def options(runners: int, canary: bool) -> local.UpOptions:
+                return local.UpOptions(**{**base.__dict__, "runners": runners, "canary": canary})
+
+            print("first up of a new fleet on this machine (bake + one host with the canary)")
+            fleet_obj = local.fleet_for(fleet, boot, options(1, True), None, _quiet)
+            figures["bake"], _ = _timed(fleet_obj.ensure_image)
+            figures["first host with canary"], _ = _up(options(1, True))
+            _remove_hosts(fleet)
+            for key, canary in (("warm no canary", False), ("warm canary", True)):
+                figures[key] = []
+                for run in range(runs):
+                    print(f"warm up --runners 1 ({key}), run {run + 1}")
+                    seconds, _ = _up(options(1, canary))
+                    figures[key].append(seconds)
+                    _remove_hosts(fleet)
+            phases = {"start": [], "boot.yml": [], "checks without canary": []}
+            for run in range(runs):
+                print(f"phases of one warm host, run {run + 1}")
+                seconds, names = _timed(lambda: fleet_obj.start(1))
+                phases["start"].append(seconds)
+                seconds, result = _timed(lambda names=names: fleet_obj.boot_hosts(names))
+                assert result.ok, result.failures
+                phases["boot.yml"].append(seconds)
+                seconds, outcome = _timed(
+                    lambda names=names: fleet_obj.validate(names, base.junit, canary=False)
+                )
+                assert outcome.ok, outcome.output[-2000:]
+                phases["checks without canary"].append(seconds)
+                _remove_hosts(fleet)
+            figures["phases"] = phases
+            for canary in (False, True):
+                print(f"up --runners 4 ({'with' if canary else 'without'} the canary)")
+                figures[f"four hosts {'canary' if canary else 'no canary'}"], _ = _up(
+                    options(4, canary)
+                )
+                if canary:
+                    break
+                _remove_hosts(fleet)
+            print("memory of idle runner hosts (4 hosts, settled for 30 s)")
+            time.sleep(30)
+            figures["memory MiB"] = [_memory_mib(c) for c in backend.list_hosts(fleet)]
+            figures["image size GiB"] = (
+                client().images.get(fleet_obj.current_image()).attrs["Size"] / 1024**3
+            )
+        if cold:
+            with tempfile.TemporaryDirectory(prefix="fleet-bench-cold-") as work:
+                print("first-ever up: image-building steps into throwaway tags")
+                figures["cold parts"] = cold_parts(boot, Path(work))
+    finally:
+        backend.remove_fleet(fleet)
+    return figures
+
+
+def _memory_mib(container: Any) -> float:
+    """Memory in use (usage minus inactive page cache, as `docker stats` shows it).
+
+    `docker stats` reports nothing for systemd hosts on a cgroup v1 engine (systemd moves
+    its processes into sub-cgroups), so the container's memory cgroup is read directly.
+    """
+    stats = container.stats(stream=False).get("memory_stats") or {}
+    if stats.get("usage"):
+        detail = stats.get("stats", {})
+        cache = detail.get("inactive_file", detail.get("total_inactive_file", 0))
+        return (stats["usage"] - cache) / 1024**2
+    for directory in (
+        Path(f"/sys/fs/cgroup/memory/docker/{container.id}"),
+        Path(f"/sys/fs/cgroup/system.slice/docker-{container.id}.scope"),
+        Path(f"/sys/fs/cgroup/docker/{container.id}"),
+    ):
+        usage_file = next(
+            (
+                directory / n
+                for n in ("memory.usage_in_bytes", "memory.current")
+                if (directory / n).exists()
+            ),
+            None,
+        )
+        if usage_file is None:
+            continue
+        usage = int(usage_file.read_text())
+        stat = dict(line.split() for line in (directory / "memory.stat").read_text().splitlines())
+        cache = int(stat.get("total_inactive_file", stat.get("inactive_file", 0)))
+        return (usage - cache) / 1024**2
+    raise RuntimeError(f"no memory figures for {container.name}")
+
+
+def _median(values: list[float]) -> str:
+    return f"{statistics.median(values):.1f} s"
+
+
+def _runs(values: list[float]) -> str:
+    return ", ".join(f"{v:.1f}" for v in values)
+
+
+def render(figures: dict[str, Any], machine: str) -> str:
+    warm, warm_canary = figures["warm no canary"], figures["warm canary"]
+    one = statistics.median(warm)
+    one_canary = statistics.median(warm_canary)
+    four, four_canary = figures["four hosts no canary"], figures["four hosts canary"]
+    phases = figures["phases"]
+    memory = figures["memory MiB"]
+    lines = [
+        SECTION,
+        "",
+        f"Machine: {machine}. FAKE runner agent (no GitHub here), runners not registered;",
+        f"medians of {figures['runs']} runs where runs are listed. Reproduce:",
+        "`.venv/bin/python -m bench.local_fleet --runs 3 --write docs/benchmarks.md` (root).",
+        "",
+        "### Warm `up`: from no host to one validated runner host (image already baked)",
+        "",
+        "| measure | goal | median | runs (s) |",
+        "| --- | --- | --- | --- |",
+        f"| `up --runners 1 --no-canary` | ≤ 15 s | {_median(warm)} | {_runs(warm)} |",
+        f"| `up --runners 1` (with the canary) | — | {_median(warm_canary)} | "
+        f"{_runs(warm_canary)} |",
+    ]
+    for name, values in phases.items():
+        lines.append(f"| phase: {name} | — | {_median(values)} | {_runs(values)} |")
+    lines += [
+        "",
+        "### First-ever `up` on a fresh machine",
+        "",
+        "| step | seconds |",
+        "| --- | --- |",
+    ]
+    total = 0.0
+    for name, seconds in figures.get("cold parts", {}).items():
+        lines.append(f"| {name} | {seconds:.1f} |")
+        total += seconds
+    bake = figures["bake"]
+    lines.append(f"| bake: converge one host with bake.yml, `docker commit` | {bake:.1f} |")
+    lines.append(
+        f"| first host: start, boot.yml, tests/runner with the canary | "
+        f"{figures['first host with canary']:.1f} |"
+    )
+    total += figures["bake"] + figures["first host with canary"]
+    lines += [
+        f"| **total** (goal ≤ 180 s) | **{total:.1f}** |",
+        "",
+        "### Parallel `up`",
+        "",
+        "| measure | goal | seconds | ratio to one host |",
+        "| --- | --- | --- | --- |",
+        f"| `up --runners 4 --no-canary` | ≤ 2x | {four:.1f} | {four / one:.2f}x |",
+        f"| `up --runners 4` (4 canaries side by side) | — | {four_canary:.1f} | "
+        f"{four_canary / one_canary:.2f}x |",
+        "",
+        "### Idle runner hosts",
+        "",
+        f"- memory per idle host (docker stats, usage minus page cache): mean "
+        f"{statistics.mean(memory):.0f} MiB, max {max(memory):.0f} MiB over {len(memory)} hosts",
+        f"- baked image: {figures['image size GiB']:.2f} GiB (shared by every host of the fleet)",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def write_section(path: Path, section: str) -> None:
+    """Replace (or add) this benchmark's section, keeping every other section."""
+    text = path.read_text() if path.exists() else "# Benchmarks\n"
+    if SECTION in text:
+        head, _, rest = text.partition(SECTION)
+        tail = rest.split("\n## ", 1)
+        text = head + section + ("\n## " + tail[1] if len(tail) > 1 else "")
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    path.write_text(text)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--no-cold", action="store_true", help="skip the first-ever up parts")
+    parser.add_argument("--write", type=Path, help="replace this section in a Markdown file")
+    args = parser.parse_args()
+    if not shutil.which("debootstrap") and not args.no_cold:
+        parser.error("debootstrap is needed for the first-ever up parts (or give --no-cold)")
+    section = render(measure(args.runs, not args.no_cold), _machine())
+    print(section)
+    if args.write:
+        write_section(args.write, section)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,531 @@
+"""`python -m fleet serve`: the autoscaler of a local fleet, for one machine.
+
+Each cycle reads the fleet (Docker labels + what each host reports + GitHub's runners),
+clears away hosts that are done (ephemeral runner finished its job) or were stopped from
+outside, asks ``fleet.scaling.decide`` what the fleet should be, and realises that: retire
+idle hosts beyond the target (deregister first, never a busy one), end hosts that never
+registered, and start fresh hosts from the baked image. Demand comes from ``workflow_job``
+webhooks (checked by ``fleet.webhook``, the same code as the Lambda function) on a local
+port; GitHub's runner list is polled every cycle. Nothing is kept in a file: a restarted
+``serve`` finds the fleet where it left it.
+"""
+
+from __future__ import annotations
+
+import http.server
+import json
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Collection, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+from fleet import ledger
+from fleet.errors import FleetError
+from fleet.github.client import GitHubError
+from fleet.github.runners import Runner
+from fleet.ledger import JobRecord, JobState
+from fleet.local_state import HostProbe, Observation
+from fleet.registration import RunnerBusyError
+from fleet.scaling import Decision, FleetLimits, decide
+from fleet.webhook import DEFAULT_MAX_BODY_BYTES, QueuedDelivery, handle_delivery
+
+Report = Callable[[str], None]
+Clock = Callable[[], datetime]
+
+
+class Fleet(Protocol):
+    """What the autoscaler needs from a fleet (``fleet.local.LocalFleet`` in production)."""
+
+    name: str
+    labels: tuple[str, ...]
+
+    @property
+    def registered(self) -> bool: ...
+
+    def observe(self, busy_names: Iterable[str] = ()) -> Observation: ...
+
+    def probe(self, name: str) -> HostProbe: ...
+
+    def remove(self, name: str) -> None: ...
+
+    def remove_orphans(self) -> list[str]: ...
+
+    def deregister(self, registration: Runner) -> bool: ...
+
+    def add(self, count: int, *, validate_hosts: bool = ..., canary: bool = ...) -> list[Any]: ...
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    """How the autoscaler runs; see ``python -m fleet serve --help``."""
+
+    idle: int = 1
+    min_size: int = 0
+    max_size: int = 10
+    interval: float = 15.0
+    idle_grace: float = 120.0
+    boot_deadline: float = 600.0
+    max_lifetime: float = 8 * 3600.0
+    max_launch_per_cycle: int = 4
+    bind: str = "127.0.0.1"
+    port: int | None = None
+    webhook_secret: str | None = field(default=None, repr=False)
+    allowed_owners: tuple[str, ...] | None = None
+    validate: bool = False
+    once: bool = False
+    max_cycles: int | None = None
+
+    def limits(self) -> FleetLimits:
+        try:
+            return FleetLimits(
+                min_size=self.min_size,
+                max_size=self.max_size,
+                warm_idle=self.idle,
+                max_lifetime=timedelta(seconds=self.max_lifetime),
+                boot_deadline=timedelta(seconds=self.boot_deadline),
+                max_scale_up_per_cycle=self.max_launch_per_cycle,
+                idle_grace=timedelta(seconds=self.idle_grace),
+            )
+        except ValueError as exc:
+            raise FleetError(str(exc), hint="see `python -m fleet serve --help`") from exc
+
+
+def retire_host(
+    fleet: Fleet,
+    name: str,
+    registration: Runner | None,
+    report: Report,
+    busy: Callable[[str], bool] = lambda _name: False,
+) -> bool:
+    """Deregister first, re-check, then remove (property 16). True if the host was removed.
+
+    Kept: a registration GitHub shows busy, a deregistration GitHub refuses (it took a job),
+    and a host that, re-checked after deregistration, runs a job's worker or that ``busy``
+    (the job ledger) says runs a job.
+    """
+    if fleet.registered and registration is not None:
+        if registration.busy:
+            report(f"{name} is busy on GitHub: kept")
+            return False
+        try:
+            fleet.deregister(registration)
+        except RunnerBusyError:
+            report(f"{name} took a job while being retired: kept")
+            return False
+    probe = fleet.probe(name)
+    if probe.worker or busy(name):
+        report(f"{name} found busy after deregistration: kept until its job ends")
+        return False
+    fleet.remove(name)
+    return True
+
+
+# --- jobs from webhooks --------------------------------------------------------------------
+
+
+class Intake:
+    """Jobs seen through webhooks: an in-memory job ledger, deduplicated on delivery id.
+
+    Bounded: at most ``max_jobs`` jobs and ``max_deliveries`` remembered delivery ids;
+    finished jobs are forgotten after ``keep_completed``, stuck ones after ``keep_open``.
+    """
+
+    def __init__(
+        self,
+        *,
+        max_jobs: int = 10_000,
+        max_deliveries: int = 10_000,
+        keep_completed: timedelta = timedelta(hours=1),
+        keep_open: timedelta = timedelta(hours=24),
+        clock: Clock = lambda: datetime.now(UTC),
+    ) -> None:
+        self._jobs: OrderedDict[int, tuple[JobRecord, datetime]] = OrderedDict()
+        self._deliveries: OrderedDict[str, None] = OrderedDict()
+        self._lock = threading.Lock()
+        self._max_jobs = max_jobs
+        self._max_deliveries = max_deliveries
+        self._keep_completed = keep_completed
+        self._keep_open = keep_open
+        self._clock = clock
+        self.wake = threading.Event()  # set on news: the autoscaler runs a cycle early
+
+    def accept(self, delivery: QueuedDelivery) -> bool:
+        """Record one delivery's event; False if this delivery was seen before."""
+        with self._lock:
+            if delivery.delivery_id in self._deliveries:
+                return False
+            self._deliveries[delivery.delivery_id] = None
+            while len(self._deliveries) > self._max_deliveries:
+                self._deliveries.popitem(last=False)
+            job_id = delivery.job.job_id
+            current = self._jobs.pop(job_id, None)
+            record, _ = ledger.apply(current[0] if current else None, delivery.job)
+            self._jobs[job_id] = (record, self._clock())
+            while len(self._jobs) > self._max_jobs:
+                self._jobs.popitem(last=False)
+        self.wake.set()
+        return True
+
+    def _prune(self) -> None:
+        now = self._clock()
+        for job_id, (record, seen) in list(self._jobs.items()):
+            keep = self._keep_completed if record.state is JobState.COMPLETED else self._keep_open
+            if now - seen > keep:
+                del self._jobs[job_id]
+
+    def records(self) -> list[JobRecord]:
+        with self._lock:
+            self._prune()
+            return [record for record, _ in self._jobs.values()]
+
+    def queued(self) -> int:
+        """Jobs waiting for a runner of this fleet."""
+        return sum(1 for r in self.records() if r.state is JobState.QUEUED)
+
+    def busy_runner_names(self) -> set[str]:
+        """Runners with a job in progress (GitHub's busy flag lags; this does not)."""
+        return {
+            r.runner_name
+            for r in self.records()
+            if r.state is JobState.IN_PROGRESS and r.runner_name
+        }
+
+
+class _WebhookHandler(http.server.BaseHTTPRequestHandler):
+    server: WebhookServer
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # one line per delivery is written by do_POST, without the payload
+
+    def _answer(self, status: int, reason: str) -> None:
+        body = b"" if status == 204 else json.dumps({"status": status, "reason": reason}).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Connection", "close")
+        self.end_headers()
+        if body:
+            self.wfile.write(body)
+
+    def do_GET(self) -> None:
+        if self.path == "/healthz":
+            self._answer(200, "ok")
+        else:
+            self._answer(404, "webhooks are POSTed; GET /healthz for a health check")
+
+    def do_POST(self) -> None:
+        owner = self.server
+        try:
+            length = int(self.headers.get("Content-Length", ""))
+        except ValueError:
+            self._answer(411, "Content-Length required")
+            return
+        if length < 0 or length > owner.max_body_bytes:
+            # Too big to read: answer without reading it (the connection closes).
+            self._answer(413, f"payload larger than {owner.max_body_bytes} bytes")
+            return
+        body = self.rfile.read(length)
+        headers = {key: value for key, value in self.headers.items()}
+        outcome = handle_delivery(
+            headers,
+            body,
+            secret=owner.secret,
+            fleet_labels=owner.labels,
+            max_body_bytes=owner.max_body_bytes,
+            allowed_owners=owner.allowed_owners,
+        )
+        duplicate = False
+        if outcome.event is not None:
+            duplicate = not owner.intake.accept(outcome.event)
+        delivery = headers.get("X-GitHub-Delivery", "-")[:100]
+        owner.report(
+            f"webhook {delivery}: {outcome.status} {outcome.reason}"
+            + (" (duplicate delivery)" if duplicate else "")
+        )
+        self._answer(outcome.status, outcome.reason)
+
+
+class WebhookServer(http.server.ThreadingHTTPServer):
+    """``workflow_job`` deliveries on a local port, answered at once (work is queued)."""
+
+    daemon_threads = True
+    request_queue_size = 64
+
+    def __init__(
+        self,
+        bind: str,
+        port: int,
+        *,
+        secret: str,
+        labels: Iterable[str],
+        intake: Intake,
+        report: Report,
+        allowed_owners: Collection[str] | None = None,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    ) -> None:
+        if not secret:
+            raise FleetError(
+                "a webhook port needs a webhook secret",
+                hint="set FLEET_WEBHOOK_SECRET or --webhook-secret-file (the App's webhook secret)",
+            )
+        self.secret = secret
+        self.labels = tuple(labels)
+        self.intake = intake
+        self.report = report
+        self.allowed_owners = allowed_owners
+        self.max_body_bytes = max_body_bytes
+        try:
+            super().__init__((bind, port), _WebhookHandler)
+        except OSError as exc:
+            raise FleetError(
+                f"cannot listen for webhooks on {bind}:{port}: {exc.strerror}",
+                hint="choose a free port (--webhook-port) or address (--bind)",
+            ) from exc
+        self.timeout = 10
+        self._thread = threading.Thread(target=self.serve_forever, daemon=True, name="webhooks")
+
+    @property
+    def port(self) -> int:
+        return int(self.server_address[1])
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self.shutdown()
+        self.server_close()
+
+
+# --- the reconciler -------------------------------------------------------------------------
+
+
+@dataclass
+class CycleResult:
+    """What one cycle saw and did (for the log and the tests)."""
+
+    decision: Decision | None = None
+    observed: dict[str, int] = field(default_factory=dict)
+    removed: list[str] = field(default_factory=list)  # finished or stopped from outside
+    deregistered: list[str] = field(default_factory=list)  # ghost registrations
+    retired: list[str] = field(default_factory=list)
+    terminated: list[str] = field(default_factory=list)
+    launched: list[str] = field(default_factory=list)
+    kept_busy: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        seen = ", ".join(f"{k} {v}" for k, v in self.observed.items() if v) or "no hosts"
+        did = [
+            f"{label} {', '.join(names)}"
+            for label, names in (
+                ("removed", self.removed),
+                ("deregistered", self.deregistered),
+                ("retired", self.retired),
+                ("terminated", self.terminated),
+                ("launched", self.launched),
+                ("kept busy", self.kept_busy),
+            )
+            if names
+        ]
+        queued = self.decision.queued if self.decision else 0
+        return f"{seen}; queued {queued}" + (f"; {'; '.join(did)}" if did else "")
+
+
+class Reconciler:
+    """One fleet, one cycle at a time: observe, clear away, decide, realise."""
+
+    def __init__(
+        self,
+        fleet: Fleet,
+        options: ServeOptions,
+        intake: Intake,
+        report: Report,
+        clock: Clock = lambda: datetime.now(UTC),
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.fleet = fleet
+        self.options = options
+        self.limits = options.limits()
+        self.intake = intake
+        self.report = report
+        self.clock = clock
+        self.monotonic = monotonic
+        self._launch_failures = 0
+        self._launch_not_before = 0.0
+
+    def _busy(self, name: str) -> bool:
+        return name in self.intake.busy_runner_names()
+
+    def _deregister(self, registration: Runner | None, result: CycleResult) -> None:
+        if registration is None:
+            return
+        try:
+            self.fleet.deregister(registration)
+        except RunnerBusyError:
+            result.errors.append(
+                f"GitHub still shows {registration.name} running a job: registration kept"
+            )
+
+    def cycle(self) -> CycleResult:
+        """One reconcile cycle. GitHub trouble ends the cycle before anything is removed."""
+        result = CycleResult()
+        try:
+            seen = self.fleet.observe(self.intake.busy_runner_names())
+        except (GitHubError, FleetError) as exc:
+            # Uncertain state: touch nothing this cycle.
+            result.errors.append(f"cannot read the fleet's state, nothing changed: {exc}")
+            return result
+        result.observed = {
+            state: sum(1 for h in seen.hosts if h.state == state)
+            for state in ("booting", "idle", "busy", "finished", "gone")
+        }
+        try:
+            self._clear_away(seen, result)
+            queued = self.intake.queued()
+            decision = decide(queued, seen.runners, self.limits, self.clock())
+            result.decision = decision
+            self._shrink(seen, decision, result)
+            self._grow(decision, result)
+        except (GitHubError, FleetError) as exc:
+            result.errors.append(str(exc))
+        return result
+
+    def _clear_away(self, seen: Observation, result: CycleResult) -> None:
+        for host in (*seen.gone, *seen.finished):
+            self._deregister(host.registration, result)
+            self.fleet.remove(host.name)
+            result.removed.append(host.name)
+        for ghost in seen.ghosts:
+            if ghost.busy:
+                continue  # GitHub thinks a job runs there: left for GitHub to time out
+            try:
+                if self.fleet.deregister(ghost):
+                    result.deregistered.append(ghost.name)
+            except RunnerBusyError:
+                continue
+        self.fleet.remove_orphans()
+
+    def _shrink(self, seen: Observation, decision: Decision, result: CycleResult) -> None:
+        hosts = seen.by_name()
+        for name in decision.retire:
+            if retire_host(self.fleet, name, hosts[name].registration, self.report, self._busy):
+                result.retired.append(name)
+            else:
+                result.kept_busy.append(name)
+        for name in decision.terminate:
+            # Never registered in time (or above max_size while booting): no job can run
+            # there unless GitHub or the host says so, which the re-check catches.
+            if retire_host(self.fleet, name, hosts[name].registration, self.report, self._busy):
+                result.terminated.append(name)
+            else:
+                result.kept_busy.append(name)
+
+    def _grow(self, decision: Decision, result: CycleResult) -> None:
+        if decision.launch <= 0:
+            return
+        if self.monotonic() < self._launch_not_before:
+            result.errors.append(
+                f"launch of {decision.launch} host(s) postponed: the last launch failed"
+            )
+            return
+        try:
+            rows = self.fleet.add(
+                decision.launch, validate_hosts=self.options.validate, canary=False
+            )
+        except (GitHubError, FleetError) as exc:
+            self._back_off(result, f"starting {decision.launch} host(s) failed: {exc}")
+            return
+        good = {"registered"} if self.fleet.registered else {"booted", "validated"}
+        failed = [row for row in rows if row.state not in good]
+        for row in rows:
+            if row in failed:
+                self.fleet.remove(row.name)
+            else:
+                result.launched.append(row.name)
+        if failed:
+            problems = "; ".join(p for row in failed for p in row.problems[:2]) or failed[0].state
+            self._back_off(result, f"{len(failed)} new host(s) failed ({problems}); removed")
+        else:
+            self._launch_failures = 0
+
+    def _back_off(self, result: CycleResult, problem: str) -> None:
+        """No launch storm: the next attempt waits 10 s, 20 s, ... up to 5 minutes."""
+        self._launch_failures += 1
+        delay = min(300.0, 5.0 * 2**self._launch_failures)
+        self._launch_not_before = self.monotonic() + delay
+        result.errors.append(f"{problem}; next launch in {delay:.0f} s")
+
+
+class Autoscaler:
+    """The serve loop: a reconcile cycle every ``interval`` (sooner on a webhook), until
+    ``stop()`` or, with ``once``/``max_cycles``, after that many cycles."""
+
+    def __init__(
+        self,
+        fleet: Fleet,
+        options: ServeOptions,
+        report: Report,
+        intake: Intake | None = None,
+    ) -> None:
+        self.fleet = fleet
+        self.options = options
+        self.report = report
+        self.intake = intake or Intake()
+        self.reconciler = Reconciler(fleet, options, self.intake, report)
+        self.stopping = threading.Event()
+        self.server: WebhookServer | None = None
+        self.cycles: list[CycleResult] = []
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.intake.wake.set()
+
+    def start_webhooks(self) -> None:
+        if self.options.port is None:
+            return
+        self.server = WebhookServer(
+            self.options.bind,
+            self.options.port,
+            secret=self.options.webhook_secret or "",
+            labels=self.fleet.labels,
+            intake=self.intake,
+            report=self.report,
+            allowed_owners=self.options.allowed_owners,
+        )
+        self.server.start()
+        self.report(f"webhooks: listening on http://{self.options.bind}:{self.server.port}/")
+
+    def run(self) -> int:
+        """Run cycles until stopped; 0 if the last cycle had no errors, else 1."""
+        self.start_webhooks()
+        limits = self.reconciler.limits
+        self.report(
+            f"serving fleet {self.fleet.name!r}: {limits.warm_idle} idle, "
+            f"{limits.min_size}..{limits.max_size} hosts, a cycle every "
+            f"{self.options.interval:.0f} s"
+            + ("" if self.fleet.registered else " (not registered with GitHub)")
+        )
+        last: CycleResult | None = None
+        try:
+            while not self.stopping.is_set():
+                self.intake.wake.clear()
+                last = self.reconciler.cycle()
+                self.cycles.append(last)
+                self.report(last.summary())
+                for error in last.errors:
+                    self.report(f"problem: {error}")
+                if self.options.once or (
+                    self.options.max_cycles is not None
+                    and len(self.cycles) >= self.options.max_cycles
+                ):
+                    break
+                self.intake.wake.wait(self.options.interval)
+        finally:
+            if self.server is not None:
+                self.server.stop()
+            self.report("stopped (runner hosts keep running; `python -m fleet down` removes them)")
+        return 0 if last is None or not last.errors else 1

@@ -1,0 +1,117 @@
+"""The bake hash (what re-bakes the fleet's image), and the FAKE agent's job protocol."""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+import pytest
+
+from fleet import local
+from fleet.registration import Registrar
+from tests.fakes.runner_agent import build_tarball
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.fixture
+def recipe(tmp_path: Path) -> Path:
+    root = tmp_path / "playbooks"
+    (root / "roles" / "r" / "tasks").mkdir(parents=True)
+    (root / "roles" / "r" / "tasks" / "main.yml").write_text("- name: x\n")
+    (root / "site.yml").write_text("---\n")
+    return root
+
+
+def test_the_bake_hash_follows_playbooks_variables_and_base_image(recipe):
+    base = local.bake_hash({"a": 1}, "img:1", [recipe])
+    assert local.bake_hash({"a": 1}, "img:1", [recipe]) == base
+    assert local.bake_hash({"a": 2}, "img:1", [recipe]) != base
+    assert local.bake_hash({"a": 1}, "img:2", [recipe]) != base
+    (recipe / "roles" / "r" / "tasks" / "main.yml").write_text("- name: y\n")
+    assert local.bake_hash({"a": 1}, "img:1", [recipe]) != base
+
+
+def test_boot_only_variables_and_caches_do_not_re_bake(recipe):
+    base = local.bake_hash({"a": 1}, "img:1", [recipe])
+    boot_only = {"a": 1, "actions_runner_jitconfig": "secret", "docker_host_preload_images": []}
+    assert local.bake_hash(boot_only, "img:1", [recipe]) == base
+    (recipe / "roles" / "__pycache__").mkdir()
+    (recipe / "roles" / "__pycache__" / "x.pyc").write_bytes(b"\0")
+    (recipe / ".ansible").mkdir()
+    (recipe / ".ansible" / "cache").write_text("x")
+    assert local.bake_hash({"a": 1}, "img:1", [recipe]) == base
+
+
+def test_the_fake_agent_tarball_is_the_same_every_time():
+    assert build_tarball() == build_tarball()
+
+
+def _unpack_agent(target: Path) -> Path:
+    with tarfile.open(fileobj=io.BytesIO(build_tarball())) as tar:
+        tar.extractall(target, filter="data")
+    hooks = target / "hooks.log"
+    (target / ".env").write_text(
+        f"ACTIONS_RUNNER_HOOK_JOB_STARTED={target / 'hook.sh'}\n"
+        f"ACTIONS_RUNNER_HOOK_JOB_COMPLETED={target / 'hook.sh'}\n"
+    )
+    (target / "hook.sh").write_text(f"#!/bin/sh\necho hook >> {hooks}\n")
+    (target / "hook.sh").chmod(0o755)
+    return target
+
+
+def test_the_fake_agent_takes_one_job_from_the_fake_github_and_reports_it(
+    github, settings, tmp_path
+):
+    """The listener (run directly: run.sh refuses root, and tests run as root) goes online,
+    takes a job matching its labels, runs it in Runner.Worker with both hooks, reports the
+    result, and the fake drops the ephemeral registration."""
+    agent = _unpack_agent(tmp_path / "agent")
+    registrar = Registrar(settings)
+    jit = registrar.register("f-runner-aaa", ["self-hosted", "linux", "dind"])
+    other = github.queue_job("echo never", labels=("self-hosted", "gpu"))
+    job = github.queue_job('echo "hello from $PWD"; exit 3')
+    env = {**os.environ, "ACTIONS_RUNNER_INPUT_JITCONFIG": jit.encoded_jit_config}
+    result = subprocess.run(
+        [sys.executable, str(agent / "bin" / "Runner.Listener")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert job.status == "completed" and job.exit_code == 3
+    assert "hello from" in job.output and f"_work/{job.id}" in job.output
+    assert job.runner_name == "f-runner-aaa"
+    assert other.status == "queued"
+    assert (agent / "hooks.log").read_text() == "hook\nhook\n"
+    assert github.runner_by_name("f-runner-aaa") is None  # ephemeral: gone after its job
+    assert jit.encoded_jit_config not in result.stdout + result.stderr
+
+
+def test_the_fake_agent_exits_when_its_runner_is_deleted(github, settings, tmp_path):
+    agent = _unpack_agent(tmp_path / "agent")
+    registrar = Registrar(settings)
+    jit = registrar.register("f-runner-bbb", ["self-hosted", "linux"])
+    env = {**os.environ, "ACTIONS_RUNNER_INPUT_JITCONFIG": jit.encoded_jit_config}
+    listener = subprocess.Popen(
+        [sys.executable, str(agent / "bin" / "Runner.Listener")],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    deadline = time.monotonic() + 20
+    while github.runner_by_name("f-runner-bbb")["status"] != "online":
+        assert time.monotonic() < deadline, "the fake agent never came online"
+        time.sleep(0.1)
+    registrar.deregister(registrar.runners("f-runner-")["f-runner-bbb"])
+    output, _ = listener.communicate(timeout=30)
+    assert listener.returncode == 1
+    assert "removed from GitHub" in output
