@@ -14,6 +14,7 @@ from fleet import local
 from fleet.errors import FleetError
 
 WEBHOOK_SECRET_ENV = "FLEET_WEBHOOK_SECRET"  # noqa: S105 (a variable name)
+MIN_GITHUB_PERIOD = 60
 NOT_REGISTERED = (
     "Runners are provisioned and validated but NOT registered with GitHub: "
     "no GitHub App credentials were given (see README, 'Register with GitHub')."
@@ -59,6 +60,17 @@ def _seconds(text: str) -> float:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from exc
     if value < 0:
         raise argparse.ArgumentTypeError(f"{value} must not be negative")
+    return value
+
+
+def _period(text: str) -> float:
+    """Seconds between GitHub look-ups: 0 turns them off; below a minute would spend the
+    App's rate limit for little."""
+    value = _seconds(text)
+    if 0 < value < MIN_GITHUB_PERIOD:
+        raise argparse.ArgumentTypeError(
+            f"{value:g} must be 0 (off) or at least {MIN_GITHUB_PERIOD} seconds"
+        )
     return value
 
 
@@ -196,6 +208,22 @@ def parser() -> argparse.ArgumentParser:
         "--webhook-secret-file",
         type=Path,
         help=f"file holding the webhook secret (default: ${WEBHOOK_SECRET_ENV})",
+    )
+    serve.add_argument(
+        "--redeliver-every",
+        type=_period,
+        default=300.0,
+        metavar="SECONDS",
+        help="with webhooks and GitHub settings: ask GitHub to redeliver failed webhook "
+        "deliveries at start and then this often (default 300; 0: never)",
+    )
+    serve.add_argument(
+        "--stale-after",
+        type=_period,
+        default=600.0,
+        metavar="SECONDS",
+        help="with webhooks and GitHub settings: look up on GitHub a queued or running job "
+        "no webhook spoke of for this long (default 600; 0: never)",
     )
     serve.add_argument(
         "--validate", action="store_true", help="run the checks (no canary) on new hosts"
@@ -391,9 +419,13 @@ def build_autoscaler(args: argparse.Namespace, report=_say):  # -> serve.Autosca
         allowed_owners=owners,
         validate=args.validate,
         once=args.once,
+        redeliver_every=args.redeliver_every,
+        stale_after=args.stale_after,
     )
     options.limits()  # bad combinations fail here, before anything starts
-    return serve.Autoscaler(fleet, options, report)
+    # Catching up on missed webhooks needs the App (the Autoscaler uses it only with webhooks).
+    jobs = serve.GitHubJobSource(registrar) if registrar is not None else None
+    return serve.Autoscaler(fleet, options, report, jobs=jobs)
 
 
 def _serve(args: argparse.Namespace) -> int:

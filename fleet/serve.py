@@ -8,6 +8,14 @@ registered, and start fresh hosts from the baked image. Demand comes from ``work
 webhooks (checked by ``fleet.webhook``, the same code as the Lambda function) on a local
 port; GitHub's runner list is polled every cycle. Nothing is kept in a file: a restarted
 ``serve`` finds the fleet where it left it.
+
+With webhooks and GitHub App settings, serve also catches up on what webhooks missed, as the
+AWS reaper does: on its first cycle and every ``redeliver_every`` seconds it asks GitHub to
+redeliver failed deliveries (GitHub never retries them; a redelivery keeps its delivery id,
+so ``Intake`` ignores one that did arrive), and it looks up on GitHub the jobs queued or in
+progress with no news for ``stale_after`` seconds, merging what GitHub says into ``Intake``
+(a lost ``completed`` no longer holds a host; a lost ``in_progress`` no longer hides a busy
+runner; a job of a deleted run is forgotten). GitHub trouble there is a cycle problem.
 """
 
 from __future__ import annotations
@@ -16,7 +24,7 @@ import http.server
 import json
 import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -24,11 +32,19 @@ from typing import Any, Protocol
 
 from fleet import ledger
 from fleet.errors import FleetError
-from fleet.github.client import GitHubError
+from fleet.github.actions import WorkflowJobStatus, get_job
+from fleet.github.client import (
+    GitHubApp,
+    GitHubError,
+    GitHubForbidden,
+    GitHubNotFound,
+    GitHubValidationError,
+)
+from fleet.github.deliveries import RedeliveryReport, redeliver_failed
 from fleet.github.runners import Runner
-from fleet.ledger import JobRecord, JobState
+from fleet.ledger import JobEvent, JobRecord, JobState
 from fleet.local_state import HostProbe, Observation
-from fleet.registration import RunnerBusyError
+from fleet.registration import Registrar, RunnerBusyError
 from fleet.scaling import Decision, FleetLimits, decide
 from fleet.webhook import DEFAULT_MAX_BODY_BYTES, QueuedDelivery, handle_delivery
 
@@ -77,6 +93,11 @@ class ServeOptions:
     validate: bool = False
     once: bool = False
     max_cycles: int | None = None
+    # Catching up with GitHub (only with webhooks and GitHub App settings); 0 turns either off.
+    redeliver_every: float = 300.0
+    redeliver_lookback: float = 3600.0  # how far back the first redelivery pass looks
+    stale_after: float = 600.0
+    max_job_lookups: int = 20  # per cycle: bounds the API calls a backlog can cost
 
     def limits(self) -> FleetLimits:
         try:
@@ -169,6 +190,22 @@ class Intake:
         self.wake.set()
         return True
 
+    def merge(self, event: JobEvent) -> bool:
+        """Merge what GitHub says about a job this intake holds (``ledger.apply``: a duplicate
+        or older state changes nothing); the job counts as heard from now. True if changed."""
+        with self._lock:
+            current = self._jobs.pop(event.job_id, None)
+            if current is None:
+                return False  # forgotten meanwhile: not brought back
+            record, changed = ledger.apply(current[0], event)
+            self._jobs[event.job_id] = (record, self._clock())
+        return changed
+
+    def drop(self, job_id: int) -> bool:
+        """Forget a job GitHub no longer knows (its run was deleted). True if it was held."""
+        with self._lock:
+            return self._jobs.pop(job_id, None) is not None
+
     def _prune(self) -> None:
         now = self._clock()
         for job_id, (record, seen) in list(self._jobs.items()):
@@ -180,6 +217,12 @@ class Intake:
         with self._lock:
             self._prune()
             return [record for record, _ in self._jobs.values()]
+
+    def last_news(self) -> list[tuple[JobRecord, datetime]]:
+        """Each job and when it was last heard of (a delivery, or a look-up on GitHub)."""
+        with self._lock:
+            self._prune()
+            return list(self._jobs.values())
 
     def queued(self) -> int:
         """Jobs waiting for a runner of this fleet."""
@@ -300,6 +343,93 @@ class WebhookServer(http.server.ThreadingHTTPServer):
         self.server_close()
 
 
+# --- catching up on what webhooks missed --------------------------------------------------
+
+# Installation tokens for job look-ups ask for this and nothing else.
+JOB_PERMISSIONS = {"actions": "read"}
+OPEN_STATES = (JobState.QUEUED, JobState.IN_PROGRESS)
+
+
+def stale_jobs(
+    last_news: Iterable[tuple[JobRecord, datetime]],
+    *,
+    now: datetime,
+    stale_after: timedelta,
+    limit: int,
+) -> list[JobRecord]:
+    """Pure: jobs queued or in progress not heard of for longer than ``stale_after``, longest
+    silent first, at most ``limit`` of them."""
+    silent = sorted(
+        (
+            (seen, record)
+            for record, seen in last_news
+            if record.state in OPEN_STATES and now - seen > stale_after
+        ),
+        key=lambda pair: (pair[0], pair[1].job_id),
+    )
+    return [record for _, record in silent[: max(0, limit)]]
+
+
+@dataclass
+class RedeliverySchedule:
+    """Pure: when a redelivery pass is due and from when it looks (``now`` is passed in).
+
+    The first pass is due at once and looks back ``lookback``; the next one ``every`` later,
+    from ``overlap`` before the last good pass (GitHub's clock and ours differ, and a delivery
+    may be listed late). A failed pass also waits ``every``, and the next one looks from where
+    the failed one would have. ``every`` of zero turns redelivery off.
+    """
+
+    every: timedelta
+    lookback: timedelta = timedelta(hours=1)
+    overlap: timedelta = timedelta(minutes=5)
+    next_at: datetime | None = None
+    uncovered_from: datetime | None = None
+
+    def due(self, now: datetime) -> datetime | None:
+        """The ``since`` of a pass due at ``now``, or None if none is."""
+        if self.every <= timedelta(0):
+            return None
+        if self.next_at is not None and now < self.next_at:
+            return None
+        return self.uncovered_from or now - self.lookback
+
+    def done(self, now: datetime, since: datetime, *, ok: bool) -> None:
+        """Record a pass started at ``now`` that looked from ``since``."""
+        self.next_at = now + self.every
+        self.uncovered_from = now - self.overlap if ok else since
+
+
+class JobSource(Protocol):
+    """What serve asks GitHub to catch up on missed webhooks (``GitHubJobSource``)."""
+
+    def redeliver_failed(self, since: datetime, now: datetime) -> RedeliveryReport: ...
+
+    def job(self, repository: str, job_id: int) -> WorkflowJobStatus: ...
+
+
+class GitHubJobSource:
+    """``JobSource`` through the fleet's GitHub App: the App JWT for its webhook deliveries,
+    an installation token that may only read Actions for a repository's jobs."""
+
+    def __init__(self, registrar: Registrar) -> None:
+        self.client = registrar.client
+        # Its own token cache: the registrar's tokens may only administer runners.
+        self.app = GitHubApp(registrar.client, registrar.app.signer, permissions=JOB_PERMISSIONS)
+        self._installations: dict[str, int] = {}
+
+    def redeliver_failed(self, since: datetime, now: datetime) -> RedeliveryReport:
+        return redeliver_failed(self.client, self.app.jwt_auth, since=since, now=now)
+
+    def job(self, repository: str, job_id: int) -> WorkflowJobStatus:
+        installation = self._installations.get(repository)
+        if installation is None:
+            installation = self.app.installation_id_for_repo(repository)
+            self._installations[repository] = installation
+        auth = self.app.installation_auth(installation)
+        return get_job(self.client, auth, repository, job_id)
+
+
 # --- the reconciler -------------------------------------------------------------------------
 
 
@@ -315,6 +445,9 @@ class CycleResult:
     terminated: list[str] = field(default_factory=list)
     launched: list[str] = field(default_factory=list)
     kept_busy: list[str] = field(default_factory=list)
+    redelivered: list[str] = field(default_factory=list)  # delivery guids GitHub sends again
+    converged_jobs: list[int] = field(default_factory=list)  # looked up, GitHub knew more
+    dropped_jobs: list[int] = field(default_factory=list)  # looked up, GitHub knows none
     errors: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
@@ -328,6 +461,9 @@ class CycleResult:
                 ("terminated", self.terminated),
                 ("launched", self.launched),
                 ("kept busy", self.kept_busy),
+                ("redelivered", self.redelivered),
+                ("updated from GitHub job", [str(job) for job in self.converged_jobs]),
+                ("dropped deleted job", [str(job) for job in self.dropped_jobs]),
             )
             if names
         ]
@@ -336,7 +472,8 @@ class CycleResult:
 
 
 class Reconciler:
-    """One fleet, one cycle at a time: observe, clear away, decide, realise."""
+    """One fleet, one cycle at a time: catch up with GitHub (given ``jobs``), observe, clear
+    away, decide, realise."""
 
     def __init__(
         self,
@@ -346,6 +483,7 @@ class Reconciler:
         report: Report,
         clock: Clock = lambda: datetime.now(UTC),
         monotonic: Callable[[], float] = time.monotonic,
+        jobs: JobSource | None = None,
     ) -> None:
         self.fleet = fleet
         self.options = options
@@ -354,6 +492,11 @@ class Reconciler:
         self.report = report
         self.clock = clock
         self.monotonic = monotonic
+        self.jobs = jobs
+        self.redelivery = RedeliverySchedule(
+            every=timedelta(seconds=options.redeliver_every),
+            lookback=timedelta(seconds=options.redeliver_lookback),
+        )
         self._launch_failures = 0
         self._launch_not_before = 0.0
 
@@ -373,6 +516,10 @@ class Reconciler:
     def cycle(self) -> CycleResult:
         """One reconcile cycle. GitHub trouble ends the cycle before anything is removed."""
         result = CycleResult()
+        if self.jobs is not None:
+            # First, so the decision counts what GitHub says rather than a lost webhook.
+            self._redeliver(self.jobs, result)
+            self._look_up_stale_jobs(self.jobs, result)
         try:
             seen = self.fleet.observe(self.intake.busy_runner_names())
         except (GitHubError, FleetError) as exc:
@@ -393,6 +540,57 @@ class Reconciler:
         except (GitHubError, FleetError) as exc:
             result.errors.append(str(exc))
         return result
+
+    def _redeliver(self, jobs: JobSource, result: CycleResult) -> None:
+        now = self.clock()
+        since = self.redelivery.due(now)
+        if since is None:
+            return
+        try:
+            report = jobs.redeliver_failed(since, now)
+        except (GitHubError, ValueError, KeyError) as exc:  # the latter two: a garbled answer
+            self.redelivery.done(now, since, ok=False)
+            result.errors.append(
+                f"redelivery of failed webhook deliveries: {exc}; "
+                f"next try in {self.options.redeliver_every:.0f} s"
+            )
+            return
+        self.redelivery.done(now, since, ok=True)
+        result.redelivered += report.redelivered
+        result.errors += [f"GitHub refused a redelivery: {error}" for error in report.errors]
+
+    def _look_up_stale_jobs(self, jobs: JobSource, result: CycleResult) -> None:
+        """Ask GitHub where jobs stand that no webhook spoke of for ``stale_after`` seconds.
+
+        A looked-up job counts as heard from, so it is asked about again only after another
+        ``stale_after``. GitHub trouble ends this cycle's look-ups; the next cycle goes on.
+        """
+        if self.options.stale_after <= 0:
+            return
+        stale = stale_jobs(
+            self.intake.last_news(),
+            now=self.clock(),
+            stale_after=timedelta(seconds=self.options.stale_after),
+            limit=self.options.max_job_lookups,
+        )
+        for record in stale:
+            try:
+                status = jobs.job(record.repository, record.job_id)
+            except GitHubNotFound:
+                # Its run was deleted (or the App cannot see it): no runner will ever take it.
+                if self.intake.drop(record.job_id):
+                    result.dropped_jobs.append(record.job_id)
+                continue
+            except (GitHubError, ValueError, KeyError) as exc:
+                hint = ""
+                if isinstance(exc, GitHubForbidden | GitHubValidationError):
+                    hint = " (the App needs Repository permissions > Actions: Read-only)"
+                result.errors.append(
+                    f"looking up stale job {record.job_id} of {record.repository}: {exc}{hint}"
+                )
+                return
+            if self.intake.merge(status.to_event()):
+                result.converged_jobs.append(record.job_id)
 
     def _clear_away(self, seen: Observation, result: CycleResult) -> None:
         for host in (*seen.gone, *seen.finished):
@@ -462,7 +660,12 @@ class Reconciler:
 
 class Autoscaler:
     """The serve loop: a reconcile cycle every ``interval`` (sooner on a webhook), until
-    ``stop()`` or, with ``once``/``max_cycles``, after that many cycles."""
+    ``stop()`` or, with ``once``/``max_cycles``, after that many cycles.
+
+    ``jobs`` (GitHub) is asked to catch up on missed webhooks only when webhooks are on
+    (``options.port``): without them there is no job to catch up on. ``cycles`` keeps the
+    last ``keep_cycles`` results; ``cycle_count`` counts them all.
+    """
 
     def __init__(
         self,
@@ -470,15 +673,25 @@ class Autoscaler:
         options: ServeOptions,
         report: Report,
         intake: Intake | None = None,
+        jobs: JobSource | None = None,
+        *,
+        keep_cycles: int = 1000,
     ) -> None:
         self.fleet = fleet
         self.options = options
         self.report = report
         self.intake = intake or Intake()
-        self.reconciler = Reconciler(fleet, options, self.intake, report)
+        self.reconciler = Reconciler(
+            fleet,
+            options,
+            self.intake,
+            report,
+            jobs=jobs if options.port is not None else None,
+        )
         self.stopping = threading.Event()
         self.server: WebhookServer | None = None
-        self.cycles: list[CycleResult] = []
+        self.cycles: deque[CycleResult] = deque(maxlen=keep_cycles)
+        self.cycle_count = 0
 
     def stop(self) -> None:
         self.stopping.set()
@@ -509,18 +722,21 @@ class Autoscaler:
             f"{self.options.interval:.0f} s"
             + ("" if self.fleet.registered else " (not registered with GitHub)")
         )
+        if self.reconciler.jobs is not None:
+            self.report(self._catch_up_note())
         last: CycleResult | None = None
         try:
             while not self.stopping.is_set():
                 self.intake.wake.clear()
                 last = self.reconciler.cycle()
                 self.cycles.append(last)
+                self.cycle_count += 1
                 self.report(last.summary())
                 for error in last.errors:
                     self.report(f"problem: {error}")
                 if self.options.once or (
                     self.options.max_cycles is not None
-                    and len(self.cycles) >= self.options.max_cycles
+                    and self.cycle_count >= self.options.max_cycles
                 ):
                     break
                 self.intake.wake.wait(self.options.interval)
@@ -529,3 +745,17 @@ class Autoscaler:
                 self.server.stop()
             self.report("stopped (runner hosts keep running; `python -m fleet down` removes them)")
         return 0 if last is None or not last.errors else 1
+
+    def _catch_up_note(self) -> str:
+        options = self.options
+        redelivery = (
+            f"failed webhook deliveries redelivered every {options.redeliver_every:.0f} s"
+            if options.redeliver_every > 0
+            else "no redelivery of failed webhook deliveries"
+        )
+        lookups = (
+            f"jobs without news for {options.stale_after:.0f} s looked up on GitHub"
+            if options.stale_after > 0
+            else "no look-up of stale jobs"
+        )
+        return f"catching up with GitHub: {redelivery}; {lookups}"

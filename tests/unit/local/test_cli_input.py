@@ -19,6 +19,12 @@ pytestmark = pytest.mark.unit
         (["serve", "--interval", "-5"], "must not be negative"),
         (["serve", "--idle", "x"], "not a whole number"),
         (["serve", "--max", "0"], "must be at least 1"),
+        (["serve", "--redeliver-every", "-300"], "must not be negative"),
+        (["serve", "--redeliver-every", "often"], "'often' is not a number of seconds"),
+        (["serve", "--redeliver-every", "5"], "5 must be 0 (off) or at least 60 seconds"),
+        (["serve", "--stale-after", "-1"], "must not be negative"),
+        (["serve", "--stale-after", "10m"], "'10m' is not a number of seconds"),
+        (["serve", "--stale-after", "0.5"], "0.5 must be 0 (off) or at least 60 seconds"),
         (["status", "--labels", "a"], "unrecognized arguments"),
     ],
 )
@@ -88,12 +94,23 @@ def test_a_vars_file_cannot_smuggle_in_a_jit_config(tmp_path):
         local.load_vars_file(path)
 
 
+def test_catching_up_with_github_defaults_and_can_be_turned_off():
+    defaults = cli.parser().parse_args(["serve"])
+    assert (defaults.redeliver_every, defaults.stale_after) == (300.0, 600.0)
+    off = cli.parser().parse_args(["serve", "--redeliver-every", "0", "--stale-after", "0"])
+    assert (off.redeliver_every, off.stale_after) == (0.0, 0.0)
+    hourly = cli.parser().parse_args(["serve", "--redeliver-every", "3600"])
+    assert hourly.redeliver_every == 3600.0
+
+
 def test_every_command_has_help(capsys):
     for command in ("up", "status", "validate", "scale", "serve", "down", "bootstrap"):
         with pytest.raises(SystemExit) as exit_info:
             cli.main([command, "--help"])
         assert exit_info.value.code == 0
-    assert "--webhook-port" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "--webhook-port" in out
+    assert "--redeliver-every SECONDS" in out and "--stale-after SECONDS" in out
 
 
 def test_no_engine_is_explained_with_what_to_run(capsys, monkeypatch, tmp_path):

@@ -15,13 +15,28 @@ import pytest
 import requests
 
 from fleet.errors import FleetError
-from fleet.github.client import GitHubServerError
-from fleet.github.runners import Runner
+from fleet.github.actions import WorkflowJobStatus
+from fleet.github.client import GitHubClient, GitHubNotFound, GitHubServerError
+from fleet.github.deliveries import RedeliveryReport
+from fleet.github.runners import Runner, Scope
+from fleet.ledger import JobEvent, JobRecord, JobState
 from fleet.local import HostRow
 from fleet.local_state import HostProbe, observe
-from fleet.registration import RunnerBusyError
-from fleet.serve import Autoscaler, Intake, Reconciler, ServeOptions, WebhookServer, retire_host
+from fleet.registration import GitHubSettings, Registrar, RunnerBusyError
+from fleet.serve import (
+    Autoscaler,
+    GitHubJobSource,
+    Intake,
+    Reconciler,
+    RedeliverySchedule,
+    ServeOptions,
+    WebhookServer,
+    retire_host,
+    stale_jobs,
+)
 from fleet.webhook import QueuedDelivery
+from tests.fakes.github import FakeGitHubActions
+from tests.fakes.github_jobs import WallClock
 from tests.unit.control_plane.payloads import SECRET, signed, workflow_job
 
 pytestmark = pytest.mark.unit
@@ -355,3 +370,368 @@ def test_a_host_that_never_registers_is_replaced_after_the_boot_deadline():
     assert stuck in fleet.deregistered and stuck not in fleet.hosts
     assert fresh in fleet.hosts
     assert len(result.launched) == 1
+
+
+# --- catching up on what webhooks missed --------------------------------------------------
+
+
+def _queued(job_id: int, repository: str = "acme/app") -> JobEvent:
+    return JobEvent(
+        job_id=job_id,
+        state=JobState.QUEUED,
+        run_id=job_id * 10,
+        repository=repository,
+        created_at=NOW - timedelta(hours=1),
+        labels=LABELS,
+    )
+
+
+def _on_github(job_id: int, status: str, *, runner_name: str | None = None):
+    return WorkflowJobStatus(
+        job_id=job_id,
+        run_id=job_id * 10,
+        repository="acme/app",
+        status=status,
+        conclusion="success" if status == "completed" else None,
+        created_at=NOW - timedelta(hours=1),
+        labels=LABELS,
+        started_at=NOW - timedelta(minutes=50) if status != "queued" else None,
+        completed_at=NOW - timedelta(minutes=40) if status == "completed" else None,
+        runner_id=7 if runner_name else None,
+        runner_name=runner_name,
+    )
+
+
+class MemoryGitHub:
+    """A ``JobSource`` in memory: where GitHub says jobs stand, and outages on demand."""
+
+    def __init__(self) -> None:
+        self.jobs: dict[int, WorkflowJobStatus] = {}
+        self.passes: list[tuple[datetime, datetime]] = []  # (since, now) of each pass
+        self.lookups: list[int] = []
+        self.down = False
+
+    def redeliver_failed(self, since, now):
+        if self.down:
+            raise GitHubServerError("GET", "/app/hook/deliveries", 502, "Bad Gateway")
+        self.passes.append((since, now))
+        return RedeliveryReport(examined=0)
+
+    def job(self, repository, job_id):
+        if self.down:
+            raise GitHubServerError("GET", f"/repos/{repository}/actions/jobs", 503, "Unavailable")
+        self.lookups.append(job_id)
+        if job_id not in self.jobs:
+            raise GitHubNotFound("GET", f"/repos/{repository}/actions/jobs/{job_id}", 404, "Gone")
+        return self.jobs[job_id]
+
+
+class Moments:
+    """One injected clock for the intake and the reconciler; moves only when told to."""
+
+    def __init__(self) -> None:
+        self.now = NOW
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> None:
+        self.now += timedelta(**delta)
+
+
+def catching_up(fleet, github, clock, **options):
+    """A reconciler that catches up with ``github``, and its intake, on clock ``clock``."""
+    intake = Intake(clock=clock)
+    rec = reconciler(fleet, intake, clock=clock, **options)
+    rec.jobs = github
+    return rec, intake
+
+
+def test_stale_jobs_are_the_open_ones_silent_too_long_longest_silent_first_and_bounded():
+    def record(job_id, state):
+        return replace(JobRecord.from_event(_queued(job_id)), state=state)
+
+    news = [
+        (record(1, JobState.QUEUED), NOW - timedelta(minutes=11)),
+        (record(2, JobState.IN_PROGRESS), NOW - timedelta(minutes=30)),
+        (record(3, JobState.QUEUED), NOW - timedelta(minutes=9)),  # heard of recently
+        (record(4, JobState.COMPLETED), NOW - timedelta(hours=2)),  # nothing left to learn
+        (record(5, JobState.WAITING), NOW - timedelta(hours=2)),  # waits for an approval
+        (record(6, JobState.QUEUED), NOW - timedelta(minutes=20)),
+    ]
+    ten_minutes = timedelta(minutes=10)
+    stale = stale_jobs(news, now=NOW, stale_after=ten_minutes, limit=20)
+    assert [r.job_id for r in stale] == [2, 6, 1]
+    bounded = stale_jobs(news, now=NOW, stale_after=ten_minutes, limit=2)
+    assert [r.job_id for r in bounded] == [2, 6]
+
+
+def test_a_redelivery_pass_is_due_at_once_then_every_interval_overlapping_the_last():
+    schedule = RedeliverySchedule(every=timedelta(minutes=5), lookback=timedelta(hours=1))
+    assert schedule.due(NOW) == NOW - timedelta(hours=1)
+    schedule.done(NOW, NOW - timedelta(hours=1), ok=True)
+    assert schedule.due(NOW + timedelta(minutes=4, seconds=59)) is None
+    later = NOW + timedelta(minutes=5)
+    assert schedule.due(later) == NOW - schedule.overlap
+
+
+def test_a_failed_redelivery_pass_waits_the_interval_and_then_covers_its_window():
+    schedule = RedeliverySchedule(every=timedelta(minutes=5), lookback=timedelta(hours=1))
+    since = schedule.due(NOW)
+    schedule.done(NOW, since, ok=False)
+    assert schedule.due(NOW + timedelta(minutes=1)) is None
+    assert schedule.due(NOW + timedelta(minutes=5)) == since, "nothing of the window lost"
+
+
+def test_redelivery_every_zero_is_off():
+    assert RedeliverySchedule(every=timedelta(0)).due(NOW) is None
+
+
+def test_redelivery_passes_run_on_the_first_cycle_and_never_more_often_than_the_interval():
+    clock, github = Moments(), MemoryGitHub()
+    rec, _ = catching_up(MemoryFleet(), github, clock, redeliver_every=300.0)
+    for _ in range(11):  # a cycle every 30 s for 5 minutes
+        rec.cycle()
+        clock.advance(seconds=30)
+    starts = [now for _, now in github.passes]
+    assert starts == [NOW, NOW + timedelta(minutes=5)]
+    assert github.passes[0][0] == NOW - timedelta(hours=1), "the first pass looks back an hour"
+    assert github.passes[1][0] == NOW - timedelta(minutes=5), "from the last pass, overlapping"
+
+
+def test_a_stale_queued_job_github_says_completed_no_longer_holds_an_extra_host():
+    """A lost `completed`: queued in the intake, done on GitHub. Once looked up, the decision
+    drops the host that was kept for it."""
+    clock, github = Moments(), MemoryGitHub()
+    fleet = MemoryFleet()
+    fleet.host(LISTENING)
+    fleet.host(LISTENING)
+    rec, intake = catching_up(fleet, github, clock, idle=1, stale_after=600.0)
+    intake.accept(QueuedDelivery("d-1", _queued(41)))
+    github.jobs[41] = _on_github(41, "completed")
+
+    fresh = rec.cycle()  # heard of just now: not looked up, still counts
+    assert github.lookups == [] and fresh.decision.queued == 1 and fresh.retired == []
+
+    clock.advance(minutes=11)
+    result = rec.cycle()
+    assert github.lookups == [41]
+    assert result.converged_jobs == [41]
+    assert result.decision.queued == 0 and intake.queued() == 0
+    assert len(result.retired) == 1 and len(fleet.hosts) == 1
+
+
+def test_a_stale_job_github_shows_running_makes_its_runner_busy():
+    """A lost `in_progress`: the job's runner looks idle unless GitHub is asked."""
+    clock, github = Moments(), MemoryGitHub()
+    fleet = MemoryFleet()
+    running = fleet.host(LISTENING)
+    spare = fleet.host(LISTENING)
+    rec, intake = catching_up(fleet, github, clock, idle=0, stale_after=600.0)
+    intake.accept(QueuedDelivery("d-1", _queued(42)))
+    github.jobs[42] = _on_github(42, "in_progress", runner_name=running)
+    clock.advance(minutes=11)
+
+    result = rec.cycle()
+    assert result.converged_jobs == [42]
+    assert intake.busy_runner_names() == {running}
+    assert result.retired == [spare]
+    assert running in fleet.hosts and running not in fleet.deregistered
+
+
+def test_a_job_github_no_longer_knows_is_dropped():
+    clock, github = Moments(), MemoryGitHub()
+    rec, intake = catching_up(MemoryFleet(), github, clock, idle=0, stale_after=600.0)
+    intake.accept(QueuedDelivery("d-1", _queued(43)))  # its run was deleted since
+    clock.advance(minutes=11)
+    result = rec.cycle()
+    assert result.dropped_jobs == [43]
+    assert intake.records() == []
+    assert result.errors == []
+
+
+def test_a_job_looked_up_is_asked_about_again_only_after_another_stale_period():
+    clock, github = Moments(), MemoryGitHub()
+    rec, intake = catching_up(MemoryFleet(), github, clock, stale_after=600.0)
+    intake.accept(QueuedDelivery("d-1", _queued(44)))
+    github.jobs[44] = _on_github(44, "queued")  # really still waiting for a runner
+    clock.advance(minutes=11)
+    for _ in range(20):  # a cycle every 30 s for the next 10 minutes
+        rec.cycle()
+        clock.advance(seconds=30)
+    assert github.lookups == [44]
+    clock.advance(seconds=30)
+    rec.cycle()
+    assert github.lookups == [44, 44]
+    assert intake.queued() == 1
+
+
+def test_job_lookups_per_cycle_are_bounded():
+    clock, github = Moments(), MemoryGitHub()
+    rec, intake = catching_up(MemoryFleet(), github, clock, stale_after=600.0, max_job_lookups=3)
+    for n in range(10):
+        intake.accept(QueuedDelivery(f"d-{n}", _queued(100 + n)))
+        github.jobs[100 + n] = _on_github(100 + n, "completed")
+    clock.advance(minutes=11)
+    first = rec.cycle()
+    assert len(github.lookups) == 3 and first.converged_jobs == [100, 101, 102]
+    rec.cycle()
+    assert len(github.lookups) == 6
+    assert intake.queued() == 4
+
+
+def test_github_trouble_while_catching_up_is_a_cycle_problem_and_the_loop_goes_on():
+    clock, github = Moments(), MemoryGitHub()
+    fleet = MemoryFleet()
+    github.down = True
+    rec, intake = catching_up(fleet, github, clock, idle=1, stale_after=600.0)
+    intake.accept(QueuedDelivery("d-1", _queued(45)))
+    github.jobs[45] = _on_github(45, "completed")
+    clock.advance(minutes=11)
+
+    troubled = rec.cycle()
+    assert any("redelivery" in e and "502" in e for e in troubled.errors), troubled.errors
+    assert any("stale job 45" in e and "503" in e for e in troubled.errors), troubled.errors
+    assert troubled.decision is not None and troubled.launched, "the cycle itself went on"
+
+    github.down = False
+    clock.advance(seconds=30)
+    recovered = rec.cycle()
+    assert recovered.converged_jobs == [45], "looked up again at the next cycle"
+    assert github.passes == [], "redelivery waits its interval after a failure"
+    clock.advance(minutes=5)
+    rec.cycle()
+    assert github.passes[0][0] == NOW - timedelta(hours=1) + timedelta(minutes=11)
+
+
+def test_the_serve_loop_survives_github_trouble_and_catches_up_only_with_webhooks():
+    github = MemoryGitHub()
+    github.down = True
+    options = ServeOptions(idle=1, interval=0, max_cycles=3, port=0, webhook_secret="s")
+    autoscaler = Autoscaler(MemoryFleet(), options, lambda _m: None, jobs=github)
+    autoscaler.start_webhooks = lambda: None  # type: ignore[method-assign]
+    autoscaler.run()
+    assert autoscaler.cycle_count == 3, "the loop ran on after the problem"
+    assert "redelivery" in autoscaler.cycles[0].errors[0]
+    assert all(cycle.decision is not None for cycle in autoscaler.cycles)
+
+    quiet = MemoryGitHub()
+    once = ServeOptions(idle=1, once=True)
+    without = Autoscaler(MemoryFleet(), once, lambda _m: None, jobs=quiet)
+    assert without.run() == 0
+    assert quiet.passes == [] and without.reconciler.jobs is None
+
+
+def test_the_serve_loop_keeps_only_the_last_cycles_but_counts_them_all():
+    options = ServeOptions(idle=1, interval=0, max_cycles=5)
+    autoscaler = Autoscaler(MemoryFleet(), options, lambda _m: None, keep_cycles=2)
+    assert autoscaler.run() == 0
+    assert autoscaler.cycle_count == 5
+    assert len(autoscaler.cycles) == 2
+    assert [len(cycle.launched) for cycle in autoscaler.cycles] == [0, 0]
+
+
+# --- the GitHub side, against the FAKE GitHub ---------------------------------------------
+
+APP_ID = "31337"
+REPO = "octo-org/app"
+
+
+@pytest.fixture
+def fake_github(httpserver, app_keys) -> FakeGitHubActions:
+    fake = FakeGitHubActions(
+        server=httpserver, app_id=APP_ID, public_key=app_keys[1], clock=WallClock()
+    )
+    fake.install("octo-org", 1)
+    fake.install(REPO, 1)
+    return fake
+
+
+@pytest.fixture
+def job_source(fake_github, app_keys) -> GitHubJobSource:
+    settings = GitHubSettings(
+        app_id=APP_ID,
+        private_key=app_keys[0].decode(),
+        scope=Scope.for_org("octo-org"),
+        api_url=fake_github.base_url,
+    )
+    # No sleeping between retries of a 5xx: the test runs in milliseconds.
+    client = GitHubClient(fake_github.base_url, sleep=lambda _s: None, jitter=lambda: 0.0)
+    return GitHubJobSource(Registrar(settings, client=client))
+
+
+def test_failed_deliveries_are_redelivered_once_per_pass_and_succeeded_ones_never(
+    fake_github, job_source
+):
+    clock = Moments()
+    ok = fake_github.add_delivery("arrived", 202, NOW - timedelta(minutes=30))
+    lost = fake_github.add_delivery("lost", 502, NOW - timedelta(minutes=20))
+    fake_github.add_delivery("long-ago", 502, NOW - timedelta(hours=2))  # before the window
+    rec, _ = catching_up(MemoryFleet(), job_source, clock, redeliver_every=300.0)
+
+    first = rec.cycle()
+    assert fake_github.redelivered == [lost]
+    assert first.redelivered == ["lost"] and first.errors == []
+
+    clock.advance(minutes=1)
+    assert rec.cycle().redelivered == [], "not due yet"
+    # GitHub records the redelivery, which this time arrived.
+    fake_github.add_delivery("lost", 202, NOW + timedelta(seconds=5), redelivery=True)
+    still_lost = fake_github.add_delivery("lost-later", 0, NOW + timedelta(minutes=2))
+    clock.advance(minutes=4)
+    later = rec.cycle()
+    assert later.redelivered == ["lost-later"]
+    assert fake_github.redelivered == [lost, still_lost]
+    assert ok not in fake_github.redelivered
+    assert len(fake_github.calls("GET", "/app/hook/deliveries")) == 2
+
+
+def test_stale_jobs_converge_to_what_the_fake_github_says(fake_github, job_source):
+    clock = Moments()
+    fleet = MemoryFleet()
+    runner = fleet.host(LISTENING)
+    done = fake_github.new_job(REPO, LABELS, NOW - timedelta(hours=1))
+    done.status, done.conclusion, done.completed_at = "completed", "success", NOW
+    running = fake_github.new_job(REPO, LABELS, NOW - timedelta(hours=1))
+    running.status, running.runner_id, running.runner_name = "in_progress", 7, runner
+    running.started_at = NOW - timedelta(minutes=30)
+    rec, intake = catching_up(fleet, job_source, clock, idle=0, stale_after=600.0)
+    for job_id in (done.id, running.id, 99_999):  # 99_999: its run was deleted
+        intake.accept(QueuedDelivery(f"d-{job_id}", _queued(job_id, REPO)))
+    clock.advance(minutes=11)
+
+    result = rec.cycle()
+    assert result.errors == []
+    assert sorted(result.converged_jobs) == [done.id, running.id]
+    assert result.dropped_jobs == [99_999]
+    states = {r.job_id: r.state for r in intake.records()}
+    assert states == {done.id: JobState.COMPLETED, running.id: JobState.IN_PROGRESS}
+    assert intake.busy_runner_names() == {runner} and runner in fleet.hosts
+    assert fake_github.token_bodies == [{"permissions": {"actions": "read"}}], "read only"
+
+
+def test_a_fake_github_5xx_is_a_cycle_problem_and_the_next_cycle_catches_up(
+    fake_github, job_source
+):
+    clock = Moments()
+    job = fake_github.new_job(REPO, LABELS, NOW - timedelta(hours=1))
+    job.status, job.conclusion = "completed", "cancelled"
+    lost = fake_github.add_delivery("lost", 502, NOW - timedelta(minutes=20))
+    rec, intake = catching_up(MemoryFleet(), job_source, clock, stale_after=600.0)
+    intake.accept(QueuedDelivery("d-1", _queued(job.id, REPO)))
+    clock.advance(minutes=11)
+    fake_github.fail_next(502, times=100, message="server error", path_prefix="/app/hook/")
+    fake_github.fail_next(503, times=100, message="server error", path_prefix="/repos/")
+
+    troubled = rec.cycle()
+    assert len(troubled.errors) == 2, troubled.errors
+    assert "502" in troubled.errors[0] and "503" in troubled.errors[1]
+    assert troubled.decision is not None
+    assert intake.queued() == 1 and fake_github.redelivered == []
+
+    fake_github.faults.clear()
+    clock.advance(minutes=5)
+    recovered = rec.cycle()
+    assert recovered.errors == []
+    assert recovered.redelivered == ["lost"] and fake_github.redelivered == [lost]
+    assert recovered.converged_jobs == [job.id] and intake.queued() == 0
