@@ -27,6 +27,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from bench._common import write_section
 from fleet.github.runners import Runner
 from fleet.ledger import JobRecord, JobState
 from fleet.scaling import FleetLimits, decide
@@ -117,12 +118,10 @@ def bench_decisions(repeats: int) -> list[dict[str, Any]]:
 
 
 def bench_calls_per_cycle(retirements: tuple[int, ...]) -> list[dict[str, Any]]:
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
     from moto import mock_aws
     from pytest_httpserver import HTTPServer
 
-    from tests.fakes.github import FakeGitHubActions
+    from tests.fakes.github import FakeGitHubActions, app_key_pair
     from tests.integration import moto_asg
     from tests.integration.harness import (
         APP_ID,
@@ -136,15 +135,8 @@ def bench_calls_per_cycle(retirements: tuple[int, ...]) -> list[dict[str, Any]]:
     )
     from tests.integration.moto_iam import PolicyEnforcer
 
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    private = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    ).decode()
-    public = key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
+    private_pem, public = app_key_pair()
+    private = private_pem.decode()
     rows = []
     busy = 3
     for retire in retirements:
@@ -346,17 +338,6 @@ def render(
     return "\n".join(lines)
 
 
-def write_section(path: Path, section: str) -> None:
-    text = path.read_text() if path.exists() else "# Benchmarks\n\n"
-    if SECTION in text:
-        head, rest = text.split(SECTION, 1)
-        tail = rest.split("\n## ", 1)
-        text = head + section + ("\n## " + tail[1] if len(tail) > 1 else "")
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    path.write_text(text)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=15, help="repeats per decision size")
@@ -369,7 +350,7 @@ def main() -> None:
     section = render(decisions, calls, hooks, args.runs, args.events)
     print(section)
     if args.write:
-        write_section(args.write, section)
+        write_section(args.write, SECTION, section)
 
 
 if __name__ == "__main__":

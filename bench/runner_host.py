@@ -20,10 +20,13 @@ from pathlib import Path
 
 import yaml
 
+from bench._common import write_section
 from fleet import local, provision, validate
 from fleet.backends import docker as backend
 from fleet.bootstrap import bootstrap
 from tests.fakes.runner_agent import serve_agent
+
+SECTION = "## Runner host (`bench/runner_host.py`)"
 
 
 def _machine() -> str:
@@ -105,7 +108,7 @@ def measure(runs: int) -> dict[str, list[float]]:
 
 def render(figures: dict[str, list[float]], machine: str) -> str:
     lines = [
-        "## Runner host (`bench/runner_host.py`)",
+        SECTION,
         "",
         f"Machine: {machine}. Each run starts a fresh runner host from the cached image.",
         "",
@@ -126,15 +129,7 @@ def main() -> None:
     section = render(measure(args.runs), _machine())
     print(section)
     if args.write:
-        text = args.write.read_text() if args.write.exists() else "# Benchmarks\n\n"
-        marker = "## Runner host (`bench/runner_host.py`)"
-        if marker in text:
-            head, _, rest = text.partition(marker)
-            tail = rest.split("\n## ", 1)
-            text = head + section + ("\n## " + tail[1] if len(tail) > 1 else "")
-        else:
-            text = text.rstrip("\n") + "\n\n" + section
-        args.write.write_text(text)
+        write_section(args.write, SECTION, section)
 
 
 if __name__ == "__main__":

@@ -73,6 +73,22 @@ FUNCTION_SPECS: dict[str, FunctionSpec] = {
     REAPER: FunctionSpec(120, 512, "dead, offline and expired runners; reconciler"),
 }
 SCHEDULES = {SCALER: "rate(1 minute)", REAPER: "rate(2 minutes)"}
+# Alarms on the fleet's own metrics (the functions publish them, dimension Fleet):
+# key -> (alarm name after the prefix, metric, statistic, description).
+FLEET_ALARMS = {
+    "queued-too-long": (
+        "jobs-queued-too-long",
+        "JobsQueuedTooLong",
+        "Maximum",
+        "Jobs wait for a runner longer than the threshold",
+    ),
+    "boot-failures": (
+        "boot-failures",
+        "BootFailures",
+        "Sum",
+        "Instances did not register their runner by the boot deadline",
+    ),
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -456,57 +472,29 @@ class ControlPlane(pulumi.ComponentResource):
             )
 
         # Alarms (no actions: subscribe your paging to them, see docs/deploy-aws.md).
-        fleet_dimension = {"Fleet": args.fleet_name}
         self.alarms = {
-            "dead-letters": aws.cloudwatch.MetricAlarm(
+            "dead-letters": self._nonzero_alarm(
                 f"{name}-dead-letters-alarm",
-                name=f"{prefix}-dead-letters-not-empty",
-                alarm_description="A webhook delivery or control plane event failed every retry",
+                alarm_name=f"{prefix}-dead-letters-not-empty",
+                description="A webhook delivery or control plane event failed every retry",
                 namespace="AWS/SQS",
                 metric_name="ApproximateNumberOfMessagesVisible",
                 dimensions={"QueueName": self.dead_letter_queue.name},
                 statistic="Maximum",
-                period=300,
-                evaluation_periods=1,
-                threshold=0,
-                comparison_operator="GreaterThanThreshold",
-                treat_missing_data="notBreaching",
                 tags=tags,
-                opts=child,
-            ),
-            "queued-too-long": aws.cloudwatch.MetricAlarm(
-                f"{name}-queued-too-long-alarm",
-                name=f"{prefix}-jobs-queued-too-long",
-                alarm_description="Jobs wait for a runner longer than the threshold",
-                namespace=args.metrics_namespace,
-                metric_name="JobsQueuedTooLong",
-                dimensions=fleet_dimension,
-                statistic="Maximum",
-                period=300,
-                evaluation_periods=1,
-                threshold=0,
-                comparison_operator="GreaterThanThreshold",
-                treat_missing_data="notBreaching",
-                tags=tags,
-                opts=child,
-            ),
-            "boot-failures": aws.cloudwatch.MetricAlarm(
-                f"{name}-boot-failures-alarm",
-                name=f"{prefix}-boot-failures",
-                alarm_description="Instances did not register their runner by the boot deadline",
-                namespace=args.metrics_namespace,
-                metric_name="BootFailures",
-                dimensions=fleet_dimension,
-                statistic="Sum",
-                period=300,
-                evaluation_periods=1,
-                threshold=0,
-                comparison_operator="GreaterThanThreshold",
-                treat_missing_data="notBreaching",
-                tags=tags,
-                opts=child,
-            ),
+            )
         }
+        for key, (name_suffix, metric_name, statistic, description) in FLEET_ALARMS.items():
+            self.alarms[key] = self._nonzero_alarm(
+                f"{name}-{key}-alarm",
+                alarm_name=f"{prefix}-{name_suffix}",
+                description=description,
+                namespace=args.metrics_namespace,
+                metric_name=metric_name,
+                dimensions={"Fleet": args.fleet_name},
+                statistic=statistic,
+                tags=tags,
+            )
 
         self.webhook_url_value = self.webhook_url.function_url
         self.queue_url = self.queue.url
@@ -520,4 +508,35 @@ class ControlPlane(pulumi.ComponentResource):
                 "dead_letter_queue_url": self.dead_letter_queue_url,
                 "ledger_table": self.ledger_table,
             }
+        )
+
+    def _nonzero_alarm(
+        self,
+        resource_name: str,
+        *,
+        alarm_name: str,
+        description: str,
+        namespace: pulumi.Input[str],
+        metric_name: str,
+        dimensions: Mapping[str, pulumi.Input[str]],
+        statistic: str,
+        tags: Mapping[str, str],
+    ) -> aws.cloudwatch.MetricAlarm:
+        """An alarm (child of the control plane) that fires when a 5-minute statistic is above 0;
+        no data counts as fine."""
+        return aws.cloudwatch.MetricAlarm(
+            resource_name,
+            name=alarm_name,
+            alarm_description=description,
+            namespace=namespace,
+            metric_name=metric_name,
+            dimensions=dimensions,
+            statistic=statistic,
+            period=300,
+            evaluation_periods=1,
+            threshold=0,
+            comparison_operator="GreaterThanThreshold",
+            treat_missing_data="notBreaching",
+            tags=tags,
+            opts=pulumi.ResourceOptions(parent=self),
         )

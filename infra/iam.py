@@ -63,18 +63,23 @@ def asg_arn(partition: str, region: str, account_id: str, asg_name: str) -> str:
     )
 
 
-def instance_trust_policy(dns_suffix: str = "amazonaws.com") -> dict[str, Any]:
-    """Trust policy: only EC2 may assume the runner instance role."""
+def service_trust_policy(service: str, dns_suffix: str = "amazonaws.com") -> dict[str, Any]:
+    """Trust policy: only the AWS service `service` (e.g. "ec2") may assume the role."""
     return {
         "Version": "2012-10-17",
         "Statement": [
             {
                 "Effect": "Allow",
-                "Principal": {"Service": f"ec2.{dns_suffix}"},
+                "Principal": {"Service": f"{service}.{dns_suffix}"},
                 "Action": "sts:AssumeRole",
             }
         ],
     }
+
+
+def instance_trust_policy(dns_suffix: str = "amazonaws.com") -> dict[str, Any]:
+    """Trust policy: only EC2 may assume the runner instance role."""
+    return service_trust_policy("ec2", dns_suffix)
 
 
 def instance_policy(
@@ -343,16 +348,7 @@ class ControlPlaneResources:
 
 def lambda_trust_policy(dns_suffix: str = "amazonaws.com") -> dict[str, Any]:
     """Trust policy: only Lambda may assume a control plane function's role."""
-    return {
-        "Version": "2012-10-17",
-        "Statement": [
-            {
-                "Effect": "Allow",
-                "Principal": {"Service": f"lambda.{dns_suffix}"},
-                "Action": "sts:AssumeRole",
-            }
-        ],
-    }
+    return service_trust_policy("lambda", dns_suffix)
 
 
 def _decrypt_via_ssm(r: ControlPlaneResources, sid: str, parameter_arns: list[str]) -> dict:
@@ -409,6 +405,19 @@ def _own_group(r: ControlPlaneResources, sid: str, actions: list[str]) -> dict[s
         "Resource": r.asg_arn,
         "Condition": {"StringEquals": {f"autoscaling:ResourceTag/{FLEET_TAG}": r.fleet_name}},
     }
+
+
+def _scale_own_group(r: ControlPlaneResources) -> dict[str, Any]:
+    """Capacity, scale-in protection and termination in the fleet's own group (scaler, reaper)."""
+    return _own_group(
+        r,
+        "ScaleOwnGroup",
+        [
+            "autoscaling:SetDesiredCapacity",
+            "autoscaling:SetInstanceProtection",
+            "autoscaling:TerminateInstanceInAutoScalingGroup",
+        ],
+    )
 
 
 def _common(r: ControlPlaneResources, function: str) -> list[dict[str, Any]]:
@@ -486,15 +495,7 @@ def scaler_policy(r: ControlPlaneResources) -> dict[str, Any]:
                 "Action": ["autoscaling:DescribeAutoScalingGroups", "ec2:DescribeInstances"],
                 "Resource": "*",
             },
-            _own_group(
-                r,
-                "ScaleOwnGroup",
-                [
-                    "autoscaling:SetDesiredCapacity",
-                    "autoscaling:SetInstanceProtection",
-                    "autoscaling:TerminateInstanceInAutoScalingGroup",
-                ],
-            ),
+            _scale_own_group(r),
             *_common(r, SCALER),
         ]
     )
@@ -561,15 +562,7 @@ def reaper_policy(r: ControlPlaneResources) -> dict[str, Any]:
                 ],
                 "Resource": "*",
             },
-            _own_group(
-                r,
-                "ScaleOwnGroup",
-                [
-                    "autoscaling:SetDesiredCapacity",
-                    "autoscaling:SetInstanceProtection",
-                    "autoscaling:TerminateInstanceInAutoScalingGroup",
-                ],
-            ),
+            _scale_own_group(r),
             {
                 "Sid": "DeleteLeftoverJitConfigs",
                 "Effect": "Allow",

@@ -116,32 +116,14 @@ class FleetNetwork(pulumi.ComponentResource):
         igw = aws.ec2.InternetGateway(
             f"{name}-igw", vpc_id=vpc.id, tags={**tags, "Name": f"{name}-igw"}, opts=child
         )
-        public_routes = aws.ec2.RouteTable(
-            f"{name}-public",
-            vpc_id=vpc.id,
-            routes=[aws.ec2.RouteTableRouteArgs(cidr_block="0.0.0.0/0", gateway_id=igw.id)],
-            tags={**tags, "Name": f"{name}-public"},
-            opts=child,
-        )
         private_cidrs, public_cidrs = subnet_cidrs(cfg.vpc_cidr, len(zones))
-        public_subnets = []
-        for index, (zone, cidr) in enumerate(zip(zones, public_cidrs, strict=True)):
-            subnet = aws.ec2.Subnet(
-                f"{name}-public-{index}",
-                vpc_id=vpc.id,
-                cidr_block=cidr,
-                availability_zone=zone,
-                map_public_ip_on_launch=False,
-                tags={**tags, "Name": f"{name}-public-{zone}"},
-                opts=child,
-            )
-            aws.ec2.RouteTableAssociation(
-                f"{name}-public-{index}",
-                subnet_id=subnet.id,
-                route_table_id=public_routes.id,
-                opts=child,
-            )
-            public_subnets.append(subnet)
+        public_subnets, _ = self._tier(
+            "public",
+            vpc.id,
+            aws.ec2.RouteTableRouteArgs(cidr_block="0.0.0.0/0", gateway_id=igw.id),
+            zones,
+            public_cidrs,
+        )
         nat_ip = aws.ec2.Eip(
             f"{name}-nat", domain="vpc", tags={**tags, "Name": f"{name}-nat"}, opts=child
         )
@@ -152,33 +134,54 @@ class FleetNetwork(pulumi.ComponentResource):
             tags={**tags, "Name": f"{name}-nat"},
             opts=pulumi.ResourceOptions(parent=self, depends_on=[igw]),
         )
-        private_routes = aws.ec2.RouteTable(
-            f"{name}-private",
-            vpc_id=vpc.id,
-            routes=[aws.ec2.RouteTableRouteArgs(cidr_block="0.0.0.0/0", nat_gateway_id=nat.id)],
-            tags={**tags, "Name": f"{name}-private"},
+        private_subnets, private_routes = self._tier(
+            "private",
+            vpc.id,
+            aws.ec2.RouteTableRouteArgs(cidr_block="0.0.0.0/0", nat_gateway_id=nat.id),
+            zones,
+            private_cidrs,
+        )
+        self.subnet_ids = pulumi.Output.all(*[subnet.id for subnet in private_subnets])
+        self.route_table_ids = [private_routes.id]
+
+    def _tier(
+        self,
+        tier: str,
+        vpc_id: pulumi.Output[str],
+        default_route: aws.ec2.RouteTableRouteArgs,
+        zones: Sequence[str],
+        cidrs: Sequence[str],
+    ) -> tuple[list[aws.ec2.Subnet], aws.ec2.RouteTable]:
+        """One subnet per zone (`<name>-<tier>-<index>`), all on one route table with the
+        given default route; returns the subnets and the table."""
+        name, tags = self._name, self._tags
+        child = pulumi.ResourceOptions(parent=self)
+        routes = aws.ec2.RouteTable(
+            f"{name}-{tier}",
+            vpc_id=vpc_id,
+            routes=[default_route],
+            tags={**tags, "Name": f"{name}-{tier}"},
             opts=child,
         )
-        private_subnets = []
-        for index, (zone, cidr) in enumerate(zip(zones, private_cidrs, strict=True)):
+        subnets = []
+        for index, (zone, cidr) in enumerate(zip(zones, cidrs, strict=True)):
             subnet = aws.ec2.Subnet(
-                f"{name}-private-{index}",
-                vpc_id=vpc.id,
+                f"{name}-{tier}-{index}",
+                vpc_id=vpc_id,
                 cidr_block=cidr,
                 availability_zone=zone,
                 map_public_ip_on_launch=False,
-                tags={**tags, "Name": f"{name}-private-{zone}"},
+                tags={**tags, "Name": f"{name}-{tier}-{zone}"},
                 opts=child,
             )
             aws.ec2.RouteTableAssociation(
-                f"{name}-private-{index}",
+                f"{name}-{tier}-{index}",
                 subnet_id=subnet.id,
-                route_table_id=private_routes.id,
+                route_table_id=routes.id,
                 opts=child,
             )
-            private_subnets.append(subnet)
-        self.subnet_ids = pulumi.Output.all(*[subnet.id for subnet in private_subnets])
-        self.route_table_ids = [private_routes.id]
+            subnets.append(subnet)
+        return subnets, routes
 
     def _endpoints(self, region: str) -> None:
         name, tags = self._name, self._tags

@@ -17,9 +17,9 @@ from typing import Any
 
 from werkzeug import Request, Response
 
-from tests.unit.control_plane.fake_github import FakeClock, FakeGitHub
+from tests.unit.control_plane.fake_github import FakeClock, FakeGitHub, app_key_pair
 
-__all__ = ["FakeClock", "FakeGitHub", "FakeGitHubActions", "Job"]
+__all__ = ["FakeClock", "FakeGitHub", "FakeGitHubActions", "Job", "app_key_pair"]
 
 
 @dataclass

@@ -14,12 +14,10 @@ from typing import Any
 
 import botocore.endpoint
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 from moto import mock_aws
 from moto.core.authorization import enable_iam_authentication
 
-from tests.fakes.github import FakeGitHubActions
+from tests.fakes.github import FakeGitHubActions, app_key_pair
 from tests.integration import moto_asg
 from tests.integration.harness import (
     ACCOUNT,
@@ -41,16 +39,8 @@ MakeFleet = Callable[..., Fleet]
 
 @pytest.fixture(scope="session")
 def app_keys() -> tuple[str, bytes]:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    private = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    ).decode()
-    public = key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    return private, public
+    private, public = app_key_pair()
+    return private.decode(), public
 
 
 @pytest.fixture(autouse=True)

@@ -105,6 +105,30 @@ def make_session(**credentials: str) -> boto3.session.Session:
     return boto3.session.Session(botocore_session=core, region_name=REGION, **credentials)
 
 
+def create_ledger_table(dynamodb: Any, name: str) -> None:
+    """The job ledger table as infra/control_plane.py declares it (key pk, open-jobs index)."""
+    dynamodb.create_table(
+        TableName=name,
+        BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[
+            {"AttributeName": "pk", "AttributeType": "S"},
+            {"AttributeName": "open_fleet", "AttributeType": "S"},
+            {"AttributeName": "queued_at", "AttributeType": "S"},
+        ],
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        GlobalSecondaryIndexes=[
+            {
+                "IndexName": "open-jobs",
+                "KeySchema": [
+                    {"AttributeName": "open_fleet", "KeyType": "HASH"},
+                    {"AttributeName": "queued_at", "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "ALL"},
+            }
+        ],
+    )
+
+
 class OffsetClock:
     """Epoch seconds: real time plus an offset; ``sleep`` and ``advance`` move the offset."""
 
@@ -264,28 +288,8 @@ class AwsWorld:
         self.queue_arn = sqs.get_queue_attributes(
             QueueUrl=self.queue_url, AttributeNames=["QueueArn"]
         )["Attributes"]["QueueArn"]
-        dynamodb = self.admin.client("dynamodb")
         self.table = f"{ASG_NAME}-ledger"
-        dynamodb.create_table(
-            TableName=self.table,
-            BillingMode="PAY_PER_REQUEST",
-            AttributeDefinitions=[
-                {"AttributeName": "pk", "AttributeType": "S"},
-                {"AttributeName": "open_fleet", "AttributeType": "S"},
-                {"AttributeName": "queued_at", "AttributeType": "S"},
-            ],
-            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-            GlobalSecondaryIndexes=[
-                {
-                    "IndexName": "open-jobs",
-                    "KeySchema": [
-                        {"AttributeName": "open_fleet", "KeyType": "HASH"},
-                        {"AttributeName": "queued_at", "KeyType": "RANGE"},
-                    ],
-                    "Projection": {"ProjectionType": "ALL"},
-                }
-            ],
-        )
+        create_ledger_table(self.admin.client("dynamodb"), self.table)
         self.table_arn = f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{self.table}"
         s3 = self.admin.client("s3")
         s3.create_bucket(

@@ -17,7 +17,7 @@ from fleet.backends.aws import (
 )
 from fleet.github.ratelimit import RateLimitExceeded
 from fleet.ledger import JobEvent, JobState, replay
-from tests.integration.harness import OffsetClock
+from tests.integration.harness import OffsetClock, create_ledger_table
 
 pytestmark = pytest.mark.integration
 
@@ -33,26 +33,7 @@ def aws():
 
 @pytest.fixture
 def table(aws) -> str:
-    aws.client("dynamodb").create_table(
-        TableName="ledger",
-        BillingMode="PAY_PER_REQUEST",
-        AttributeDefinitions=[
-            {"AttributeName": "pk", "AttributeType": "S"},
-            {"AttributeName": "open_fleet", "AttributeType": "S"},
-            {"AttributeName": "queued_at", "AttributeType": "S"},
-        ],
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-        GlobalSecondaryIndexes=[
-            {
-                "IndexName": "open-jobs",
-                "KeySchema": [
-                    {"AttributeName": "open_fleet", "KeyType": "HASH"},
-                    {"AttributeName": "queued_at", "KeyType": "RANGE"},
-                ],
-                "Projection": {"ProjectionType": "ALL"},
-            }
-        ],
-    )
+    create_ledger_table(aws.client("dynamodb"), "ledger")
     return "ledger"
 
 

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 
 from fleet.github.auth import AppJwtSigner
 from fleet.github.client import GitHubApp, GitHubClient, RetryPolicy
 
-from .fake_github import FakeClock, FakeGitHub
+from .fake_github import FakeClock, FakeGitHub, app_key_pair
 
 APP_ID = "424242"
 
@@ -17,16 +15,7 @@ APP_ID = "424242"
 @pytest.fixture(scope="session")
 def app_keys() -> tuple[bytes, bytes]:
     """(private PEM, public PEM) of a throwaway RSA key made for this test session."""
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    private = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-    public = key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    return private, public
+    return app_key_pair()
 
 
 @pytest.fixture

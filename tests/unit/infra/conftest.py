@@ -8,6 +8,7 @@ the program registered with its inputs, plus the resolved stack outputs.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +20,11 @@ if str(PROJECT_ROOT) not in sys.path:
     sys.path.insert(0, str(PROJECT_ROOT))
 
 from infra_mocks import (  # noqa: E402
+    ACCOUNT,
+    KMS_KEY_ARN,
     MOCKS,
     PROJECT,
+    REGION,
     FleetMocks,
     Graph,
     example_settings,
@@ -32,6 +36,7 @@ pulumi.runtime.set_mocks(MOCKS, project=PROJECT, stack="unit", preview=False)
 # Only now may infra be imported.
 from infra.config import read_config  # noqa: E402
 from infra.fleet import RunnerFleet, RunnerFleetArgs  # noqa: E402
+from infra.iam import instance_policy  # noqa: E402
 
 
 @pytest.fixture
@@ -102,3 +107,24 @@ def build_graph(mocks: FleetMocks, playbooks_dir: Path, tmp_path: Path):
         return Graph(list(mocks.resources), resolved, holder["fleet"])
 
     return build
+
+
+@pytest.fixture
+def example_instance_policy() -> Callable[[str], dict[str, Any]]:
+    """The inline policy the example fleet's instance role gets under the mocks, for a bundle
+    key (test_infra_policies proves its properties; test_infra_graph that it is deployed)."""
+
+    def policy(bundle_key: str) -> dict[str, Any]:
+        return instance_policy(
+            partition="aws",
+            region=REGION,
+            account_id=ACCOUNT,
+            parameter_root="/runner-fleet/main",
+            kms_key_arn=KMS_KEY_ARN,
+            bundle_bucket="main-bundle-bucket-a1b2c3d",
+            bundle_key=bundle_key,
+            asg_name="runner-fleet-main",
+            fleet_name="main",
+        )
+
+    return policy

@@ -20,6 +20,9 @@ PROJECT = yaml.safe_load((PROJECT_ROOT / "Pulumi.yaml").read_text())["name"]
 ACCOUNT = "123456789012"
 REGION = "eu-west-1"
 ZONES = ["eu-west-1a", "eu-west-1b", "eu-west-1c"]
+# The KMS key the mocks create for the fleet.
+KMS_KEY_ID = "0f0e0d0c-1111-2222-3333-444455556666"
+KMS_KEY_ARN = f"arn:aws:kms:{REGION}:{ACCOUNT}:key/{KMS_KEY_ID}"
 
 # The GitHub App secrets, with recognisable values: tests assert they show up nowhere but in
 # the SSM parameters.
@@ -48,8 +51,7 @@ class FleetMocks(pulumi.runtime.Mocks):
         resource_id = f"{args.name}-id"
         arn = f"arn:aws:mock:{REGION}:{ACCOUNT}:{args.typ}/{args.name}"
         if args.typ == "aws:kms/key:Key":
-            resource_id = "0f0e0d0c-1111-2222-3333-444455556666"
-            arn = f"arn:aws:kms:{REGION}:{ACCOUNT}:key/{resource_id}"
+            resource_id, arn = KMS_KEY_ID, KMS_KEY_ARN
             state["keyId"] = resource_id
         elif args.typ == "aws:s3/bucket:Bucket":
             resource_id = state.setdefault("bucket", f"{args.name}-a1b2c3d")

@@ -14,7 +14,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from infra_mocks import ACCOUNT, PROJECT_ROOT, REGION, SECRETS
+from infra_mocks import ACCOUNT, KMS_KEY_ARN, PROJECT_ROOT, REGION, SECRETS
 
 from fleet.handlers.settings import Settings
 from infra.iam import (
@@ -30,7 +30,6 @@ from tests.fakes.iam_policy import Request, evaluate
 
 pytestmark = pytest.mark.unit
 
-KMS_KEY_ARN = f"arn:aws:kms:{REGION}:{ACCOUNT}:key/0f0e0d0c-1111-2222-3333-444455556666"
 PREFIX = "runner-fleet-main"
 PARAM = f"arn:aws:ssm:{REGION}:{ACCOUNT}:parameter"
 QUEUE_ARN = f"arn:aws:sqs:{REGION}:{ACCOUNT}:{PREFIX}-deliveries"

@@ -19,6 +19,7 @@ import pytest
 import yaml
 from infra_mocks import (
     ACCOUNT,
+    KMS_KEY_ARN,
     MOCKS,
     PROJECT_ROOT,
     REGION,
@@ -28,11 +29,9 @@ from infra_mocks import (
 )
 
 from infra.config import ConfigError, parse_config
-from infra.iam import instance_policy
 
 pytestmark = pytest.mark.unit
 
-KMS_KEY_ARN = f"arn:aws:kms:{REGION}:{ACCOUNT}:key/0f0e0d0c-1111-2222-3333-444455556666"
 SECRET_SIGNATURE = "4dabf18193072939515e22adb298388d"
 
 EXAMPLE_GRAPH = Counter(
@@ -369,22 +368,14 @@ def test_bundle_key_changes_with_the_playbooks(build_graph, playbooks_dir):
     assert before != after and after.startswith("bundles/playbooks-")
 
 
-def test_property_3_deployed_instance_policy_is_the_pure_document(build_graph):
+def test_property_3_deployed_instance_policy_is_the_pure_document(
+    build_graph, example_instance_policy
+):
     graph = build_graph()
     deployed = json.loads(
         graph.named("aws:iam/rolePolicy:RolePolicy", "main-instance-policy")["policy"]
     )
-    assert deployed == instance_policy(
-        partition="aws",
-        region=REGION,
-        account_id=ACCOUNT,
-        parameter_root="/runner-fleet/main",
-        kms_key_arn=KMS_KEY_ARN,
-        bundle_bucket="main-bundle-bucket-a1b2c3d",
-        bundle_key=graph.outputs["bundleKey"],
-        asg_name="runner-fleet-main",
-        fleet_name="main",
-    )
+    assert deployed == example_instance_policy(graph.outputs["bundleKey"])
     (attachment,) = graph.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment")
     assert attachment.inputs["policyArn"] == "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"
     trust = json.loads(graph.named("aws:iam/role:Role", "main-instance-role")["assumeRolePolicy"])

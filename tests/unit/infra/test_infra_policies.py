@@ -9,12 +9,12 @@ use in the deployed graph is checked in test_infra_graph.py.
 from __future__ import annotations
 
 import pytest
+from infra_mocks import ACCOUNT, KMS_KEY_ARN, REGION
 from infra_policy_eval import Request, decide
 
 from infra.config import FLEET_TAG, JIT_INSTANCE_TAG
 from infra.iam import (
     bundle_bucket_policy,
-    instance_policy,
     instance_trust_policy,
     kms_key_policy,
     statements_by_sid,
@@ -22,9 +22,8 @@ from infra.iam import (
 
 pytestmark = pytest.mark.unit
 
-ACCOUNT = "123456789012"
-REGION = "eu-west-1"
-KEY = f"arn:aws:kms:{REGION}:{ACCOUNT}:key/0f0e0d0c-1111-2222-3333-444455556666"
+# The example fleet's names (the `policy` fixture is its instance policy under the mocks).
+KEY = KMS_KEY_ARN
 ROOT = "/runner-fleet/main"
 BUCKET = "main-bundle-bucket-a1b2c3d"
 BUNDLE_KEY = "bundles/playbooks-0123456789abcdef0123.zip"
@@ -69,18 +68,8 @@ SSM_MANAGED_INSTANCE_CORE = {
 
 
 @pytest.fixture
-def policy() -> dict:
-    return instance_policy(
-        partition="aws",
-        region=REGION,
-        account_id=ACCOUNT,
-        parameter_root=ROOT,
-        kms_key_arn=KEY,
-        bundle_bucket=BUCKET,
-        bundle_key=BUNDLE_KEY,
-        asg_name=ASG,
-        fleet_name="main",
-    )
+def policy(example_instance_policy) -> dict:
+    return example_instance_policy(BUNDLE_KEY)
 
 
 def caller(**extra: str) -> dict[str, str]:
@@ -169,161 +158,72 @@ def test_bundle_read_is_one_object_and_termination_is_the_fleets_own_group(polic
     assert leave["Condition"] == {"StringEquals": {f"autoscaling:ResourceTag/{FLEET_TAG}": "main"}}
 
 
-ALLOWED = [
-    pytest.param(
-        Request(
-            "ssm:GetParameter",
-            jit(SELF_ID),
-            caller(**{f"ssm:resourceTag/{JIT_INSTANCE_TAG}": SELF_ARN}),
-        ),
-        id="read own JIT parameter",
-    ),
-    pytest.param(
-        Request(
-            "ssm:DeleteParameter",
-            jit(SELF_ID),
-            caller(**{f"ssm:resourceTag/{JIT_INSTANCE_TAG}": SELF_ARN}),
-        ),
-        id="delete own JIT parameter",
-    ),
-    pytest.param(
-        Request(
-            "kms:Decrypt",
-            KEY,
-            caller(
-                **{
-                    "kms:ViaService": f"ssm.{REGION}.amazonaws.com",
-                    "kms:EncryptionContext:PARAMETER_ARN": jit(SELF_ID),
-                }
-            ),
-        ),
-        id="decrypt own JIT parameter via SSM",
-    ),
-    pytest.param(
-        Request("s3:GetObject", f"arn:aws:s3:::{BUCKET}/{BUNDLE_KEY}", caller()),
-        id="download the bundle",
-    ),
-    pytest.param(
-        Request(
-            "kms:Decrypt",
-            KEY,
-            caller(
-                **{
-                    "kms:ViaService": f"s3.{REGION}.amazonaws.com",
-                    "kms:EncryptionContext:aws:s3:arn": f"arn:aws:s3:::{BUCKET}",
-                }
-            ),
-        ),
-        id="decrypt the bundle via S3",
-    ),
-    pytest.param(
-        Request(
-            "autoscaling:TerminateInstanceInAutoScalingGroup",
-            ASG_ARN,
-            caller(**{f"autoscaling:ResourceTag/{FLEET_TAG}": "main"}),
-        ),
-        id="leave its own group",
-    ),
-]
+def signed(action: str, resource: str, context: dict[str, str] | None = None) -> Request:
+    """A request signed with this instance's role credentials, with more `context` keys."""
+    return Request(action, resource, caller(**(context or {})))
 
+
+OWN_TAG = f"ssm:resourceTag/{JIT_INSTANCE_TAG}"
+GROUP_TAG = f"autoscaling:ResourceTag/{FLEET_TAG}"
+VIA_SSM = {"kms:ViaService": f"ssm.{REGION}.amazonaws.com"}
+VIA_S3 = {"kms:ViaService": f"s3.{REGION}.amazonaws.com"}
+PARAMETER_CONTEXT = "kms:EncryptionContext:PARAMETER_ARN"
+BUNDLE_ARN = f"arn:aws:s3:::{BUCKET}/{BUNDLE_KEY}"
+
+# Case id -> request, for each outcome.
+ALLOW = {
+    "read own JIT parameter": signed("ssm:GetParameter", jit(SELF_ID), {OWN_TAG: SELF_ARN}),
+    "delete own JIT parameter": signed("ssm:DeleteParameter", jit(SELF_ID), {OWN_TAG: SELF_ARN}),
+    "decrypt own JIT parameter via SSM": signed(
+        "kms:Decrypt", KEY, {**VIA_SSM, PARAMETER_CONTEXT: jit(SELF_ID)}
+    ),
+    "download the bundle": signed("s3:GetObject", BUNDLE_ARN),
+    "decrypt the bundle via S3": signed(
+        "kms:Decrypt", KEY, {**VIA_S3, "kms:EncryptionContext:aws:s3:arn": f"arn:aws:s3:::{BUCKET}"}
+    ),
+    "leave its own group": signed(
+        "autoscaling:TerminateInstanceInAutoScalingGroup", ASG_ARN, {GROUP_TAG: "main"}
+    ),
+}
+EXPLICIT_DENY = {  # a Deny statement matches
+    "read another runner's JIT parameter": signed(
+        "ssm:GetParameter", jit(OTHER_ID), {OWN_TAG: OTHER_ARN}
+    ),
+    "read an untagged parameter on its own path": signed("ssm:GetParameter", jit(SELF_ID)),
+    "delete another runner's JIT parameter": signed(
+        "ssm:DeleteParameter", jit(OTHER_ID), {OWN_TAG: OTHER_ARN}
+    ),
+    "list every runner parameter": signed("ssm:GetParametersByPath", f"{PARAM}{ROOT}/runners"),
+    "read the GitHub App private key": signed(
+        "ssm:GetParameter", f"{PARAM}{ROOT}/github-app/private-key"
+    ),
+    "read the webhook secret": signed(
+        "ssm:GetParameter", f"{PARAM}{ROOT}/github-app/webhook-secret"
+    ),
+}
+IMPLICIT_DENY = {  # no Allow statement matches
+    "decrypt directly, not via a service": signed("kms:Decrypt", KEY),
+    "decrypt the App key via SSM": signed(
+        "kms:Decrypt", KEY, {**VIA_SSM, PARAMETER_CONTEXT: f"{PARAM}{ROOT}/github-app/private-key"}
+    ),
+    "another object in the bucket": signed("s3:GetObject", f"arn:aws:s3:::{BUCKET}/other.zip"),
+    "overwrite the bundle": signed("s3:PutObject", BUNDLE_ARN),
+    "terminate in another group": signed(
+        "autoscaling:TerminateInstanceInAutoScalingGroup",
+        ASG_ARN.replace(ASG, "other-fleet"),
+        {GROUP_TAG: "other"},
+    ),
+    "change capacity": signed("autoscaling:SetDesiredCapacity", ASG_ARN),
+    "terminate an instance directly": signed("ec2:TerminateInstances", OTHER_ARN),
+    "describe tags": signed("ec2:DescribeTags", "*"),
+    "write a JIT parameter": signed("ssm:PutParameter", jit(SELF_ID)),
+    "pass a role": signed("iam:PassRole", f"arn:aws:iam::{ACCOUNT}:role/admin"),
+}
+ALLOWED = [pytest.param(request, id=case) for case, request in ALLOW.items()]
 DENIED = [
-    pytest.param(
-        Request(
-            "ssm:GetParameter",
-            jit(OTHER_ID),
-            caller(**{f"ssm:resourceTag/{JIT_INSTANCE_TAG}": OTHER_ARN}),
-        ),
-        "ExplicitDeny",
-        id="read another runner's JIT parameter",
-    ),
-    pytest.param(
-        Request("ssm:GetParameter", jit(SELF_ID), caller()),
-        "ExplicitDeny",
-        id="read an untagged parameter on its own path",
-    ),
-    pytest.param(
-        Request(
-            "ssm:DeleteParameter",
-            jit(OTHER_ID),
-            caller(**{f"ssm:resourceTag/{JIT_INSTANCE_TAG}": OTHER_ARN}),
-        ),
-        "ExplicitDeny",
-        id="delete another runner's JIT parameter",
-    ),
-    pytest.param(
-        Request("ssm:GetParametersByPath", f"{PARAM}{ROOT}/runners", caller()),
-        "ExplicitDeny",
-        id="list every runner parameter",
-    ),
-    pytest.param(
-        Request("ssm:GetParameter", f"{PARAM}{ROOT}/github-app/private-key", caller()),
-        "ExplicitDeny",
-        id="read the GitHub App private key",
-    ),
-    pytest.param(
-        Request("ssm:GetParameter", f"{PARAM}{ROOT}/github-app/webhook-secret", caller()),
-        "ExplicitDeny",
-        id="read the webhook secret",
-    ),
-    pytest.param(
-        Request("kms:Decrypt", KEY, caller()),
-        "ImplicitDeny",
-        id="decrypt directly, not via a service",
-    ),
-    pytest.param(
-        Request(
-            "kms:Decrypt",
-            KEY,
-            caller(
-                **{
-                    "kms:ViaService": f"ssm.{REGION}.amazonaws.com",
-                    "kms:EncryptionContext:PARAMETER_ARN": f"{PARAM}{ROOT}/github-app/private-key",
-                }
-            ),
-        ),
-        "ImplicitDeny",
-        id="decrypt the App key via SSM",
-    ),
-    pytest.param(
-        Request("s3:GetObject", f"arn:aws:s3:::{BUCKET}/other.zip", caller()),
-        "ImplicitDeny",
-        id="another object in the bucket",
-    ),
-    pytest.param(
-        Request("s3:PutObject", f"arn:aws:s3:::{BUCKET}/{BUNDLE_KEY}", caller()),
-        "ImplicitDeny",
-        id="overwrite the bundle",
-    ),
-    pytest.param(
-        Request(
-            "autoscaling:TerminateInstanceInAutoScalingGroup",
-            ASG_ARN.replace(ASG, "other-fleet"),
-            caller(**{f"autoscaling:ResourceTag/{FLEET_TAG}": "other"}),
-        ),
-        "ImplicitDeny",
-        id="terminate in another group",
-    ),
-    pytest.param(
-        Request("autoscaling:SetDesiredCapacity", ASG_ARN, caller()),
-        "ImplicitDeny",
-        id="change capacity",
-    ),
-    pytest.param(
-        Request("ec2:TerminateInstances", OTHER_ARN, caller()),
-        "ImplicitDeny",
-        id="terminate an instance directly",
-    ),
-    pytest.param(Request("ec2:DescribeTags", "*", caller()), "ImplicitDeny", id="describe tags"),
-    pytest.param(
-        Request("ssm:PutParameter", jit(SELF_ID), caller()),
-        "ImplicitDeny",
-        id="write a JIT parameter",
-    ),
-    pytest.param(
-        Request("iam:PassRole", f"arn:aws:iam::{ACCOUNT}:role/admin", caller()),
-        "ImplicitDeny",
-        id="pass a role",
-    ),
+    pytest.param(request, decision, id=case)
+    for decision, cases in (("ExplicitDeny", EXPLICIT_DENY), ("ImplicitDeny", IMPLICIT_DENY))
+    for case, request in cases.items()
 ]
 
 
