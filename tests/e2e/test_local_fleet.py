@@ -8,9 +8,11 @@ share the fleet; `serve --once` drives reconcile cycles so nothing waits on a ti
 
 from __future__ import annotations
 
+import json
 import re
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -347,6 +349,47 @@ def test_serve_stops_cleanly_on_sigterm(fleet_name):
     assert "SIGTERM: finishing this cycle, then stopping" in text
     assert "stopped (runner hosts keep running" in text
     assert live_hosts(fleet_name) == hosts
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_serve_catches_up_on_a_job_queued_while_it_was_down(fleet_name, github, capsys):
+    """A job queued while serve was down (its webhook failed; GitHub never retries) is
+    served: serve's first cycle asks GitHub to redeliver failed deliveries, the redelivered
+    `queued` event raises capacity from zero, and a fresh host takes the job."""
+    assert serve_once(fleet_name, "--idle", "0") == 0
+    assert live_hosts(fleet_name) == []
+    port = _free_port()
+    github.webhook_url = f"http://127.0.0.1:{port}/"
+    github.webhook_secret = WEBHOOK_SECRET
+    job = github.queue_job("echo caught-up")
+    action, guid, status = github.webhooks_sent[-1]
+    assert json.loads(github.payloads[guid])["workflow_job"]["id"] == job.id
+    assert (action, status) == ("queued", 0), "nothing listens yet: the delivery fails"
+    argv = ["serve", "--name", fleet_name, "--webhook-port", str(port), "--interval", "3"]
+    argv += ["--idle", "0", "--idle-grace", "0", "--max", "2"]
+    autoscaler = cli.build_autoscaler(cli.parser().parse_args(argv), report=print)
+    thread = threading.Thread(target=autoscaler.run, daemon=True)
+    thread.start()
+    try:
+        wait_job(job, "completed", 180)
+    finally:
+        github.webhook_url = None
+        autoscaler.stop()
+        thread.join(timeout=120)
+    assert not thread.is_alive()
+    assert job.exit_code == 0 and "caught-up" in job.output
+    redelivered = [guid for cycle in autoscaler.cycles for guid in cycle.redelivered]
+    assert redelivered == [guid]
+    launched = {name for cycle in autoscaler.cycles for name in cycle.launched}
+    assert job.runner_name in launched
+    assert serve_once(fleet_name, "--idle", "1") == 0
+    assert len(live_hosts(fleet_name)) == 1
+    capsys.readouterr()
 
 
 HOSTILE_JOB = r"""

@@ -9,7 +9,10 @@ installation tokens, the runners API) plus what GitHub's job service does for a 
   reports online, takes a queued job whose labels it matches, and reports the job done;
   an ephemeral runner's registration is deleted once its job is done, as GitHub does;
 * ``queue_job(script)`` queues a job; each change of a job is sent as a signed
-  ``workflow_job`` webhook when ``webhook_url`` is set (queued, in_progress, completed).
+  ``workflow_job`` webhook when ``webhook_url`` is set (queued, in_progress, completed);
+* every delivery, answered or not, is listed under ``/app/hook/deliveries``, and a
+  redelivery (``POST /app/hook/deliveries/{id}/attempts``) sends the same payload with the
+  same ``X-GitHub-Delivery`` again, a moment later, to the current ``webhook_url``.
 
 It binds to an address runner hosts can reach (the fleet network's gateway), with a real
 clock, so the product's real GitHub client talks to it unchanged.
@@ -80,6 +83,7 @@ class FakeGitHubWithJobs(FakeGitHub):
     jobs: dict[int, FakeJob] = field(default_factory=dict)
     agent_tokens: dict[int, str] = field(default_factory=dict)  # runner id -> token
     webhooks_sent: list[tuple[str, str, int]] = field(default_factory=list)  # action, id, status
+    payloads: dict[str, bytes] = field(default_factory=dict)  # delivery guid -> body
     finished_runners: list[str] = field(default_factory=list)
     _lock: threading.RLock = field(default_factory=threading.RLock)
     _job_ids: itertools.count = field(default_factory=lambda: itertools.count(5000))
@@ -229,11 +233,31 @@ class FakeGitHubWithJobs(FakeGitHub):
             "installation": {"id": self.installation_id},
         }
 
+    def _app_route(self, request: Request, method: str, path: str, body: Any) -> Response:
+        answer = super()._app_route(request, method, path, body)
+        m = re.fullmatch(r"/app/hook/deliveries/(\d+)/attempts", path)
+        if m and method == "POST" and answer.status_code == 202:
+            original = next(d for d in self.deliveries if d["id"] == int(m.group(1)))
+            guid, action = original["guid"], original["action"]
+            # GitHub answers 202 and delivers afterwards, on its own.
+            threading.Thread(
+                target=self._post,
+                args=(action, guid, self.payloads[guid], True),
+                daemon=True,
+            ).start()
+        return answer
+
     def _send_webhook(self, action: str, job: FakeJob) -> None:
         if not self.webhook_url or not self.webhook_secret:
             return
         body = json.dumps(self._payload(action, job)).encode()
         delivery = str(uuid.uuid4())
+        self.payloads[delivery] = body
+        self._post(action, delivery, body, False)
+
+    def _post(self, action: str, delivery: str, body: bytes, redelivery: bool) -> None:
+        if not self.webhook_url or not self.webhook_secret:
+            return
         try:
             answer = requests.post(
                 self.webhook_url,
@@ -249,4 +273,8 @@ class FakeGitHubWithJobs(FakeGitHub):
             status = answer.status_code
         except requests.RequestException:
             status = 0  # GitHub records a failed delivery; it does not retry by itself
-        self.webhooks_sent.append((action, delivery, status))
+        with self._lock:
+            self.webhooks_sent.append((action, delivery, status))
+            self.add_delivery(
+                delivery, status, datetime.now(UTC), action=action, redelivery=redelivery
+            )

@@ -162,7 +162,7 @@ class FakeGitHub:
                 "delivered_at": delivered_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
                 "redelivery": redelivery,
                 "duration": 0.1,
-                "status": "OK" if status_code < 400 else "Invalid HTTP Response: 500",
+                "status": "OK" if 200 <= status_code < 400 else "Invalid HTTP Response",
                 "status_code": status_code,
                 "event": event,
                 "action": action,
