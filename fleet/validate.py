@@ -85,8 +85,15 @@ def validate(
     runner_vars: Path | None = None,
     extra_args: list[str] | None = None,
     timeout: int = 1800,
+    workers: int = 2,
 ) -> Validation:
-    """Run tests/runner against ``hosts`` (testinfra host specs, e.g. docker://name)."""
+    """Run tests/runner against ``hosts`` (testinfra host specs, e.g. docker://name).
+
+    The checks wait on the host far more than on this machine's CPU (each is a command run
+    through the connection), so ``workers`` xdist processes run them side by side; the
+    slowest check (a DinD start) then overlaps the others. ``workers`` of 1 runs them in
+    this one child process.
+    """
     junit.parent.mkdir(parents=True, exist_ok=True)
     argv = [
         sys.executable,
@@ -100,6 +107,9 @@ def validate(
         "-q",
         "-rfE",
     ]
+    if workers > 1:
+        # Checks that touch the host's containers share one worker (xdist_group marks).
+        argv += ["-n", str(workers), "--dist", "loadgroup"]
     if runner_vars is not None:
         argv.append(f"--runner-vars={runner_vars}")
     argv.extend(extra_args or [])
@@ -147,12 +157,16 @@ def validate_each(
     """
     if len(hosts) <= 1:
         return validate(hosts, junit, runner_vars, extra_args, timeout)
+    # Side by side already: more than two processes per host only compete for the CPU.
+    per_host = 2 if len(hosts) <= 2 else 1
     started = time.monotonic()
     parts = [junit.with_name(f"{junit.stem}.{i}{junit.suffix}") for i in range(len(hosts))]
     with ThreadPoolExecutor(max_workers=max(1, min(workers, len(hosts)))) as pool:
         results = list(
             pool.map(
-                lambda pair: validate([pair[0]], pair[1], runner_vars, extra_args, timeout),
+                lambda pair: validate(
+                    [pair[0]], pair[1], runner_vars, extra_args, timeout, per_host
+                ),
                 zip(hosts, parts, strict=True),
             )
         )

@@ -132,6 +132,7 @@ def test_the_agent_env_has_the_configured_path_and_variables(
         assert agent_env.get(name) == str(value), name
 
 
+@pytest.mark.xdist_group("host-containers")  # removes every container: see test_canary.py
 def test_the_job_completed_hook_leaves_no_containers_volumes_or_networks(
     runner: Shell, role_vars: RoleVars, job_image: str
 ) -> None:

@@ -15,6 +15,11 @@ import pytest
 from host_shell import Shell
 from role_vars import RoleVars
 
+# Checks that start, count or remove containers on the host run one after another on one
+# xdist worker (`--dist loadgroup`): the job-completed hook removes every container, and the
+# canary counts what is left.
+pytestmark = pytest.mark.xdist_group("host-containers")
+
 
 @dataclass(frozen=True)
 class CanaryRun:

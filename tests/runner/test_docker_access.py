@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import re
 
+import pytest
 from host_shell import Shell
 from role_vars import RoleVars
+
+# Checks that start, count or remove containers on the host run one after another on one
+# xdist worker (`--dist loadgroup`): the job-completed hook removes every container, and the
+# canary counts what is left.
+pytestmark = pytest.mark.xdist_group("host-containers")
 
 GREETING = "hello from a container inside a privileged container"
 
