@@ -48,7 +48,7 @@ MIN_FREE_BYTES = 3 * 1024**3
 # What goes into the fleet's image: a change to any of these files re-bakes.
 BAKE_INPUTS = (provision.PLAYBOOKS, provision.ROOT / "tests" / "canary")
 # Variables only the boot part reads: they never change the baked image.
-BOOT_ONLY_VARS = frozenset({"actions_runner_jitconfig", "docker_host_preload_images"})
+BOOT_ONLY_VARS = frozenset({"actions_runner_jitconfig"})
 NO_CANARY = ["-k", "not canary"]
 # Bumped when how an image is baked changes (what is written or cleaned before commit).
 BAKE_FORMAT = "4"
@@ -479,7 +479,9 @@ class LocalFleet:
                 preload_dir=self.boot.images.preload_dir,
                 labels=labels,
             )
-            backend.wait_until_booted(backend.start_host(spec, self.boot.engine.cgroup_version))
+            # boot.yml waits for what is still starting (the preloaded images).
+            container = backend.start_host(spec, self.boot.engine.cgroup_version)
+            backend.wait_until_booted(container, late_boot=False)
 
         with ThreadPoolExecutor(max_workers=min(8, max(1, count))) as pool:
             errors = [f.exception() for f in [pool.submit(start_one, n) for n in names]]

@@ -154,8 +154,16 @@ def start_host(spec: HostSpec, cgroup_version: str) -> Container:
         ) from exc
 
 
-def wait_until_booted(container: Container, seconds: int = SYSTEMD_WAIT_SECONDS) -> str:
-    """Wait for systemd in the host to finish booting; returns its state."""
+def wait_until_booted(
+    container: Container, seconds: int = SYSTEMD_WAIT_SECONDS, *, late_boot: bool = True
+) -> str:
+    """Wait for systemd in the host to finish booting; returns its state.
+
+    ``late_boot=False`` returns as soon as basic.target is reached (state ``starting``):
+    systemd and its units can be driven from then on, and what is still starting (a host
+    loading its preloaded images) goes on while the caller converges it.
+    """
+    ready = ("running", "degraded") if late_boot else ("starting", "running", "degraded")
     deadline = time.monotonic() + seconds
     state = "unknown"
     while time.monotonic() < deadline:
@@ -168,7 +176,7 @@ def wait_until_booted(container: Container, seconds: int = SYSTEMD_WAIT_SECONDS)
             )
         result = container.exec_run(["systemctl", "is-system-running"])
         state = result.output.decode().strip()
-        if state in ("running", "degraded"):
+        if state in ready:
             return state
         time.sleep(0.5)
     raise FleetError(

@@ -144,6 +144,12 @@ def test_the_images_jobs_start_from_are_in_the_engine(
     """Every preloaded image (jobs without a registry start from them) is in the engine, and
     the job image the other checks use is there or can be pulled by the runner user."""
     names = [image["name"] for image in role_vars["docker_host_preload_images"]]
+    if names:
+        # The host loads them itself at every start (a fresh data volume lacks them).
+        unit = "docker-preload-images.service"
+        assert root.check("systemctl is-enabled %s", unit) == "enabled"
+        state = root.check("systemctl show --property=ActiveState,Result %s", unit).split()
+        assert sorted(state) == ["ActiveState=active", "Result=success"]
     for name in names:
         image_id = root.check("docker image inspect --format %s %s", "{{.Id}}", name)
         assert image_id.startswith("sha256:"), f"{name}: {image_id}"

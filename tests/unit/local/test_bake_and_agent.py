@@ -39,8 +39,13 @@ def test_the_bake_hash_follows_playbooks_variables_and_base_image(recipe):
 
 def test_boot_only_variables_and_caches_do_not_re_bake(recipe):
     base = local.bake_hash({"a": 1}, "img:1", [recipe])
-    boot_only = {"a": 1, "actions_runner_jitconfig": "secret", "docker_host_preload_images": []}
+    boot_only = {"a": 1, "actions_runner_jitconfig": "secret"}
     assert local.bake_hash(boot_only, "img:1", [recipe]) == base
+    # The preload list is baked into the host's preload unit: a change re-bakes.
+    preload = [{"name": "debian:trixie", "path": "/var/cache/fleet/preload/debian.tar"}]
+    assert (
+        local.bake_hash({"a": 1, "docker_host_preload_images": preload}, "img:1", [recipe]) != base
+    )
     (recipe / "roles" / "__pycache__").mkdir()
     (recipe / "roles" / "__pycache__" / "x.pyc").write_bytes(b"\0")
     (recipe / ".ansible").mkdir()
