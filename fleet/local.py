@@ -36,6 +36,7 @@ from fleet.github.runners import Runner
 from fleet.local_state import HostProbe, HostState, Observation, host_state, observe
 from fleet.registration import Registrar, RunnerBusyError
 from fleet.serve import retire_host
+from fleet.yaml_files import load_mapping
 
 Report = Callable[[str], None]
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{0,30}$")
@@ -120,17 +121,9 @@ def load_vars_file(path: Path | None) -> dict[str, Any]:
     """User role variables (the same the playbooks take), as a mapping."""
     if path is None:
         return {}
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except OSError as exc:
-        raise FleetError(f"cannot read vars file {path}: {exc.strerror}") from exc
-    except yaml.YAMLError as exc:
-        raise FleetError(f"vars file {path} is not valid YAML: {exc}") from exc
-    if not isinstance(data, dict):
-        raise FleetError(
-            f"vars file {path} must be a mapping of role variables",
-            hint="e.g. docker_host_log_max_file: 5",
-        )
+    data = load_mapping(
+        path, "vars file", mapping_of="role variables", hint="e.g. docker_host_log_max_file: 5"
+    )
     if "actions_runner_jitconfig" in data:
         raise FleetError(
             f"vars file {path} sets actions_runner_jitconfig",

@@ -12,8 +12,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
 from fleet.errors import FleetError
 from fleet.github.auth import AppJwtSigner
 from fleet.github.client import (
@@ -27,6 +25,7 @@ from fleet.github.client import (
     TokenSource,
 )
 from fleet.github.runners import JitConfig, Runner, RunnerBusyError, RunnersAPI, Scope
+from fleet.yaml_files import load_mapping
 
 ENV_APP_ID = "FLEET_GITHUB_APP_ID"
 ENV_KEY_FILE = "FLEET_GITHUB_APP_PRIVATE_KEY_FILE"
@@ -91,14 +90,7 @@ def load_settings(
     env = os.environ if env is None else env
     if config_file is not None:
         where = str(config_file)
-        try:
-            data = yaml.safe_load(config_file.read_text()) or {}
-        except OSError as exc:
-            raise FleetError(f"cannot read GitHub config {config_file}: {exc.strerror}") from exc
-        except yaml.YAMLError as exc:
-            raise FleetError(f"GitHub config {config_file} is not valid YAML: {exc}") from exc
-        if not isinstance(data, dict):
-            raise FleetError(f"GitHub config {config_file} must be a mapping")
+        data = load_mapping(config_file, "GitHub config")
         unknown = sorted(set(data) - FILE_KEYS)
         if unknown:
             raise FleetError(
