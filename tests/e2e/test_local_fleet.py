@@ -21,14 +21,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 from pytest_httpserver import HTTPServer
 
 from fleet import cli, local
 from fleet.backends import docker as backend
 from fleet.engine.engine import client
 from fleet.registration import Registrar, load_settings
+from tests.fakes.github import app_key_pair
 from tests.fakes.github_jobs import FakeGitHubWithJobs, FakeJob, WallClock
 from tests.fakes.runner_agent import ServedAgent
 
@@ -55,19 +54,10 @@ def wait_for(check: Callable[[], object], seconds: float, what: str) -> object:
 
 @pytest.fixture(scope="module")
 def app_key(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, bytes]:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    private, public = app_key_pair()
     path = tmp_path_factory.mktemp("app") / "app.pem"
-    path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.TraditionalOpenSSL,
-            serialization.NoEncryption(),
-        )
-    )
+    path.write_bytes(private)
     path.chmod(0o600)
-    public = key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
     return path, public
 
 

@@ -5,11 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 
 from fleet.github.runners import Scope
 from fleet.registration import GitHubSettings
+from tests.fakes.github import app_key_pair
 from tests.fakes.github_jobs import FakeGitHubWithJobs, WallClock
 
 APP_ID = "31337"
@@ -19,16 +18,7 @@ ORG = "octo-org"
 @pytest.fixture(scope="session")
 def app_keys() -> tuple[bytes, bytes]:
     """(private PEM, public PEM) of a throwaway RSA key made for this test session."""
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    private = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.TraditionalOpenSSL,
-        serialization.NoEncryption(),
-    )
-    public = key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    return private, public
+    return app_key_pair()
 
 
 @pytest.fixture
