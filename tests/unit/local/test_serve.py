@@ -48,14 +48,20 @@ FINISHED = HostProbe(unit_state="inactive", unit_started=True, unit_exit_status=
 LABELS = ("self-hosted", "linux", "fleet-a")
 
 
+def wall_now() -> datetime:
+    """The Autoscaler reads the real clock: its in-memory hosts must be created on it too."""
+    return datetime.now(UTC)
+
+
 class MemoryFleet:
     """Hosts and GitHub registrations in memory, behaving like LocalFleet + GitHub."""
 
     name = "f"
     labels = LABELS
 
-    def __init__(self, registered: bool = True) -> None:
+    def __init__(self, registered: bool = True, now=lambda: NOW) -> None:
         self.registered = registered
+        self.now = now  # what a host's creation time is taken from
         self.hosts: dict[str, tuple[datetime, HostProbe]] = {}
         self.registrations: dict[str, Runner] = {}
         self.removed: list[str] = []
@@ -68,7 +74,7 @@ class MemoryFleet:
     def host(self, probe: HostProbe, *, age: timedelta = timedelta(minutes=30), busy=False):
         self._next += 1
         name = f"f-runner-{self._next:02d}"
-        self.hosts[name] = (NOW - age, probe)
+        self.hosts[name] = (self.now() - age, probe)
         if self.registered:
             self.registrations[name] = Runner(self._next, name, "online", busy)
         return name
@@ -250,7 +256,7 @@ def test_an_unregistered_fleet_keeps_its_idle_target():
 
 
 def test_the_autoscaler_runs_one_cycle_with_once_and_stops_on_request():
-    fleet = MemoryFleet()
+    fleet = MemoryFleet(now=wall_now)
     once = Autoscaler(fleet, ServeOptions(idle=1, once=True), lambda _m: None)
     assert once.run() == 0
     assert len(once.cycles) == 1
@@ -608,7 +614,7 @@ def test_the_serve_loop_survives_github_trouble_and_catches_up_only_with_webhook
     github = MemoryGitHub()
     github.down = True
     options = ServeOptions(idle=1, interval=0, max_cycles=3, port=0, webhook_secret="s")
-    autoscaler = Autoscaler(MemoryFleet(), options, lambda _m: None, jobs=github)
+    autoscaler = Autoscaler(MemoryFleet(now=wall_now), options, lambda _m: None, jobs=github)
     autoscaler.start_webhooks = lambda: None  # type: ignore[method-assign]
     autoscaler.run()
     assert autoscaler.cycle_count == 3, "the loop ran on after the problem"
@@ -617,14 +623,14 @@ def test_the_serve_loop_survives_github_trouble_and_catches_up_only_with_webhook
 
     quiet = MemoryGitHub()
     once = ServeOptions(idle=1, once=True)
-    without = Autoscaler(MemoryFleet(), once, lambda _m: None, jobs=quiet)
+    without = Autoscaler(MemoryFleet(now=wall_now), once, lambda _m: None, jobs=quiet)
     assert without.run() == 0
     assert quiet.passes == [] and without.reconciler.jobs is None
 
 
 def test_the_serve_loop_keeps_only_the_last_cycles_but_counts_them_all():
     options = ServeOptions(idle=1, interval=0, max_cycles=5)
-    autoscaler = Autoscaler(MemoryFleet(), options, lambda _m: None, keep_cycles=2)
+    autoscaler = Autoscaler(MemoryFleet(now=wall_now), options, lambda _m: None, keep_cycles=2)
     assert autoscaler.run() == 0
     assert autoscaler.cycle_count == 5
     assert len(autoscaler.cycles) == 2
