@@ -55,21 +55,41 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
-@pytest.fixture(scope="module")
-def root(host: Host) -> Shell:
-    return Shell(host, sudo=host.run("id -u").stdout.strip() != "0")
+@pytest.fixture(scope="session")
+def per_host() -> dict[tuple[str, str], Any]:
+    """What a host told us once, for every module's checks of that host (testinfra's
+    `host` is module-scoped; each command is a round trip through the connection)."""
+    return {}
 
 
 @pytest.fixture(scope="module")
-def role_vars(host: Host, root: Shell, request: pytest.FixtureRequest) -> RoleVars:
+def root(host: Host, per_host: dict[tuple[str, str], Any]) -> Shell:
+    key = ("sudo", host.backend.get_pytest_id())
+    if key not in per_host:
+        per_host[key] = host.run("id -u").stdout.strip() != "0"
+    return Shell(host, sudo=per_host[key])
+
+
+@pytest.fixture(scope="module")
+def role_vars(
+    host: Host,
+    root: Shell,
+    request: pytest.FixtureRequest,
+    per_host: dict[tuple[str, str], Any],
+) -> RoleVars:
     """The roles' variables for this host: defaults < inventory variables < --runner-vars."""
-    overrides: dict[str, Any] = {}
-    if host.backend.NAME == "ansible":
-        inventory = host.ansible.get_variables()
-        overrides |= {k: v for k, v in inventory.items() if is_role_variable(k)}
-    overrides |= load_overrides(request.config.getoption("--runner-vars"))
-    facts = facts_from_os_release(root.check("cat /etc/os-release"), root.check("uname -m").strip())
-    return RoleVars(overrides, facts)
+    key = ("role_vars", host.backend.get_pytest_id())
+    if key not in per_host:
+        overrides: dict[str, Any] = {}
+        if host.backend.NAME == "ansible":
+            inventory = host.ansible.get_variables()
+            overrides |= {k: v for k, v in inventory.items() if is_role_variable(k)}
+        overrides |= load_overrides(request.config.getoption("--runner-vars"))
+        facts = facts_from_os_release(
+            root.check("cat /etc/os-release"), root.check("uname -m").strip()
+        )
+        per_host[key] = RoleVars(overrides, facts)
+    return per_host[key]
 
 
 @pytest.fixture(scope="module")

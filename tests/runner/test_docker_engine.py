@@ -7,6 +7,7 @@ import json
 import re
 from typing import Any
 
+import pytest
 from host_shell import Shell
 from role_vars import RoleVars
 
@@ -22,8 +23,16 @@ def _systemd_properties(root: Shell, unit: str, *names: str) -> dict[str, str]:
     return dict(line.split("=", 1) for line in output.splitlines() if "=" in line)
 
 
-def _docker_info(root: Shell) -> dict[str, Any]:
+@pytest.fixture(scope="module")
+def docker_info(root: Shell) -> dict[str, Any]:
+    """`docker info` of the host's engine, asked once for this module's checks."""
     return json.loads(root.check("docker info --format %s", "{{json .}}"))
+
+
+@pytest.fixture(scope="module")
+def daemon_json(root: Shell) -> dict[str, Any]:
+    """The engine's daemon.json as the host has it, read once for this module's checks."""
+    return json.loads(root.check("cat %s", DAEMON_JSON))
 
 
 def test_the_docker_service_is_enabled_and_running(root: Shell) -> None:
@@ -33,20 +42,21 @@ def test_the_docker_service_is_enabled_and_running(root: Shell) -> None:
 
 
 def test_the_engine_runs_overlay2_on_the_configured_data_root(
-    root: Shell, role_vars: RoleVars
+    docker_info: dict[str, Any], role_vars: RoleVars
 ) -> None:
     """Property 23: the engine keeps its data where the data root was mounted, on overlay2."""
-    info = _docker_info(root)
+    info = docker_info
     assert info["Driver"] == "overlay2"
     assert info["DockerRootDir"] == role_vars["docker_host_data_root"]
     assert info["LiveRestoreEnabled"] == role_vars["docker_host_live_restore"]
     assert re.fullmatch(r"\d+\.\d+\.\d+.*", info["ServerVersion"])
 
 
-def test_daemon_json_has_the_configured_values(root: Shell, role_vars: RoleVars) -> None:
+def test_daemon_json_has_the_configured_values(
+    daemon_json: dict[str, Any], role_vars: RoleVars
+) -> None:
     """Property 21: daemon.json is exactly what the docker_host variables render."""
-    rendered = json.loads(root.check("cat %s", DAEMON_JSON))
-    assert rendered == role_vars["__docker_host_daemon_config"]
+    assert daemon_json == role_vars["__docker_host_daemon_config"]
 
 
 def test_daemon_json_is_owned_by_root_with_mode_0644(root: Shell) -> None:
@@ -54,10 +64,11 @@ def test_daemon_json_is_owned_by_root_with_mode_0644(root: Shell) -> None:
     assert root.check("stat -c %s %s", "%U:%G %a", DAEMON_JSON) == "root:root 644"
 
 
-def test_container_logs_are_rotated_with_bounded_size(root: Shell, role_vars: RoleVars) -> None:
+def test_container_logs_are_rotated_with_bounded_size(
+    docker_info: dict[str, Any], daemon_json: dict[str, Any], role_vars: RoleVars
+) -> None:
     """Property 21: json-file logs (unbounded by default) rotate at the configured limits."""
-    info = _docker_info(root)
-    config = json.loads(root.check("cat %s", DAEMON_JSON))
+    info, config = docker_info, daemon_json
     assert info["LoggingDriver"] == config["log-driver"] == "json-file"
     assert config["log-opts"]["max-size"] == str(role_vars["docker_host_log_max_size"])
     assert config["log-opts"]["max-file"] == str(role_vars["docker_host_log_max_file"])
@@ -91,7 +102,7 @@ def test_the_docker_socket_is_owned_by_root_and_the_docker_group_with_mode_0660(
     assert root.check("stat -L -c %s %s", "%U:%G %a %F", DOCKER_SOCKET) == "root:docker 660 socket"
 
 
-def test_the_engine_does_not_listen_on_tcp(root: Shell) -> None:
+def test_the_engine_does_not_listen_on_tcp(root: Shell, daemon_json: dict[str, Any]) -> None:
     """Property 20: no plain 2375 (nor any TCP API) on the host's engine."""
     listeners = root.check("ss --no-header --listening --tcp --numeric --processes")
     assert not re.search(r":(2375|2376)\s", listeners), listeners
@@ -99,7 +110,7 @@ def test_the_engine_does_not_listen_on_tcp(root: Shell) -> None:
     command_line = root.check("ps -o args= -C dockerd")
     assert "dockerd" in command_line
     assert "tcp://" not in command_line
-    assert "hosts" not in json.loads(root.check("cat %s", DAEMON_JSON))
+    assert "hosts" not in daemon_json
 
 
 def test_the_data_root_is_its_own_mount(root: Shell, role_vars: RoleVars) -> None:
