@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import os
 import secrets
 import shutil
 import statistics
@@ -57,8 +58,28 @@ def _remove_hosts(fleet: str) -> None:
         backend.remove_host(container)
 
 
-def _up(options: local.UpOptions) -> tuple[float, list[local.HostRow]]:
+def busy_cpu_seconds(stat_line: str, ticks_per_second: int = 100) -> float:
+    """CPU time the whole machine spent working (user, nice, system, irq, softirq) from the
+    ``cpu`` line of /proc/stat; idle, iowait and steal are not work."""
+    fields = [int(v) for v in stat_line.split()[1:8]]
+    user, nice, system, _idle, _iowait, irq, softirq = fields
+    return (user + nice + system + irq + softirq) / ticks_per_second
+
+
+def _machine_busy() -> float:
+    with open("/proc/stat", encoding="ascii") as handle:
+        return busy_cpu_seconds(handle.readline(), os.sysconf("SC_CLK_TCK"))
+
+
+# CPU seconds the machine worked during each measured `up`, by figure name.
+CPU: dict[str, list[float]] = {}
+
+
+def _up(options: local.UpOptions, figure: str = "") -> tuple[float, list[local.HostRow]]:
+    before = _machine_busy()
     seconds, rows = _timed(lambda: local.up(options, _quiet))
+    if figure:
+        CPU.setdefault(figure, []).append(_machine_busy() - before)
     bad = [r for r in rows if r.state != "validated"]
     assert not bad, f"hosts not validated: {bad}"
     return seconds, rows
@@ -153,7 +174,7 @@ def measure(runs: int, cold: bool) -> dict[str, Any]:
                 figures[key] = []
                 for run in range(runs):
                     print(f"warm up --runners 1 ({key}), run {run + 1}")
-                    seconds, _ = _up(options(1, canary))
+                    seconds, _ = _up(options(1, canary), key)
                     figures[key].append(seconds)
                     _remove_hosts(fleet)
             phases = {"start": [], "boot.yml": [], "checks without canary": []}
@@ -173,15 +194,16 @@ def measure(runs: int, cold: bool) -> dict[str, Any]:
             figures["phases"] = phases
             for canary in (False, True):
                 print(f"up --runners 4 ({'with' if canary else 'without'} the canary)")
-                figures[f"four hosts {'canary' if canary else 'no canary'}"], _ = _up(
-                    options(4, canary)
-                )
+                key = f"four hosts {'canary' if canary else 'no canary'}"
+                figures[key], _ = _up(options(4, canary), key)
                 if canary:
                     break
                 _remove_hosts(fleet)
             print("memory of idle runner hosts (4 hosts, settled for 30 s)")
             time.sleep(30)
             figures["memory MiB"] = [_memory_mib(c) for c in backend.list_hosts(fleet)]
+            figures["cpu seconds"] = dict(CPU)
+            figures["cores"] = os.cpu_count() or 1
             figures["image size GiB"] = (
                 client().images.get(fleet_obj.current_image()).attrs["Size"] / 1024**3
             )
@@ -239,6 +261,38 @@ def _verdict(met: bool) -> str:
     return "met" if met else "**not met**"
 
 
+def _cpu_lines(figures: dict[str, Any], one: float, four: float) -> list[str]:
+    """What the machine's CPUs did during the warm single-host and the four-host `up`."""
+    cpu = figures.get("cpu seconds", {})
+    if "warm no canary" not in cpu or "four hosts no canary" not in cpu:
+        return []
+    cores = figures["cores"]
+    one_cpu = statistics.median(cpu["warm no canary"])
+    four_cpu = statistics.median(cpu["four hosts no canary"])
+    return [
+        f"CPU time the machine spent (every process, from /proc/stat) without the canary: one "
+        f"host {one_cpu:.1f} CPU-s in {one:.1f} s ({one_cpu / one / cores:.0%} of {cores} "
+        f"cores busy); four hosts {four_cpu:.1f} CPU-s in {four:.1f} s "
+        f"({four_cpu / four / cores:.0%} busy), {four_cpu / 4:.1f} CPU-s per host.",
+        "",
+    ]
+
+
+def _cpu_bound_note(figures: dict[str, Any], one: float) -> str:
+    """Why the four-host figure is what it is, from the CPU time measured beside it."""
+    cpu = figures.get("cpu seconds", {}).get("four hosts no canary")
+    if not cpu:
+        return "."
+    cores = figures["cores"]
+    four_cpu = statistics.median(cpu)
+    return (
+        f". Four hosts need {four_cpu:.1f} CPU-s: on {cores} cores they cannot finish in less "
+        f"than {four_cpu / cores:.1f} s, against a 2x bound of {2 * one:.1f} s; the same work "
+        f"fits in 2x on {four_cpu / (2 * one):.1f} cores or more (derived from the measured CPU "
+        "time, not measured on such a machine)."
+    )
+
+
 def render(figures: dict[str, Any], machine: str) -> str:
     warm, warm_canary = figures["warm no canary"], figures["warm canary"]
     one = statistics.median(warm)
@@ -292,6 +346,7 @@ def render(figures: dict[str, Any], machine: str) -> str:
         f"| `up --runners 4` (4 canaries side by side) | — | {four_canary:.1f} | "
         f"{four_canary / one_canary:.2f}x |",
         "",
+        *_cpu_lines(figures, one, four),
         "### Idle runner hosts",
         "",
         f"- memory per idle host (the container's memory cgroup: usage minus inactive page "
@@ -316,7 +371,8 @@ def render(figures: dict[str, Any], machine: str) -> str:
         "timed steps; the cached base and runner-host images were not rebuilt in place, their "
         "builds were timed into throwaway tags).",
         f"- `--runners 4` ≤ 2x `--runners 1`: {_verdict(four / one <= 2)} ({four / one:.2f}x "
-        f"without the canary, {four_canary / one_canary:.2f}x with four canaries side by side).",
+        f"without the canary, {four_canary / one_canary:.2f}x with four canaries side by side)"
+        + _cpu_bound_note(figures, one),
     ]
     return "\n".join(lines) + "\n"
 
