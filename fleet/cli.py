@@ -12,6 +12,8 @@ from pathlib import Path
 
 from fleet import local
 from fleet.errors import FleetError
+from fleet.jobs_file import JobsFile
+from fleet.jobs_file import default_path as default_jobs_path
 
 WEBHOOK_SECRET_ENV = "FLEET_WEBHOOK_SECRET"  # noqa: S105 (a variable name)
 MIN_GITHUB_PERIOD = 60
@@ -226,6 +228,12 @@ def parser() -> argparse.ArgumentParser:
         "no webhook spoke of for this long (default 600; 0: never)",
     )
     serve.add_argument(
+        "--jobs-file",
+        type=Path,
+        help="with webhooks: where the jobs they announced are kept across restarts "
+        "(default /var/lib/fleet/NAME/serve-jobs.json; `down` removes it)",
+    )
+    serve.add_argument(
         "--validate", action="store_true", help="run the checks (no canary) on new hosts"
     )
     serve.add_argument("--once", action="store_true", help="run one reconcile cycle and exit")
@@ -425,7 +433,11 @@ def build_autoscaler(args: argparse.Namespace, report=_say):  # -> serve.Autosca
     options.limits()  # bad combinations fail here, before anything starts
     # Catching up on missed webhooks needs the App (the Autoscaler uses it only with webhooks).
     jobs = serve.GitHubJobSource(registrar) if registrar is not None else None
-    return serve.Autoscaler(fleet, options, report, jobs=jobs)
+    # Jobs come only from webhooks: without them there is nothing to keep.
+    jobs_file = None
+    if args.webhook_port is not None:
+        jobs_file = JobsFile(args.jobs_file or default_jobs_path(args.name))
+    return serve.Autoscaler(fleet, options, report, jobs=jobs, jobs_file=jobs_file)
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -455,8 +467,8 @@ def _down(args: argparse.Namespace) -> int:
     removed = local.down(args.name, _registrar(args), _say)
     _say(
         f"removed {removed['containers']} container(s), {removed['volumes']} volume(s), "
-        f"{removed['networks']} network(s) and {removed['images']} image(s) of fleet "
-        f"{args.name!r}"
+        f"{removed['networks']} network(s), {removed['images']} image(s) and "
+        f"{removed['jobs files']} jobs file(s) of fleet {args.name!r}"
         + (
             f"; deregistered {removed['registrations']} runner(s) from GitHub"
             if removed["registrations"]

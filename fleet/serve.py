@@ -6,8 +6,10 @@ outside, asks ``fleet.scaling.decide`` what the fleet should be, and realises th
 idle hosts beyond the target (deregister first, never a busy one), end hosts that never
 registered, and start fresh hosts from the baked image. Demand comes from ``workflow_job``
 webhooks (checked by ``fleet.webhook``, the same code as the Lambda function) on a local
-port; GitHub's runner list is polled every cycle. Nothing is kept in a file: a restarted
-``serve`` finds the fleet where it left it.
+port; GitHub's runner list is polled every cycle. The fleet itself is read from Docker and
+GitHub every cycle; the jobs webhooks announced are kept in a file (``fleet.jobs_file``),
+saved before each webhook is answered, so that a restarted ``serve`` still serves a job
+queued before the restart.
 
 With webhooks and GitHub App settings, serve also catches up on what webhooks missed, as the
 AWS reaper does: on its first cycle and every ``redeliver_every`` seconds it asks GitHub to
@@ -42,6 +44,7 @@ from fleet.github.client import (
 )
 from fleet.github.deliveries import RedeliveryReport, redeliver_failed
 from fleet.github.runners import Runner
+from fleet.jobs_file import JobsFile
 from fleet.ledger import JobEvent, JobRecord, JobState
 from fleet.local_state import HostProbe, Observation
 from fleet.registration import Registrar, RunnerBusyError
@@ -147,6 +150,31 @@ def retire_host(
 # --- jobs from webhooks --------------------------------------------------------------------
 
 
+SNAPSHOT_FORMAT = 1
+
+
+def _read_snapshot(data: Any) -> tuple[list[tuple[JobRecord, datetime]], list[str]]:
+    """The jobs (record, last heard of) and delivery ids of an ``Intake.snapshot``."""
+    if not isinstance(data, dict) or data.get("format") != SNAPSHOT_FORMAT:
+        raise ValueError(f"not a job intake snapshot of format {SNAPSHOT_FORMAT}")
+    jobs, deliveries = data.get("jobs"), data.get("deliveries")
+    if not isinstance(jobs, list) or not isinstance(deliveries, list):
+        raise ValueError("a job intake snapshot holds a list of jobs and a list of deliveries")
+    entries = []
+    for index, entry in enumerate(jobs):
+        try:
+            record = JobRecord.from_dict(entry["record"])
+            heard = datetime.fromisoformat(entry["heard"])
+        except (TypeError, KeyError, ValueError) as exc:
+            raise ValueError(f"job {index} of the snapshot is not readable: {exc!r}") from exc
+        if heard.tzinfo is None:
+            raise ValueError(f"job {index} of the snapshot has a time without a time zone")
+        entries.append((record, heard))
+    if not all(isinstance(d, str) for d in deliveries):
+        raise ValueError("delivery ids in a job intake snapshot are strings")
+    return entries, deliveries
+
+
 class Intake:
     """Jobs seen through webhooks: an in-memory job ledger, deduplicated on delivery id.
 
@@ -172,6 +200,16 @@ class Intake:
         self._keep_open = keep_open
         self._clock = clock
         self.wake = threading.Event()  # set on news: the autoscaler runs a cycle early
+        # Called with a snapshot after every change (serve writes it to its jobs file);
+        # what it raises reaches the caller: a webhook not recorded is answered 503.
+        self.persist: Callable[[dict[str, Any]], None] | None = None
+        self._persist_lock = threading.Lock()
+
+    def _changed(self) -> None:
+        if self.persist is None:
+            return
+        with self._persist_lock:  # snapshots are written in the order they were taken
+            self.persist(self.snapshot())
 
     def accept(self, delivery: QueuedDelivery) -> bool:
         """Record one delivery's event; False if this delivery was seen before."""
@@ -188,6 +226,7 @@ class Intake:
             while len(self._jobs) > self._max_jobs:
                 self._jobs.popitem(last=False)
         self.wake.set()
+        self._changed()
         return True
 
     def merge(self, event: JobEvent) -> bool:
@@ -199,12 +238,49 @@ class Intake:
                 return False  # forgotten meanwhile: not brought back
             record, changed = ledger.apply(current[0], event)
             self._jobs[event.job_id] = (record, self._clock())
+        self._changed()
         return changed
 
     def drop(self, job_id: int) -> bool:
         """Forget a job GitHub no longer knows (its run was deleted). True if it was held."""
         with self._lock:
-            return self._jobs.pop(job_id, None) is not None
+            held = self._jobs.pop(job_id, None) is not None
+        if held:
+            self._changed()
+        return held
+
+    def snapshot(self) -> dict[str, Any]:
+        """Everything this intake holds, as JSON-ready data (``restore`` reads it back)."""
+        with self._lock:
+            return {
+                "format": SNAPSHOT_FORMAT,
+                "jobs": [
+                    {"record": record.to_dict(), "heard": heard.isoformat()}
+                    for record, heard in self._jobs.values()
+                ],
+                "deliveries": list(self._deliveries),
+            }
+
+    def restore(self, data: Any) -> int:
+        """Merge a ``snapshot`` into this intake (jobs it holds already are joined with
+        ``ledger.merge``); returns how many jobs the snapshot held. ValueError names what
+        is wrong with data that is not a snapshot."""
+        entries, deliveries = _read_snapshot(data)
+        with self._lock:
+            for record, heard in entries:
+                current = self._jobs.pop(record.job_id, None)
+                if current is not None:
+                    record, heard = ledger.merge(current[0], record), max(heard, current[1])
+                self._jobs[record.job_id] = (record, heard)
+            while len(self._jobs) > self._max_jobs:
+                self._jobs.popitem(last=False)
+            for delivery_id in deliveries:
+                self._deliveries[delivery_id] = None
+            while len(self._deliveries) > self._max_deliveries:
+                self._deliveries.popitem(last=False)
+        if entries:
+            self.wake.set()
+        return len(entries)
 
     def _prune(self) -> None:
         now = self._clock()
@@ -283,7 +359,14 @@ class _WebhookHandler(http.server.BaseHTTPRequestHandler):
         )
         duplicate = False
         if outcome.event is not None:
-            duplicate = not owner.intake.accept(outcome.event)
+            try:
+                duplicate = not owner.intake.accept(outcome.event)
+            except OSError as exc:
+                # Held in memory but not on disk: GitHub marks the delivery failed, and a
+                # restarted serve asks for it again (redelivery).
+                owner.report(f"webhook not recorded in the jobs file: {exc}")
+                self._answer(503, "could not record the job; redeliver later")
+                return
         delivery = headers.get("X-GitHub-Delivery", "-")[:100]
         owner.report(
             f"webhook {delivery}: {outcome.status} {outcome.reason}"
@@ -676,11 +759,14 @@ class Autoscaler:
         jobs: JobSource | None = None,
         *,
         keep_cycles: int = 1000,
+        jobs_file: JobsFile | None = None,
     ) -> None:
         self.fleet = fleet
         self.options = options
         self.report = report
         self.intake = intake or Intake()
+        self.jobs_file = jobs_file
+        self.restored = self._restore(jobs_file) if jobs_file is not None else 0
         self.reconciler = Reconciler(
             fleet,
             options,
@@ -692,6 +778,38 @@ class Autoscaler:
         self.server: WebhookServer | None = None
         self.cycles: deque[CycleResult] = deque(maxlen=keep_cycles)
         self.cycle_count = 0
+
+    def _restore(self, jobs_file: JobsFile) -> int:
+        """Jobs the last serve left in the jobs file; from now on every change is saved."""
+        snapshot = jobs_file.load()
+        restored = 0
+        if snapshot is not None:
+            try:
+                restored = self.intake.restore(snapshot)
+            except ValueError as exc:
+                raise FleetError(
+                    f"serve's job file {jobs_file.path} holds no job intake: {exc}",
+                    hint="move it aside and start again: jobs it held are caught up through "
+                    "GitHub's redelivery and the stale-job look-ups",
+                ) from exc
+        try:
+            jobs_file.save(self.intake.snapshot())  # fails now, not at the first webhook
+        except OSError as exc:
+            raise FleetError(
+                f"cannot write serve's job file {jobs_file.path}: {exc.strerror or exc}",
+                hint="run as root, or pass --jobs-file with a path serve can write",
+            ) from exc
+        self.intake.persist = jobs_file.save
+        return restored
+
+    def _save_jobs(self, result: CycleResult) -> None:
+        """Save after a cycle too: it forgets jobs long finished or long silent."""
+        if self.jobs_file is None:
+            return
+        try:
+            self.jobs_file.save(self.intake.snapshot())
+        except OSError as exc:
+            result.errors.append(f"cannot save the jobs file {self.jobs_file.path}: {exc}")
 
     def stop(self) -> None:
         self.stopping.set()
@@ -724,11 +842,17 @@ class Autoscaler:
         )
         if self.reconciler.jobs is not None:
             self.report(self._catch_up_note())
+        if self.jobs_file is not None:
+            self.report(
+                f"jobs kept in {self.jobs_file.path}"
+                + (f" ({self.restored} from the last run)" if self.restored else "")
+            )
         last: CycleResult | None = None
         try:
             while not self.stopping.is_set():
                 self.intake.wake.clear()
                 last = self.reconciler.cycle()
+                self._save_jobs(last)
                 self.cycles.append(last)
                 self.cycle_count += 1
                 self.report(last.summary())

@@ -26,6 +26,7 @@ from pytest_httpserver import HTTPServer
 from fleet import cli, local
 from fleet.backends import docker as backend
 from fleet.engine.engine import client
+from fleet.jobs_file import default_path as default_jobs_path
 from fleet.registration import Registrar, load_settings
 from tests.fakes.github import app_key_pair
 from tests.fakes.github_jobs import FakeGitHubWithJobs, FakeJob, WallClock
@@ -482,7 +483,10 @@ def test_a_hostile_job_is_confined_to_its_host_and_the_next_job_gets_a_clean_hos
 
 
 def test_down_leaves_no_container_volume_network_image_or_registration(fleet_name, github, capsys):
+    jobs_file = default_jobs_path(fleet_name)
+    assert jobs_file.exists(), "serve kept the jobs its webhooks announced"
     assert cli.main(["down", "--name", fleet_name]) == 0, capsys.readouterr().err
+    assert not jobs_file.exists() and not jobs_file.parent.exists()
     labelled = {"label": [f"{backend.LABEL_FLEET}={fleet_name}"]}
     docker_client = client()
     assert docker_client.containers.list(all=True, filters=labelled) == []
