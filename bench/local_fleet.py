@@ -285,11 +285,14 @@ def _cpu_bound_note(figures: dict[str, Any], one: float) -> str:
         return "."
     cores = figures["cores"]
     four_cpu = statistics.median(cpu)
+    busy = four_cpu / figures["four hosts no canary"] / cores
+    needed = four_cpu / (2 * one)
     return (
         f". Four hosts need {four_cpu:.1f} CPU-s: on {cores} cores they cannot finish in less "
-        f"than {four_cpu / cores:.1f} s, against a 2x bound of {2 * one:.1f} s; the same work "
-        f"fits in 2x on {four_cpu / (2 * one):.1f} cores or more (derived from the measured CPU "
-        "time, not measured on such a machine)."
+        f"than {four_cpu / cores:.1f} s, against a 2x bound of {2 * one:.1f} s. Perfectly "
+        f"packed, that work fits in 2x on {needed:.2f} cores; packed as well as here "
+        f"({busy:.0%} busy), on {needed / busy:.2f} cores (derived from the measured CPU time, "
+        "not measured on such a machine)."
     )
 
 
