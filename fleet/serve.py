@@ -176,7 +176,8 @@ def _read_snapshot(data: Any) -> tuple[list[tuple[JobRecord, datetime]], list[st
 
 
 class Intake:
-    """Jobs seen through webhooks: an in-memory job ledger, deduplicated on delivery id.
+    """Jobs seen through webhooks: a job ledger in memory, deduplicated on delivery id, that
+    hands a snapshot to ``persist`` after every change (serve's jobs file).
 
     Bounded: at most ``max_jobs`` jobs and ``max_deliveries`` remembered delivery ids;
     finished jobs are forgotten after ``keep_completed``, stuck ones after ``keep_open``.
@@ -200,16 +201,21 @@ class Intake:
         self._keep_open = keep_open
         self._clock = clock
         self.wake = threading.Event()  # set on news: the autoscaler runs a cycle early
-        # Called with a snapshot after every change (serve writes it to its jobs file);
-        # what it raises reaches the caller: a webhook not recorded is answered 503.
+        # Called with a snapshot after every change (serve writes it to its jobs file).
+        # An OSError it raises reaches `accept`'s caller (a webhook not recorded is answered
+        # 503); after `merge`/`drop` it is left to the save that ends each cycle to report.
         self.persist: Callable[[dict[str, Any]], None] | None = None
         self._persist_lock = threading.Lock()
 
-    def _changed(self) -> None:
+    def _changed(self, *, strict: bool = True) -> None:
         if self.persist is None:
             return
         with self._persist_lock:  # snapshots are written in the order they were taken
-            self.persist(self.snapshot())
+            try:
+                self.persist(self.snapshot())
+            except OSError:
+                if strict:
+                    raise
 
     def accept(self, delivery: QueuedDelivery) -> bool:
         """Record one delivery's event; False if this delivery was seen before."""
@@ -238,7 +244,7 @@ class Intake:
                 return False  # forgotten meanwhile: not brought back
             record, changed = ledger.apply(current[0], event)
             self._jobs[event.job_id] = (record, self._clock())
-        self._changed()
+        self._changed(strict=False)
         return changed
 
     def drop(self, job_id: int) -> bool:
@@ -246,7 +252,7 @@ class Intake:
         with self._lock:
             held = self._jobs.pop(job_id, None) is not None
         if held:
-            self._changed()
+            self._changed(strict=False)
         return held
 
     def snapshot(self) -> dict[str, Any]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import stat
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -12,11 +12,18 @@ import requests
 
 from fleet.errors import FleetError
 from fleet.jobs_file import JobsFile, default_path
-from fleet.ledger import JobEvent, JobState
+from fleet.ledger import JobEvent, JobRecord, JobState
 from fleet.serve import Autoscaler, Intake, ServeOptions, WebhookServer
 from fleet.webhook import QueuedDelivery, parse_workflow_job_event
 from tests.unit.control_plane.payloads import SECRET, signed, workflow_job
-from tests.unit.local.test_serve import LABELS, MemoryFleet, wall_now
+from tests.unit.local.test_serve import (
+    LABELS,
+    MemoryFleet,
+    MemoryGitHub,
+    _on_github,
+    _queued,
+    wall_now,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -221,3 +228,32 @@ def test_serve_refuses_at_start_a_jobs_file_it_cannot_write():
     with pytest.raises(FleetError, match="cannot write serve's job file") as caught:
         Autoscaler(MemoryFleet(now=wall_now), ServeOptions(), print, jobs_file=unwritable)
     assert "--jobs-file" in caught.value.hint
+
+
+def test_a_jobs_file_that_fails_during_look_ups_is_a_cycle_problem_not_a_crash(tmp_path):
+    """The look-ups change the intake in memory; the save that ends the cycle reports the
+    file's trouble, and the loop goes on."""
+    github = MemoryGitHub()
+    fleet = MemoryFleet(now=wall_now)
+    options = ServeOptions(
+        idle=0, interval=0, max_cycles=2, port=0, webhook_secret="s", stale_after=60.0
+    )
+    autoscaler = Autoscaler(
+        fleet, options, print, jobs=github, jobs_file=JobsFile(tmp_path / "serve-jobs.json")
+    )
+    autoscaler.start_webhooks = lambda: None  # type: ignore[method-assign]
+    long_ago = datetime.now(UTC) - timedelta(minutes=5)  # silent past --stale-after
+    record = JobRecord.from_event(_queued(41)).to_dict()
+    job = {"record": record, "heard": long_ago.isoformat()}
+    autoscaler.intake.restore({"format": 1, "jobs": [job], "deliveries": []})
+    github.jobs[41] = _on_github(41, "completed")
+
+    def disk_full(_snapshot):
+        raise OSError(28, "No space left on device")
+
+    autoscaler.intake.persist = disk_full
+    autoscaler.jobs_file.save = disk_full  # type: ignore[method-assign]
+    assert autoscaler.run() == 1, "the last cycle had a problem"
+    assert autoscaler.cycle_count == 2
+    assert github.lookups == [41] and autoscaler.intake.queued() == 0
+    assert all("cannot save the jobs file" in c.errors[-1] for c in autoscaler.cycles)
