@@ -122,7 +122,8 @@ def job_image(request: pytest.FixtureRequest, role_vars: RoleVars) -> str:
 
 # nodeid -> (check, host, result), in the order the checks ran.
 _RESULTS: dict[str, tuple[str, str, str]] = {}
-_HOST_PARAM = re.compile(r"\[(?P<host>[^\]]+)\]$")
+# test_x[docker://name], or test_x[docker://name]@group when xdist groups the check.
+_HOST_PARAM = re.compile(r"\[(?P<host>[^\]]+)\](@[^\[\]]+)?$")
 
 
 def _check_name(nodeid: str) -> str:
