@@ -8,6 +8,8 @@
    runners (goal: a constant plus one call per retired runner).
 3. Webhook handling per event: the pure pipeline, the handler with an in-memory queue, and the
    handler sending to SQS in moto.
+4. `serve`'s webhook intake with its jobs file: one delivery recorded (file replaced) with
+   100, 1,000 and 10,000 jobs held.
 
 Usage: ``.venv/bin/python -m bench.control_plane --write docs/benchmarks.md``
 """
@@ -277,11 +279,54 @@ def bench_webhook(events: int) -> list[dict[str, Any]]:
     ]
 
 
+def bench_jobs_file(held: tuple[int, ...], events: int) -> list[dict[str, Any]]:
+    """`serve`'s webhook intake with its jobs file: one delivery accepted and the file
+    replaced (snapshot, JSON, fsync, rename) before the answer, with ``held`` jobs held."""
+    import tempfile
+
+    from fleet.jobs_file import JobsFile
+    from fleet.ledger import JobEvent
+    from fleet.serve import Intake
+    from fleet.webhook import QueuedDelivery, parse_workflow_job_event
+    from tests.unit.control_plane.payloads import workflow_job
+
+    def delivery(n: int) -> QueuedDelivery:
+        payload = workflow_job("queued", job_id=n, labels=["self-hosted", "linux"])
+        return QueuedDelivery(f"d-{n}", JobEvent.from_webhook(parse_workflow_job_event(payload)))
+
+    rows = []
+    for count in held:
+        with tempfile.TemporaryDirectory(prefix="fleet-bench-jobs-") as directory:
+            intake = Intake()
+            for n in range(1, count + 1):
+                intake.accept(delivery(n))
+            jobs_file = JobsFile(Path(directory) / "serve-jobs.json")
+            jobs_file.save(intake.snapshot())
+            intake.persist = jobs_file.save
+            arriving = [delivery(count + n) for n in range(1, events + 1)]
+            samples = [_timed(lambda d=d, i=intake: i.accept(d), 1)[0] for d in arriving]
+            size = jobs_file.path.stat().st_size
+        rows.append(
+            {
+                "held": count,
+                "median_ms": statistics.median(samples) * 1e3,
+                "max_ms": max(samples) * 1e3,
+                "size_kib": size / 1024,
+            }
+        )
+    return rows
+
+
 # -- report ---------------------------------------------------------------------------------------
 
 
 def render(
-    decisions: list[dict], calls: list[dict], hooks: list[dict], runs: int, events: int
+    decisions: list[dict],
+    calls: list[dict],
+    hooks: list[dict],
+    runs: int,
+    events: int,
+    jobs_file: list[dict],
 ) -> str:
     lines = [
         SECTION,
@@ -334,6 +379,22 @@ def render(
         "The function's own work is the first two rows; a deployed function adds one SQS "
         "SendMessage round trip (typically a few ms in-region), far inside GitHub's 10 s.",
         "",
+        "### `serve`: a webhook recorded in the jobs file before it is answered",
+        "",
+        "| jobs held | median | max | file |",
+        "| ---: | ---: | ---: | ---: |",
+    ]
+    for r in jobs_file:
+        lines.append(
+            f"| {r['held']:,} | {r['median_ms']:.1f} ms | {r['max_ms']:.1f} ms | "
+            f"{r['size_kib']:,.0f} KiB |"
+        )
+    lines += [
+        "",
+        "Each accepted delivery replaces the whole file (the intake's snapshot, entries "
+        "reused for jobs that did not change, JSON, fsync, rename): the cost grows with the "
+        "jobs held, up to the intake's bound of 10,000, still far inside GitHub's 10 s.",
+        "",
     ]
     return "\n".join(lines)
 
@@ -347,7 +408,8 @@ def main() -> None:
     decisions = bench_decisions(args.runs)
     calls = bench_calls_per_cycle((0, 1, 5, 20))
     hooks = bench_webhook(args.events)
-    section = render(decisions, calls, hooks, args.runs, args.events)
+    jobs_file = bench_jobs_file((100, 1_000, 10_000), events=50)
+    section = render(decisions, calls, hooks, args.runs, args.events, jobs_file)
     print(section)
     if args.write:
         write_section(args.write, SECTION, section)

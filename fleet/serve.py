@@ -206,6 +206,7 @@ class Intake:
         # 503); after `merge`/`drop` it is left to the save that ends each cycle to report.
         self.persist: Callable[[dict[str, Any]], None] | None = None
         self._persist_lock = threading.Lock()
+        self._entries: dict[int, tuple[JobRecord, datetime, dict[str, Any]]] = {}
 
     def _changed(self, *, strict: bool = True) -> None:
         if self.persist is None:
@@ -256,14 +257,24 @@ class Intake:
         return held
 
     def snapshot(self) -> dict[str, Any]:
-        """Everything this intake holds, as JSON-ready data (``restore`` reads it back)."""
+        """Everything this intake holds, as JSON-ready data (``restore`` reads it back).
+
+        Each job's entry is made again only when the job changed since the last snapshot
+        (records are immutable: a changed job holds another record object).
+        """
         with self._lock:
+            cache, self._entries = self._entries, {}
+            jobs = []
+            for job_id, (record, heard) in self._jobs.items():
+                cached = cache.get(job_id)
+                if cached is None or cached[0] is not record or cached[1] != heard:
+                    entry = {"record": record.to_dict(), "heard": heard.isoformat()}
+                    cached = (record, heard, entry)
+                self._entries[job_id] = cached
+                jobs.append(cached[2])
             return {
                 "format": SNAPSHOT_FORMAT,
-                "jobs": [
-                    {"record": record.to_dict(), "heard": heard.isoformat()}
-                    for record, heard in self._jobs.values()
-                ],
+                "jobs": jobs,
                 "deliveries": list(self._deliveries),
             }
 

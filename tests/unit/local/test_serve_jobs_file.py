@@ -257,3 +257,37 @@ def test_a_jobs_file_that_fails_during_look_ups_is_a_cycle_problem_not_a_crash(t
     assert autoscaler.cycle_count == 2
     assert github.lookups == [41] and autoscaler.intake.queued() == 0
     assert all("cannot save the jobs file" in c.errors[-1] for c in autoscaler.cycles)
+
+
+def test_a_snapshot_after_changes_holds_the_changes():
+    """Entries are reused between snapshots only for jobs that did not change."""
+    moments = {"now": datetime(2026, 11, 24, 12, 0, tzinfo=UTC)}
+    intake = Intake(clock=lambda: moments["now"])
+    intake.accept(_delivery("d-1", "queued", 1))
+    intake.accept(_delivery("d-2", "queued", 2))
+    first = intake.snapshot()
+    moments["now"] += timedelta(minutes=3)
+    intake.accept(_delivery("d-3", "in_progress", 1, runner_name="f-runner-01"))
+    # Looked up on GitHub with no news: only the time it was last heard of moves.
+    intake.merge(_delivery("x", "queued", 2).job)
+    intake.drop(2)
+    intake.accept(_delivery("d-4", "queued", 3))
+    second = intake.snapshot()
+    states = {job["record"]["job_id"]: job["record"]["state"] for job in second["jobs"]}
+    assert states == {1: "in_progress", 3: "queued"}
+    assert first["jobs"][0]["record"]["state"] == "queued", "an earlier snapshot is unchanged"
+    copy = Intake()
+    copy.restore(second)
+    assert copy.busy_runner_names() == {"f-runner-01"}
+    heard = {job["record"]["job_id"]: job["heard"] for job in second["jobs"]}
+    assert heard[1] == moments["now"].isoformat()
+
+
+def test_a_job_merged_without_news_is_saved_with_its_new_time():
+    moments = {"now": datetime(2026, 11, 24, 12, 0, tzinfo=UTC)}
+    intake = Intake(clock=lambda: moments["now"])
+    intake.accept(_delivery("d-1", "queued", 1))
+    intake.snapshot()
+    moments["now"] += timedelta(minutes=10)
+    intake.merge(_delivery("x", "queued", 1).job)
+    assert intake.snapshot()["jobs"][0]["heard"] == moments["now"].isoformat()
