@@ -2,9 +2,10 @@
 
 GitHub sends each ``workflow_job`` event once: a job whose ``queued`` webhook was answered
 202 and that no host took before ``serve`` stopped would otherwise wait until another event
-or an idle runner came along. The intake (``fleet.serve.Intake.snapshot``) is written after
-every change, before the webhook is answered, by replacing the file in one rename (a crash
-leaves the old or the new snapshot, never half of one); it is readable by root only.
+or an idle runner came along. The intake (``fleet.serve.Intake.snapshot``) is written when
+a webhook brings news, before it is answered, and at the end of every cycle, by replacing
+the file in one rename (a crash leaves the old or the new snapshot, never half of one); it
+is readable by root only.
 """
 
 from __future__ import annotations
@@ -19,6 +20,10 @@ from typing import Any
 from fleet.errors import FleetError
 
 DEFAULT_DIRECTORY = Path("/var/lib/fleet")
+MOVE_ASIDE_HINT = (
+    "move it aside and start again: jobs it held are caught up through GitHub's redelivery "
+    "and the stale-job look-ups"
+)
 
 
 def default_path(fleet: str, directory: Path = DEFAULT_DIRECTORY) -> Path:
@@ -45,9 +50,7 @@ class JobsFile:
             return json.loads(text)
         except ValueError as exc:
             raise FleetError(
-                f"serve's job file {self.path} is not JSON ({exc})",
-                hint="move it aside and start again: jobs it held are caught up through "
-                "GitHub's redelivery and the stale-job look-ups",
+                f"serve's job file {self.path} is not JSON ({exc})", hint=MOVE_ASIDE_HINT
             ) from exc
 
     def save(self, snapshot: dict[str, Any]) -> None:

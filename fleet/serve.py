@@ -44,7 +44,7 @@ from fleet.github.client import (
 )
 from fleet.github.deliveries import RedeliveryReport, redeliver_failed
 from fleet.github.runners import Runner
-from fleet.jobs_file import JobsFile
+from fleet.jobs_file import MOVE_ASIDE_HINT, JobsFile
 from fleet.ledger import JobEvent, JobRecord, JobState
 from fleet.local_state import HostProbe, Observation
 from fleet.registration import Registrar, RunnerBusyError
@@ -177,7 +177,8 @@ def _read_snapshot(data: Any) -> tuple[list[tuple[JobRecord, datetime]], list[st
 
 class Intake:
     """Jobs seen through webhooks: a job ledger in memory, deduplicated on delivery id, that
-    hands a snapshot to ``persist`` after every change (serve's jobs file).
+    hands a snapshot to ``persist`` on each accepted delivery and on ``save`` (serve's jobs
+    file).
 
     Bounded: at most ``max_jobs`` jobs and ``max_deliveries`` remembered delivery ids;
     finished jobs are forgotten after ``keep_completed``, stuck ones after ``keep_open``.
@@ -201,22 +202,27 @@ class Intake:
         self._keep_open = keep_open
         self._clock = clock
         self.wake = threading.Event()  # set on news: the autoscaler runs a cycle early
-        # Called with a snapshot after every change (serve writes it to its jobs file).
-        # An OSError it raises reaches `accept`'s caller (a webhook not recorded is answered
-        # 503); after `merge`/`drop` it is left to the save that ends each cycle to report.
+        # Where `save` hands snapshots (serve's jobs file); None keeps the intake in memory.
         self.persist: Callable[[dict[str, Any]], None] | None = None
         self._persist_lock = threading.Lock()
         self._entries: dict[int, tuple[JobRecord, datetime, dict[str, Any]]] = {}
 
-    def _changed(self, *, strict: bool = True) -> None:
+    def save(self) -> None:
+        """Hand a snapshot to ``persist``; every writer goes through here, so snapshots are
+        written in the order they were taken. Its OSError reaches the caller: `accept`'s
+        (a webhook not recorded is answered 503) and the cycle's. The look-ups' changes
+        (`merge`, `drop`) are saved by the save that ends each cycle."""
         if self.persist is None:
             return
-        with self._persist_lock:  # snapshots are written in the order they were taken
-            try:
-                self.persist(self.snapshot())
-            except OSError:
-                if strict:
-                    raise
+        with self._persist_lock:
+            self.persist(self.snapshot())
+
+    def _trim(self) -> None:
+        """Forget the oldest jobs and delivery ids beyond the bounds (lock held)."""
+        while len(self._jobs) > self._max_jobs:
+            self._jobs.popitem(last=False)
+        while len(self._deliveries) > self._max_deliveries:
+            self._deliveries.popitem(last=False)
 
     def accept(self, delivery: QueuedDelivery) -> bool:
         """Record one delivery's event; False if this delivery was seen before."""
@@ -224,16 +230,13 @@ class Intake:
             if delivery.delivery_id in self._deliveries:
                 return False
             self._deliveries[delivery.delivery_id] = None
-            while len(self._deliveries) > self._max_deliveries:
-                self._deliveries.popitem(last=False)
             job_id = delivery.job.job_id
             current = self._jobs.pop(job_id, None)
             record, _ = ledger.apply(current[0] if current else None, delivery.job)
             self._jobs[job_id] = (record, self._clock())
-            while len(self._jobs) > self._max_jobs:
-                self._jobs.popitem(last=False)
+            self._trim()
         self.wake.set()
-        self._changed()
+        self.save()
         return True
 
     def merge(self, event: JobEvent) -> bool:
@@ -245,16 +248,12 @@ class Intake:
                 return False  # forgotten meanwhile: not brought back
             record, changed = ledger.apply(current[0], event)
             self._jobs[event.job_id] = (record, self._clock())
-        self._changed(strict=False)
         return changed
 
     def drop(self, job_id: int) -> bool:
         """Forget a job GitHub no longer knows (its run was deleted). True if it was held."""
         with self._lock:
-            held = self._jobs.pop(job_id, None) is not None
-        if held:
-            self._changed(strict=False)
-        return held
+            return self._jobs.pop(job_id, None) is not None
 
     def snapshot(self) -> dict[str, Any]:
         """Everything this intake holds, as JSON-ready data (``restore`` reads it back).
@@ -289,12 +288,9 @@ class Intake:
                 if current is not None:
                     record, heard = ledger.merge(current[0], record), max(heard, current[1])
                 self._jobs[record.job_id] = (record, heard)
-            while len(self._jobs) > self._max_jobs:
-                self._jobs.popitem(last=False)
             for delivery_id in deliveries:
                 self._deliveries[delivery_id] = None
-            while len(self._deliveries) > self._max_deliveries:
-                self._deliveries.popitem(last=False)
+            self._trim()
         if entries:
             self.wake.set()
         return len(entries)
@@ -806,17 +802,16 @@ class Autoscaler:
             except ValueError as exc:
                 raise FleetError(
                     f"serve's job file {jobs_file.path} holds no job intake: {exc}",
-                    hint="move it aside and start again: jobs it held are caught up through "
-                    "GitHub's redelivery and the stale-job look-ups",
+                    hint=MOVE_ASIDE_HINT,
                 ) from exc
+        self.intake.persist = jobs_file.save
         try:
-            jobs_file.save(self.intake.snapshot())  # fails now, not at the first webhook
+            self.intake.save()  # fails now, not at the first webhook
         except OSError as exc:
             raise FleetError(
                 f"cannot write serve's job file {jobs_file.path}: {exc.strerror or exc}",
                 hint="run as root, or pass --jobs-file with a path serve can write",
             ) from exc
-        self.intake.persist = jobs_file.save
         return restored
 
     def _save_jobs(self, result: CycleResult) -> None:
@@ -824,7 +819,7 @@ class Autoscaler:
         if self.jobs_file is None:
             return
         try:
-            self.jobs_file.save(self.intake.snapshot())
+            self.intake.save()
         except OSError as exc:
             result.errors.append(f"cannot save the jobs file {self.jobs_file.path}: {exc}")
 

@@ -252,7 +252,6 @@ def test_a_jobs_file_that_fails_during_look_ups_is_a_cycle_problem_not_a_crash(t
         raise OSError(28, "No space left on device")
 
     autoscaler.intake.persist = disk_full
-    autoscaler.jobs_file.save = disk_full  # type: ignore[method-assign]
     assert autoscaler.run() == 1, "the last cycle had a problem"
     assert autoscaler.cycle_count == 2
     assert github.lookups == [41] and autoscaler.intake.queued() == 0
