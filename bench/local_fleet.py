@@ -71,18 +71,14 @@ def _machine_busy() -> float:
         return busy_cpu_seconds(handle.readline(), os.sysconf("SC_CLK_TCK"))
 
 
-# CPU seconds the machine worked during each measured `up`, by figure name.
-CPU: dict[str, list[float]] = {}
-
-
-def _up(options: local.UpOptions, figure: str = "") -> tuple[float, list[local.HostRow]]:
+def _up(options: local.UpOptions) -> tuple[float, float]:
+    """Seconds an `up` took and the CPU seconds the machine worked meanwhile."""
     before = _machine_busy()
     seconds, rows = _timed(lambda: local.up(options, _quiet))
-    if figure:
-        CPU.setdefault(figure, []).append(_machine_busy() - before)
+    cpu = _machine_busy() - before
     bad = [r for r in rows if r.state != "validated"]
     assert not bad, f"hosts not validated: {bad}"
-    return seconds, rows
+    return seconds, cpu
 
 
 def cold_parts(boot: Bootstrap, work: Path) -> dict[str, float]:
@@ -147,7 +143,7 @@ def cold_parts(boot: Bootstrap, work: Path) -> dict[str, float]:
 def measure(runs: int, cold: bool) -> dict[str, Any]:
     boot = bootstrap(_quiet)
     fleet = f"bench-{secrets.token_hex(3)}"
-    figures: dict[str, Any] = {"runs": runs}
+    figures: dict[str, Any] = {"runs": runs, "cpu seconds": {}, "cores": os.cpu_count() or 1}
     backend.ensure_network(fleet)
     try:
         with (
@@ -174,8 +170,9 @@ def measure(runs: int, cold: bool) -> dict[str, Any]:
                 figures[key] = []
                 for run in range(runs):
                     print(f"warm up --runners 1 ({key}), run {run + 1}")
-                    seconds, _ = _up(options(1, canary), key)
+                    seconds, cpu = _up(options(1, canary))
                     figures[key].append(seconds)
+                    figures["cpu seconds"].setdefault(key, []).append(cpu)
                     _remove_hosts(fleet)
             phases = {"start": [], "boot.yml": [], "checks without canary": []}
             for run in range(runs):
@@ -195,15 +192,14 @@ def measure(runs: int, cold: bool) -> dict[str, Any]:
             for canary in (False, True):
                 print(f"up --runners 4 ({'with' if canary else 'without'} the canary)")
                 key = f"four hosts {'canary' if canary else 'no canary'}"
-                figures[key], _ = _up(options(4, canary), key)
+                figures[key], cpu = _up(options(4, canary))
+                figures["cpu seconds"][key] = [cpu]
                 if canary:
                     break
                 _remove_hosts(fleet)
             print("memory of idle runner hosts (4 hosts, settled for 30 s)")
             time.sleep(30)
             figures["memory MiB"] = [_memory_mib(c) for c in backend.list_hosts(fleet)]
-            figures["cpu seconds"] = dict(CPU)
-            figures["cores"] = os.cpu_count() or 1
             figures["image size GiB"] = (
                 client().images.get(fleet_obj.current_image()).attrs["Size"] / 1024**3
             )

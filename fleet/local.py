@@ -26,7 +26,7 @@ from typing import Any
 
 import yaml
 
-from fleet import jobs_file, provision, validate
+from fleet import provision, validate
 from fleet.backends import docker as backend
 from fleet.bootstrap import Bootstrap, bootstrap
 from fleet.engine.engine import client
@@ -34,6 +34,7 @@ from fleet.errors import FleetError
 from fleet.github.client import GitHubError
 from fleet.github.runners import Runner
 from fleet.jobs_file import JobsFile
+from fleet.jobs_file import default_path as default_jobs_path
 from fleet.local_state import HostProbe, HostState, Observation, host_state, observe
 from fleet.registration import Registrar, RunnerBusyError
 from fleet.serve import retire_host
@@ -818,7 +819,7 @@ def down(name: str, registrar: Registrar | None = None, report: Report = print) 
                 report(f"{runner.name} is running a job on GitHub: its registration is left")
     removed = backend.remove_fleet(name)
     removed["registrations"] = deregistered
-    removed["jobs files"] = int(JobsFile(jobs_file.default_path(name)).remove())
+    removed["jobs files"] = int(JobsFile(default_jobs_path(name)).remove())
     return removed
 
 
