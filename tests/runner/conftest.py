@@ -10,6 +10,7 @@ Expected values come from the roles' variables (role_vars); the canary suite alw
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -62,12 +63,20 @@ def per_host() -> dict[tuple[str, str], Any]:
     return {}
 
 
+def _remembered(
+    per_host: dict[tuple[str, str], Any], what: str, host: Host, ask: Callable[[], Any]
+) -> Any:
+    """``ask()`` for this host the first time, the remembered answer after."""
+    key = (what, host.backend.get_pytest_id())
+    if key not in per_host:
+        per_host[key] = ask()
+    return per_host[key]
+
+
 @pytest.fixture(scope="module")
 def root(host: Host, per_host: dict[tuple[str, str], Any]) -> Shell:
-    key = ("sudo", host.backend.get_pytest_id())
-    if key not in per_host:
-        per_host[key] = host.run("id -u").stdout.strip() != "0"
-    return Shell(host, sudo=per_host[key])
+    sudo = _remembered(per_host, "sudo", host, lambda: host.run("id -u").stdout.strip() != "0")
+    return Shell(host, sudo=sudo)
 
 
 @pytest.fixture(scope="module")
@@ -78,18 +87,18 @@ def role_vars(
     per_host: dict[tuple[str, str], Any],
 ) -> RoleVars:
     """The roles' variables for this host: defaults < inventory variables < --runner-vars."""
-    key = ("role_vars", host.backend.get_pytest_id())
-    if key not in per_host:
+
+    def ask() -> RoleVars:
         overrides: dict[str, Any] = {}
         if host.backend.NAME == "ansible":
             inventory = host.ansible.get_variables()
             overrides |= {k: v for k, v in inventory.items() if is_role_variable(k)}
         overrides |= load_overrides(request.config.getoption("--runner-vars"))
-        facts = facts_from_os_release(
-            root.check("cat /etc/os-release"), root.check("uname -m").strip()
-        )
-        per_host[key] = RoleVars(overrides, facts)
-    return per_host[key]
+        os_release = root.check("cat /etc/os-release")
+        architecture = root.check("uname -m").strip()
+        return RoleVars(overrides, facts_from_os_release(os_release, architecture))
+
+    return _remembered(per_host, "role_vars", host, ask)
 
 
 @pytest.fixture(scope="module")
