@@ -1,5 +1,7 @@
 """Pure pieces of the local fleet: names, vars files, inventories, reports, CLI input."""
 
+from pathlib import Path
+
 import pytest
 
 from fleet import cli, local, provision, validate
@@ -38,12 +40,34 @@ def test_missing_vars_file_is_a_clear_error(tmp_path):
         local.load_vars_file(tmp_path / "nope.yml")
 
 
-def test_docker_inventory_reaches_hosts_over_the_docker_api():
+def test_docker_inventory_reaches_hosts_with_the_connection_mitogen_takes_over():
     inventory = provision.docker_inventory(["h1", "h2"])
     hosts = inventory["all"]["children"]["runners"]["hosts"]
     assert set(hosts) == {"h1", "h2"}
-    assert hosts["h1"]["ansible_connection"] == "community.docker.docker_api"
+    # Mitogen's strategy replaces connections by their short name only.
+    assert hosts["h1"]["ansible_connection"] == "docker"
     assert hosts["h2"]["ansible_host"] == "h2"
+
+
+def test_converge_runs_under_mitogen_by_default(monkeypatch):
+    monkeypatch.delenv(provision.STRATEGY_ENV, raising=False)
+    env = provision.strategy_env()
+    assert env["ANSIBLE_STRATEGY"] == "mitogen_linear"
+    plugins = Path(env["ANSIBLE_STRATEGY_PLUGINS"])
+    assert (plugins / "mitogen_linear.py").is_file()
+
+
+def test_the_stock_strategy_can_be_chosen(monkeypatch):
+    monkeypatch.setenv(provision.STRATEGY_ENV, "linear")
+    assert provision.strategy_env() == {"ANSIBLE_STRATEGY": "linear"}
+    assert provision.strategy_env("mitogen_linear")["ANSIBLE_STRATEGY"] == "mitogen_linear"
+
+
+def test_an_unknown_strategy_is_a_clear_error(monkeypatch):
+    monkeypatch.setenv(provision.STRATEGY_ENV, "mitogen_fast")
+    with pytest.raises(FleetError, match="unknown Ansible strategy 'mitogen_fast'") as error:
+        provision.strategy_env()
+    assert "mitogen_linear, linear" in error.value.hint
 
 
 def test_stats_are_regrouped_per_host():
