@@ -188,6 +188,36 @@ def merged_daemon_config(current: dict, wrapper_path: str) -> dict:
     return {**current, "runtimes": runtimes, "default-runtime": WRAPPER_RUNTIME}
 
 
+def _wrapper_source() -> bytes:
+    return Path(runc_caps.__file__).read_bytes()
+
+
+def _write_wrapper() -> None:
+    """Put this version's wrapper in place atomically (shims may be running the old one)."""
+    WRAPPER_PATH.parent.mkdir(parents=True, exist_ok=True)
+    staged = WRAPPER_PATH.with_name(WRAPPER_PATH.name + ".new")
+    staged.write_bytes(_wrapper_source())
+    staged.chmod(0o755)
+    os.replace(staged, WRAPPER_PATH)
+
+
+def refresh_capability_wrapper(default_runtime: str, report: Report) -> bool:
+    """Replace an installed wrapper that differs from this version's; True if it did.
+
+    The engine starts the wrapper afresh for every runc call, so no restart is needed.
+    """
+    if default_runtime != WRAPPER_RUNTIME or not WRAPPER_PATH.exists():
+        return False
+    if WRAPPER_PATH.read_bytes() == _wrapper_source():
+        return False
+    if os.geteuid() != 0:
+        report(f"{WRAPPER_PATH} is an older version; `sudo python -m fleet bootstrap` updates it")
+        return False
+    _write_wrapper()
+    report(f"updated the capability wrapper {WRAPPER_PATH}")
+    return True
+
+
 def install_capability_wrapper(report: Report) -> None:
     """Install the wrapper, register it in daemon.json and restart the engine."""
     if os.geteuid() != 0:
@@ -196,9 +226,7 @@ def install_capability_wrapper(report: Report) -> None:
             hint="run `sudo python -m fleet bootstrap` once",
         )
     report(f"registering the capability wrapper {WRAPPER_PATH} as the engine's default runtime")
-    WRAPPER_PATH.parent.mkdir(parents=True, exist_ok=True)
-    WRAPPER_PATH.write_bytes(Path(runc_caps.__file__).read_bytes())
-    WRAPPER_PATH.chmod(0o755)
+    _write_wrapper()
     current = json.loads(DAEMON_JSON.read_text()) if DAEMON_JSON.exists() else {}
     DAEMON_JSON.parent.mkdir(parents=True, exist_ok=True)
     DAEMON_JSON.write_text(json.dumps(merged_daemon_config(current, str(WRAPPER_PATH)), indent=2))
@@ -212,6 +240,7 @@ def ensure_privileged(image: str, report: Report) -> bool:
 
     Returns True when the engine had to be reconfigured.
     """
+    refresh_capability_wrapper(engine_info().default_runtime, report)
     ok, error = privileged_works(image)
     if ok:
         return False

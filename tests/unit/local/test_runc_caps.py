@@ -1,10 +1,14 @@
 """The capability wrapper that lets old engines start privileged containers."""
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
-from fleet.engine import runc_caps
+from fleet.engine import engine, runc_caps
 from fleet.engine.engine import WRAPPER_RUNTIME, merged_daemon_config
 
 pytestmark = pytest.mark.unit
@@ -95,3 +99,93 @@ def test_daemon_config_keeps_user_settings_and_registers_the_wrapper():
     assert merged["runtimes"][WRAPPER_RUNTIME] == {"path": "/usr/local/libexec/fleet/fleet-runc"}
     assert merged["default-runtime"] == WRAPPER_RUNTIME
     assert "default-runtime" not in current
+
+
+@pytest.fixture
+def fake_runc(tmp_path):
+    """A stand-in runc that prints its arguments and the process spec it was handed."""
+    script = tmp_path / "fake-runc"
+    script.write_text('#!/bin/sh\necho "args: $*"\ncat "$3"\n')
+    script.chmod(0o755)
+    return script
+
+
+def test_the_installed_wrapper_filters_an_exec_spec_and_hands_over_to_runc(
+    tmp_path, fake_runc, monkeypatch
+):
+    """The file itself, started through its shebang as the engine starts it."""
+    wrapper = tmp_path / "fleet-runc"
+    wrapper.write_bytes(Path(runc_caps.__file__).read_bytes())
+    wrapper.chmod(0o755)
+    spec = tmp_path / "process.json"
+    asked = ["CAP_KILL", "CAP_SYS_RESOURCE", "CAP_NOT_KNOWN"]
+    spec.write_text(json.dumps({"args": ["true"], "capabilities": {"bounding": asked}}))
+    # -I keeps PYTHON* variables out: a json module planted on PYTHONPATH is never imported.
+    planted = tmp_path / "planted"
+    planted.mkdir()
+    (planted / "json.py").write_text("raise SystemExit('planted json imported')\n")
+    monkeypatch.setenv("PYTHONPATH", str(planted))
+    monkeypatch.setenv("FLEET_REAL_RUNC", str(fake_runc))
+    done = subprocess.run(
+        [str(wrapper), "exec", "--process", str(spec), "cid"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    first, _, rest = done.stdout.partition("\n")
+    assert first == f"args: exec --process {spec} cid"
+    with open("/proc/self/status", encoding="ascii") as status:
+        allowed = runc_caps.bounding_set(status.read())
+    expected = [name for name in asked if name in allowed or name == "CAP_NOT_KNOWN"]
+    assert json.loads(rest)["capabilities"]["bounding"] == expected
+
+
+def test_the_wrapper_passes_calls_without_a_spec_straight_through(tmp_path, fake_runc):
+    done = subprocess.run(
+        [sys.executable, runc_caps.__file__, "state", "cid"],
+        env={"FLEET_REAL_RUNC": str(fake_runc), "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert done.stdout.splitlines()[0] == "args: state cid"
+
+
+def test_bootstrap_replaces_an_older_installed_wrapper(tmp_path, monkeypatch):
+    installed = tmp_path / "libexec" / "fleet-runc"
+    installed.parent.mkdir()
+    installed.write_text("#!/usr/bin/python3\n# an older wrapper\n")
+    monkeypatch.setattr(engine, "WRAPPER_PATH", installed)
+    monkeypatch.setattr(engine.os, "geteuid", lambda: 0)
+    reports = []
+    assert engine.refresh_capability_wrapper(WRAPPER_RUNTIME, reports.append) is True
+    assert installed.read_bytes() == Path(runc_caps.__file__).read_bytes()
+    assert os.access(installed, os.X_OK)
+    assert reports == [f"updated the capability wrapper {installed}"]
+    # Up to date now: nothing more to do, and nothing staged is left behind.
+    assert engine.refresh_capability_wrapper(WRAPPER_RUNTIME, reports.append) is False
+    assert sorted(p.name for p in installed.parent.iterdir()) == ["fleet-runc"]
+
+
+def test_bootstrap_leaves_the_wrapper_alone_when_the_engine_does_not_use_it(tmp_path, monkeypatch):
+    installed = tmp_path / "fleet-runc"
+    installed.write_text("# an older wrapper\n")
+    monkeypatch.setattr(engine, "WRAPPER_PATH", installed)
+    assert engine.refresh_capability_wrapper("runc", print) is False
+    assert installed.read_text() == "# an older wrapper\n"
+
+
+def test_a_user_without_root_is_told_how_to_update_the_wrapper(tmp_path, monkeypatch):
+    installed = tmp_path / "fleet-runc"
+    installed.write_text("# an older wrapper\n")
+    monkeypatch.setattr(engine, "WRAPPER_PATH", installed)
+    monkeypatch.setattr(engine.os, "geteuid", lambda: 1000)
+    reports = []
+    assert engine.refresh_capability_wrapper(WRAPPER_RUNTIME, reports.append) is False
+    assert installed.read_text() == "# an older wrapper\n"
+    assert reports == [
+        f"{installed} is an older version; `sudo python -m fleet bootstrap` updates it"
+    ]
