@@ -54,6 +54,33 @@ def test_second_converge_changes_nothing(first_converge, host, local_vars):
     assert again.stats[host]["dark"] == 0
 
 
+def test_boot_waits_for_an_image_preload_that_is_still_running(first_converge, host, local_vars):
+    """boot.yml returns only once the preload unit is done, not while it is activating
+    (the systemd module alone calls an activating unit started)."""
+    assert first_converge.ok
+    container = client().containers.get(host)
+    unit = "docker-preload-images.service"
+    drop_in = f"/run/systemd/system/{unit}.d/slow.conf"
+
+    def sh(script: str) -> str:
+        result = container.exec_run(["sh", "-c", script])
+        assert result.exit_code == 0, result.output.decode()
+        return result.output.decode().strip()
+
+    sh(
+        f"mkdir -p {drop_in.rsplit('/', 1)[0]} && "
+        f"printf '[Service]\\nExecStartPre=/bin/sleep 4\\n' > {drop_in} && "
+        f"systemctl daemon-reload && systemctl restart --no-block {unit}"
+    )
+    try:
+        assert sh(f"systemctl show --property=ActiveState --value {unit}") == "activating"
+        booted = provision.converge(provision.docker_inventory([host]), "boot.yml", local_vars)
+        assert booted.ok, "\n".join(booted.failures)
+        assert sh(f"systemctl show --property=ActiveState --value {unit}") == "active"
+    finally:
+        sh(f"rm -f {drop_in} && systemctl daemon-reload")
+
+
 def test_validation_suite_passes_including_the_canary(first_converge, host, local_vars, tmp_path):
     assert first_converge.ok
     import yaml
