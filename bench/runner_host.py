@@ -88,13 +88,16 @@ def measure(runs: int) -> dict[str, list[float]]:
                 junit = Path(directory) / f"{name}.xml"
                 started = time.monotonic()
                 checks = validate.validate(
-                    [f"docker://{name}"], junit, vars_file, extra_args=["-k", "not canary"]
+                    [validate.local_host_spec(name)],
+                    junit,
+                    vars_file,
+                    extra_args=["-k", "not canary"],
                 )
                 no_canary = time.monotonic() - started
                 assert checks.ok, checks.output[-3000:]
                 started = time.monotonic()
                 canary = validate.validate(
-                    [f"docker://{name}"], junit, vars_file, extra_args=["-k", "canary"]
+                    [validate.local_host_spec(name)], junit, vars_file, extra_args=["-k", "canary"]
                 )
                 canary_seconds = time.monotonic() - started
                 assert canary.ok, canary.output[-3000:]

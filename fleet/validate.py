@@ -19,6 +19,13 @@ ROOT = Path(__file__).resolve().parent.parent
 SUITE = ROOT / "tests" / "runner"
 
 
+def local_host_spec(container: str) -> str:
+    """The host spec for a runner host on this machine's engine: one `docker exec` shell
+    per host and pytest process (tests/runner/docker_session.py) instead of one `docker
+    exec` per command."""
+    return f"docker-session://{container}"
+
+
 @dataclass
 class CheckResult:
     name: str

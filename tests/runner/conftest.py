@@ -1,6 +1,7 @@
 """The runner validation suite: testinfra checks that a runner host can run containerized suites.
 
     pytest tests/runner --hosts=docker://NAME [--runner-vars vars.yml] [--junitxml=report.xml]
+    pytest tests/runner --hosts=docker-session://NAME   (one `docker exec` shell per host)
     pytest tests/runner --hosts=ssh://admin@HOST --sudo
     pytest tests/runner --hosts=ansible://runners --ansible-inventory=inventory.yml
 
@@ -14,10 +15,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import docker_session
 import pytest
 from host_shell import Shell
 from role_vars import RoleVars, facts_from_os_release, is_role_variable, load_overrides
 from testinfra.host import Host
+
+docker_session.register()
 
 DEFAULT_CANARY_TIMEOUT = 900
 FALLBACK_JOB_IMAGE = "debian:trixie-slim"
