@@ -19,6 +19,10 @@ ROOT = Path(__file__).resolve().parent.parent
 SUITE = ROOT / "tests" / "runner"
 
 
+# pytest plugins the suite needs (loaded explicitly; autoloading is off in the child).
+PLUGINS = ("-p", "testinfra.plugin", "-p", "xdist.plugin", "-p", "pytest_timeout")
+
+
 def local_host_spec(container: str) -> str:
     """The host spec for a runner host on this machine's engine: one `docker exec` shell
     per host and pytest process (tests/runner/docker_session.py) instead of one `docker
@@ -106,6 +110,7 @@ def validate(
         sys.executable,
         "-m",
         "pytest",
+        *PLUGINS,
         str(SUITE),
         f"--hosts={','.join(hosts)}",
         f"--junitxml={junit}",
@@ -121,7 +126,9 @@ def validate(
         argv.append(f"--runner-vars={runner_vars}")
     argv.extend(extra_args or [])
     started = time.monotonic()
-    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+    # Only the plugins the suite uses: whatever else the environment has installed (a test
+    # framework's own plugins) would be imported by every process, each time.
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
     result = subprocess.run(
         argv, capture_output=True, text=True, timeout=timeout, cwd=ROOT, env=env, check=False
     )

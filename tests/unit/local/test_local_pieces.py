@@ -136,3 +136,21 @@ def test_table_lines_up_columns():
     lines = text.splitlines()
     assert lines[0].startswith("A   B")
     assert lines[1].index("long value") == lines[2].index("z") == lines[0].index("B")
+
+
+def test_the_validation_plugins_are_runtime_requirements():
+    """The child pytest loads its plugins by name with autoloading off: each must import,
+    and come from a distribution requirements.txt pins (not only the dev set)."""
+    import importlib
+    from importlib.metadata import packages_distributions
+
+    pinned = {
+        line.split("==")[0].lower()
+        for line in (Path(__file__).parents[3] / "requirements.txt").read_text().splitlines()
+        if "==" in line and not line.startswith("#")
+    }
+    providers = packages_distributions()
+    for module in validate.PLUGINS[1::2]:
+        importlib.import_module(module)
+        distributions = {d.lower() for d in providers[module.split(".")[0]]}
+        assert distributions & pinned, (module, distributions)
