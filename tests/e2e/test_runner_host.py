@@ -29,6 +29,11 @@ def test_bootstrap_on_a_warm_machine_reuses_the_cached_images(boot):
     image = client().images.get(boot.images.runner_host)
     assert image.labels["dev.fleet.recipe"]
     assert boot.images.preload_tar.stat().st_size > 50_000_000
+    # No .debs left behind by debootstrap: every host loads this image at start.
+    cached = client().containers.run(
+        boot.images.base, ["ls", "-A", "/var/cache/apt/archives"], remove=True
+    )
+    assert cached.decode().split() == ["partial"]
 
 
 def test_runner_host_boots_systemd_as_pid_1(host, fleet_name):

@@ -23,8 +23,9 @@ name="fleet-validate-dind-$$"
 docker run --detach --rm --privileged --name "$name" "$1" \
     dockerd --host=unix:///var/run/docker.sock >/dev/null
 trap 'docker rm --force --volumes "$name" >/dev/null 2>&1 || :' EXIT
-timeout 120 sh -c 'until docker exec "$1" docker version >/dev/null 2>&1; do sleep 0.5; done' \
-    _ "$name"
+# Wait inside the DinD container (one exec, not one per try; fails at once if it exits).
+docker exec "$name" timeout 120 sh -c \
+    'until [ -S /var/run/docker.sock ] && docker version >/dev/null 2>&1; do sleep 0.2; done'
 echo "privileged=$(docker inspect --format '{{.HostConfig.Privileged}}' "$name")"
 busybox=$(command -v busybox)
 tar -C "$(dirname "$busybox")" --transform 's,^,bin/,' -cf - busybox \
