@@ -5,8 +5,8 @@ Works for any backend: the caller hands an inventory (a dict); for local hosts
 
 Playbooks run under Mitogen for Ansible's linear strategy by default: one Python
 interpreter per host for the whole run instead of a fresh one, and a fresh module
-upload, per task (an idempotent ``site.yml`` re-converge of a local host: about 7 s
-instead of about 29 s; docs/benchmarks.md). Mitogen only takes over the connections it
+upload, per task (an idempotent ``site.yml`` re-converge of a local host: about 8 s
+instead of about 27 s; docs/benchmarks.md). Mitogen only takes over the connections it
 knows (docker, ssh, local and a few more); others, such as ``aws_ssm``, run exactly as
 under the stock strategy. ``FLEET_ANSIBLE_STRATEGY=linear`` turns it off.
 """
