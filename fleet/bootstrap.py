@@ -35,6 +35,6 @@ def bootstrap(
     if not shutil.which("debootstrap") and not image.image_exists(image.BASE_IMAGE):
         engine.apt_install(["debootstrap"], report)
     images = image.ensure_images(report, cache_dir, mirror, security_mirror)
-    if engine.ensure_privileged(images.runner_host, report):
+    if engine.ensure_privileged(images.runner_host, info, report):
         info = engine.engine_info()  # the default runtime changed
     return Bootstrap(engine=info, images=images, seconds=time.monotonic() - started)

@@ -235,16 +235,16 @@ def install_capability_wrapper(report: Report) -> None:
     _start_engine(report)
 
 
-def ensure_privileged(image: str, report: Report) -> bool:
-    """Make ``--privileged`` work on this engine, or explain why it cannot.
+def ensure_privileged(image: str, info: EngineInfo, report: Report) -> bool:
+    """Make ``--privileged`` work on the engine ``info`` describes, or explain why it cannot.
 
     Returns True when the engine had to be reconfigured.
     """
-    refresh_capability_wrapper(engine_info().default_runtime, report)
+    refresh_capability_wrapper(info.default_runtime, report)
     ok, error = privileged_works(image)
     if ok:
         return False
-    if "apply caps" not in error or engine_info().default_runtime == WRAPPER_RUNTIME:
+    if "apply caps" not in error or info.default_runtime == WRAPPER_RUNTIME:
         raise FleetError(
             f"the Docker engine cannot start privileged containers: {error}",
             hint="runner hosts need --privileged (systemd + Docker inside); "

@@ -81,7 +81,8 @@ class DockerSessionBackend(base.BaseBackend):
             process.wait(timeout=30)
             self._errors.seek(0)
             error = self._errors.read().decode(errors="replace").strip()
-            self._errors.truncate(0)
+            self._errors.seek(0)  # the next `docker exec` writes from the start again
+            self._errors.truncate()
             raise SessionLost(f"cannot start a shell in {self.name}: {error or 'no output'}")
         return process
 
