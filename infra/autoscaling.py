@@ -37,6 +37,9 @@ import pulumi_aws as aws
 from infra.config import FleetConfig
 
 LAUNCH_HOOK_HEARTBEAT_S = 600
+# A warm-pool instance completes the launch hook itself once its bake is done: on a stock
+# image that takes minutes (packages, the toolchain, the agent).
+WARM_POOL_STOCK_LAUNCH_HOOK_HEARTBEAT_S = 1800
 TERMINATE_HOOK_HEARTBEAT_S = 300
 
 ENABLED_METRICS = [
@@ -79,7 +82,11 @@ def lifecycle_hooks(cfg: FleetConfig) -> list[aws.autoscaling.GroupInitialLifecy
             # No JIT config in time: drop the instance rather than keep a runner that never
             # registers.
             default_result="ABANDON",
-            heartbeat_timeout=LAUNCH_HOOK_HEARTBEAT_S,
+            heartbeat_timeout=(
+                WARM_POOL_STOCK_LAUNCH_HOOK_HEARTBEAT_S
+                if cfg.warm_pool_size and not cfg.baked_image
+                else LAUNCH_HOOK_HEARTBEAT_S
+            ),
         ),
         aws.autoscaling.GroupInitialLifecycleHookArgs(
             name=cfg.terminate_hook_name,

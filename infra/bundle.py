@@ -1,4 +1,9 @@
-"""The playbook bundle: playbooks/ zipped into a private, encrypted, versioned S3 bucket.
+"""The playbook bundle: playbooks/ and the canary suite zipped into a private, encrypted,
+versioned S3 bucket.
+
+The bundle is self-sufficient: it holds `playbooks/` and `tests/canary/` at the same places as
+in this repository, so an instance that unpacks it runs the bake with the roles' defaults
+(the test_toolchain role installs the canary from `{{ playbook_dir }}/../tests/canary`).
 
 The zip is built here, byte for byte reproducible (sorted entries, fixed timestamps), rather
 than left to the provider's archive handling: the same playbooks give the same file, and the
@@ -15,10 +20,13 @@ from __future__ import annotations
 import hashlib
 import json
 import zipfile
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import pulumi
 import pulumi_aws as aws
+import yaml
 
 from infra.iam import bundle_bucket_policy
 
@@ -27,37 +35,53 @@ _EXCLUDED_DIRS = {"__pycache__", ".git", ".pytest_cache", ".ansible"}
 _EXCLUDED_SUFFIXES = (".pyc", ".retry", ".swp", "~")
 
 
-def bundle_files(source_dir: Path) -> list[tuple[str, Path]]:
-    """Files to ship as (path inside the archive, file on disk), sorted."""
-    files = []
-    for path in sorted(source_dir.rglob("*")):
-        relative = path.relative_to(source_dir)
-        if not path.is_file() or _EXCLUDED_DIRS.intersection(relative.parts):
-            continue
-        if path.name.endswith(_EXCLUDED_SUFFIXES):
-            continue
-        files.append((relative.as_posix(), path))
-    return files
+# What an instance needs, relative to the project root: the playbooks and the canary suite.
+BUNDLE_DIRS = ("playbooks", "tests/canary")
+# The stack's runnerVars, passed to the bake and the boot part as extra variables.
+RUNNER_VARS_ENTRY = "runner-vars.yml"
 
 
-def bundle_digest(files: list[tuple[str, Path]]) -> str:
+def bundle_entries(
+    project_root: Path, runner_vars: Mapping[str, Any], dirs: tuple[str, ...] = BUNDLE_DIRS
+) -> list[tuple[str, bytes]]:
+    """What the zip holds, as (path inside the archive, content), sorted; files keep their
+    path relative to the project root."""
+    entries = [(RUNNER_VARS_ENTRY, _runner_vars_file(runner_vars))]
+    for directory in dirs:
+        source_dir = project_root / directory
+        for path in sorted(source_dir.rglob("*")):
+            relative = path.relative_to(source_dir)
+            if not path.is_file() or _EXCLUDED_DIRS.intersection(relative.parts):
+                continue
+            if path.name.endswith(_EXCLUDED_SUFFIXES):
+                continue
+            entries.append((f"{directory}/{relative.as_posix()}", path.read_bytes()))
+    return sorted(entries)
+
+
+def _runner_vars_file(runner_vars: Mapping[str, Any]) -> bytes:
+    header = "# The stack's runnerVars (Pulumi config), passed to bake.yml and boot.yml.\n"
+    return (header + yaml.safe_dump(dict(runner_vars), sort_keys=True)).encode("utf-8")
+
+
+def bundle_digest(entries: list[tuple[str, bytes]]) -> str:
     """Content digest over names and bytes: same files, same digest, same object key."""
     digest = hashlib.sha256()
-    for name, path in files:
+    for name, content in entries:
         digest.update(name.encode("utf-8") + b"\0")
-        digest.update(hashlib.sha256(path.read_bytes()).digest())
+        digest.update(hashlib.sha256(content).digest())
     return digest.hexdigest()
 
 
-def write_bundle(files: list[tuple[str, Path]], target: Path) -> Path:
-    """Write the files into a reproducible zip at `target` (parents created)."""
+def write_bundle(entries: list[tuple[str, bytes]], target: Path) -> Path:
+    """Write the entries into a reproducible zip at `target` (parents created)."""
     target.parent.mkdir(parents=True, exist_ok=True)
     with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        for name, path in files:
+        for name, content in entries:
             entry = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
             entry.external_attr = 0o644 << 16
             entry.compress_type = zipfile.ZIP_DEFLATED
-            archive.writestr(entry, path.read_bytes())
+            archive.writestr(entry, content)
     return target
 
 
@@ -67,12 +91,14 @@ class PlaybookBundleArgs:
     def __init__(
         self,
         *,
-        source_dir: Path,
+        project_root: Path,
         build_dir: Path,
         kms_key_arn: pulumi.Input[str],
         tags: dict[str, str],
+        runner_vars: Mapping[str, Any] | None = None,
     ) -> None:
-        self.source_dir = source_dir
+        self.project_root = project_root
+        self.runner_vars = dict(runner_vars or {})
         self.build_dir = build_dir
         self.kms_key_arn = kms_key_arn
         self.tags = tags
@@ -148,10 +174,10 @@ class PlaybookBundle(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, depends_on=[public_access, ownership]),
         )
 
-        files = bundle_files(args.source_dir)
-        file_name = f"playbooks-{bundle_digest(files)[:20]}.zip"
+        entries = bundle_entries(args.project_root, args.runner_vars)
+        file_name = f"playbooks-{bundle_digest(entries)[:20]}.zip"
         self.key = f"bundles/{file_name}"
-        self.archive = write_bundle(files, args.build_dir / file_name)
+        self.archive = write_bundle(entries, args.build_dir / file_name)
         self.object = aws.s3.BucketObjectv2(
             f"{name}-playbooks",
             bucket=bucket.id,

@@ -36,7 +36,11 @@ SPOT_ALLOCATION_STRATEGIES = (
     "capacity-optimized-prioritized",
     "lowest-price",
 )
-WARM_POOL_STATES = ("Stopped", "Running", "Hibernated")
+WARM_POOL_STATES = ("Stopped", "Running")
+# The role variable the boot part gets per instance; never a stack setting.
+RUNNER_VARS_REFUSED = ("actions_runner_jitconfig",)
+RUNNER_VARS_MAX_BYTES = 256 * 1024
+_VARIABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 AMI_FAMILIES = ("debian-13", "ubuntu-24.04")
 
 # Official image owners and name patterns; {arch} is amd64 or arm64.
@@ -153,7 +157,7 @@ KEYS: dict[str, str] = {
     "maxSize": "largest group size (hard cap on concurrent runners)",
     "warmIdle": "idle, registered runners the scaler keeps ready",
     "warmPoolSize": "stopped, pre-initialised instances (0 = no warm pool)",
-    "warmPoolState": "state of warm-pool instances: Stopped, Running or Hibernated",
+    "warmPoolState": "state of warm-pool instances: Stopped or Running",
     "jobTimeoutMinutes": "longest job the fleet must let finish",
     "maxRunnerLifetimeMinutes": "reaper terminates runners older than this",
     "registrationTimeoutMinutes": "boot deadline: unregistered runners are replaced after it",
@@ -171,6 +175,7 @@ KEYS: dict[str, str] = {
     "ebsKmsKeyArn": "KMS key for EBS volumes; omit to use the account's aws/ebs key",
     "ssmParameterPrefix": "first segment of every SSM parameter path",
     "tags": "extra tags for every resource",
+    "runnerVars": "Ansible role variables for runner hosts, shipped in the playbook bundle",
 }
 
 
@@ -219,6 +224,7 @@ class FleetConfig:
     ebs_kms_key_arn: str | None
     ssm_parameter_prefix: str
     tags: Mapping[str, str]
+    runner_vars: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
     # Derived names: one place, so IAM, user data and the control plane agree.
 
@@ -488,7 +494,7 @@ def parse_config(raw: Mapping[str, Any]) -> FleetConfig:
         max_size=max_size,
         warm_idle=warm_idle,
         warm_pool_size=warm_pool,
-        warm_pool_state=r.choice("warmPoolState", "Stopped", WARM_POOL_STATES),
+        warm_pool_state=_warm_pool_state(r),
         job_timeout_minutes=job_timeout,
         max_runner_lifetime_minutes=lifetime,
         registration_timeout_minutes=registration,
@@ -506,6 +512,7 @@ def parse_config(raw: Mapping[str, Any]) -> FleetConfig:
         ebs_kms_key_arn=r.string("ebsKmsKeyArn", None, _KMS_KEY_ARN, kms_hint),
         ssm_parameter_prefix=_ssm_prefix(r),
         tags=_tags(r),
+        runner_vars=_runner_vars(r),
     )
     if r.problems:
         raise ConfigError(r.problems)
@@ -672,6 +679,42 @@ def _ssm_prefix(r: _Reader) -> str:
             "SSM reserves paths starting with 'aws' or 'ssm'; choose another prefix",
         )
     return prefix
+
+
+def _warm_pool_state(r: _Reader) -> str:
+    if r.raw.get("warmPoolState") == "Hibernated":
+        r.fail(
+            "warmPoolState",
+            "Hibernated is not supported: hibernation needs an encrypted root volume larger "
+            "than the instance's memory and hibernation-capable instance types, and a resumed "
+            "runner would keep the clock and network state of when it was prepared; use "
+            "Stopped (no compute cost while waiting) or Running (fastest start)",
+        )
+        return "Stopped"
+    return r.choice("warmPoolState", "Stopped", WARM_POOL_STATES)
+
+
+def _runner_vars(r: _Reader) -> dict[str, Any]:
+    value = r.raw.get("runnerVars")
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        r.fail("runnerVars", f"expected a map of role variables, got {value!r}")
+        return {}
+    problems = [
+        f"{key!r} is not a variable name" for key in value if not _VARIABLE_NAME.match(str(key))
+    ]
+    problems += [
+        f"{key} is made per instance by the control plane; remove it"
+        for key in RUNNER_VARS_REFUSED
+        if key in value
+    ]
+    size = len(json.dumps(value, default=str))
+    if size > RUNNER_VARS_MAX_BYTES:
+        problems.append(f"{size} bytes; keep it under {RUNNER_VARS_MAX_BYTES}")
+    for problem in problems:
+        r.fail("runnerVars", problem)
+    return {} if problems else dict(value)
 
 
 def _tags(r: _Reader) -> dict[str, str]:

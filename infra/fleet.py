@@ -9,7 +9,7 @@ import pulumi
 import pulumi_aws as aws
 
 from infra.autoscaling import RunnerGroup, RunnerGroupArgs
-from infra.bundle import PlaybookBundle, PlaybookBundleArgs
+from infra.bundle import BUNDLE_DIRS, PlaybookBundle, PlaybookBundleArgs
 from infra.config import JIT_INSTANCE_TAG, ConfigError, FleetConfig, GithubAppSecrets
 from infra.control_plane import ControlPlane, ControlPlaneArgs
 from infra.iam import RunnerInstanceRole, RunnerInstanceRoleArgs
@@ -22,23 +22,27 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 @dataclasses.dataclass(frozen=True)
 class RunnerFleetArgs:
-    """Inputs of RunnerFleet: validated settings, secret Outputs and the playbooks to ship."""
+    """Inputs of RunnerFleet: validated settings, secret Outputs and what to ship."""
 
     config: FleetConfig
     github_app: GithubAppSecrets
-    # Defaults: <project>/playbooks, and <project>/build for the zip (gitignored).
-    playbooks_dir: Path | None = None
+    # Defaults: this project (playbooks/ and tests/canary/ are shipped), and <project>/build
+    # for the zip (gitignored).
+    project_root: Path | None = None
     build_dir: Path | None = None
 
 
-def check_playbooks(playbooks_dir: Path, baked_image: bool) -> None:
-    """The boot script runs boot.yml (and bake.yml unless the image is baked): they must exist."""
-    needed = ["boot.yml"] if baked_image else ["bake.yml", "boot.yml"]
-    missing = [name for name in needed if not (playbooks_dir / name).is_file()]
+def check_bundle_sources(project_root: Path, baked_image: bool) -> None:
+    """The boot script runs boot.yml (and bake.yml unless the image is baked), and the bake
+    installs the canary suite: what the bundle ships must exist."""
+    needed = ["playbooks/boot.yml"] if baked_image else ["playbooks/bake.yml", "playbooks/boot.yml"]
+    missing = [name for name in needed if not (project_root / name).is_file()]
+    missing += [f"{d}/" for d in BUNDLE_DIRS if not (project_root / d).is_dir()]
     if missing:
         raise FileNotFoundError(
-            f"{', '.join(missing)} not found in {playbooks_dir}: runner instances run them at "
-            "boot; run pulumi from the project root"
+            f"{', '.join(missing)} not found in {project_root}: runner instances run the "
+            "playbooks and install the canary suite from the bundle; run pulumi from the "
+            "project root"
         )
 
 
@@ -49,10 +53,10 @@ class RunnerFleet(pulumi.ComponentResource):
         self, name: str, args: RunnerFleetArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         cfg = args.config
-        playbooks_dir = args.playbooks_dir or PROJECT_ROOT / "playbooks"
-        build_dir = args.build_dir or PROJECT_ROOT / "build"
+        project_root = args.project_root or PROJECT_ROOT
+        build_dir = args.build_dir or project_root / "build"
         # Everything that can still reject the settings runs before the first resource.
-        check_playbooks(playbooks_dir, cfg.baked_image)
+        check_bundle_sources(project_root, cfg.baked_image)
         image = resolve_image(cfg)
         partition = aws.get_partition()
         account_id = aws.get_caller_identity().account_id
@@ -97,10 +101,11 @@ class RunnerFleet(pulumi.ComponentResource):
         self.bundle = PlaybookBundle(
             f"{name}-bundle",
             PlaybookBundleArgs(
-                source_dir=playbooks_dir,
+                project_root=project_root,
                 build_dir=build_dir,
                 kms_key_arn=self.secrets.kms_key_arn,
                 tags=tags,
+                runner_vars=cfg.runner_vars,
             ),
             child,
         )
@@ -118,6 +123,7 @@ class RunnerFleet(pulumi.ComponentResource):
                 asg_name=cfg.asg_name,
                 fleet_name=cfg.fleet_name,
                 tags=tags,
+                warm_pool=cfg.warm_pool_size > 0,
             ),
             child,
         )

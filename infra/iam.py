@@ -93,12 +93,14 @@ def instance_policy(
     bundle_key: str,
     asg_name: str,
     fleet_name: str,
+    warm_pool: bool = False,
 ) -> dict[str, Any]:
-    """Inline policy of a runner instance: its own JIT parameter, the bundle, leaving its group."""
+    """Inline policy of a runner instance: its own JIT parameter, the bundle, leaving its group
+    (and, with a warm pool, telling the group it is prepared)."""
     runners = ssm_parameter_arn(partition, region, account_id, f"{parameter_root}/runners")
     own_tag = {f"ssm:resourceTag/{JIT_INSTANCE_TAG}": "${ec2:SourceInstanceARN}"}
     bucket_arn = f"arn:{partition}:s3:::{bundle_bucket}"
-    return {
+    policy: dict[str, Any] = {
         "Version": "2012-10-17",
         "Statement": [
             {
@@ -169,6 +171,19 @@ def instance_policy(
             },
         ],
     }
+    if warm_pool:
+        # A warm-pool instance completes its own launch hook once its bake is done; the
+        # control plane cannot know when that is.
+        policy["Statement"].append(
+            {
+                "Sid": "CompleteOwnWarmPoolLaunch",
+                "Effect": "Allow",
+                "Action": "autoscaling:CompleteLifecycleAction",
+                "Resource": asg_arn(partition, region, account_id, asg_name),
+                "Condition": {"StringEquals": {f"autoscaling:ResourceTag/{FLEET_TAG}": fleet_name}},
+            }
+        )
+    return policy
 
 
 def kms_key_policy(*, partition: str, account_id: str) -> dict[str, Any]:
@@ -226,6 +241,7 @@ class RunnerInstanceRoleArgs:
         asg_name: str,
         fleet_name: str,
         tags: dict[str, str],
+        warm_pool: bool = False,
     ) -> None:
         self.partition = partition
         self.dns_suffix = dns_suffix
@@ -238,6 +254,7 @@ class RunnerInstanceRoleArgs:
         self.asg_name = asg_name
         self.fleet_name = fleet_name
         self.tags = tags
+        self.warm_pool = warm_pool
 
 
 class RunnerInstanceRole(pulumi.ComponentResource):
@@ -275,6 +292,7 @@ class RunnerInstanceRole(pulumi.ComponentResource):
                     bundle_key=key,
                     asg_name=args.asg_name,
                     fleet_name=args.fleet_name,
+                    warm_pool=args.warm_pool,
                 )
             )
 

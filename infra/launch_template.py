@@ -111,6 +111,7 @@ class RunnerLaunchTemplate(pulumi.ComponentResource):
                 fleet_name=cfg.fleet_name,
                 region=args.region,
                 asg_name=cfg.asg_name,
+                launch_hook_name=cfg.launch_hook_name,
                 parameter_root=cfg.parameter_root,
                 bundle_bucket=bucket,
                 bundle_key=key,

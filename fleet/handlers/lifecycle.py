@@ -4,7 +4,9 @@ Launch (``EC2 Instance-launch Lifecycle Action``): create the instance's just-in
 config through the GitHub App (rate limited by a token bucket shared in DynamoDB), store it
 as a SecureString under the fleet's KMS key at the instance's own path, tagged with the
 instance ARN (the instance policy lets only that instance read and delete it), then CONTINUE.
-A launch into the warm pool gets no config yet. Redelivered events are harmless: a runner that
+A launch into the warm pool gets no config yet and is not completed here: the instance
+completes it itself once its bake is done (completing it at once would let AWS stop the
+instance in the middle of its bake). Redelivered events are harmless: a runner that
 already registered is left alone, and a registration made by an earlier, failed attempt is
 replaced (``generate_jitconfig(replace_stale=True)``).
 
@@ -57,8 +59,7 @@ def on_launch(detail: dict[str, Any], rt: Runtime) -> dict[str, Any]:
     hook = str(detail["LifecycleHookName"])
     token = detail.get("LifecycleActionToken")
     if detail.get("Destination") == "WarmPool":
-        rt.group.complete_lifecycle_action(hook, instance_id, token, "CONTINUE")
-        return {"instance": instance_id, "result": "warm-pool"}
+        return {"instance": instance_id, "result": "warm-pool: the instance completes it"}
     name = runner_name(s.fleet_name, instance_id)
     try:
         github = rt.github

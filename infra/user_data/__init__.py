@@ -37,6 +37,7 @@ class UserDataSettings:
     fleet_name: str
     region: str
     asg_name: str
+    launch_hook_name: str
     parameter_root: str
     bundle_bucket: str
     bundle_key: str
@@ -51,6 +52,7 @@ def fleet_env(settings: UserDataSettings) -> str:
         "FLEET_NAME": settings.fleet_name,
         "AWS_REGION": settings.region,
         "ASG_NAME": settings.asg_name,
+        "LAUNCH_HOOK_NAME": settings.launch_hook_name,
         "PARAMETER_ROOT": settings.parameter_root,
         "BUNDLE_BUCKET": settings.bundle_bucket,
         "BUNDLE_KEY": settings.bundle_key,

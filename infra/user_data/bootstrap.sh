@@ -13,7 +13,10 @@ umask 077
 
 readonly IMDS=http://169.254.169.254/latest
 readonly VENV=/opt/runner-fleet/venv
-readonly PLAYBOOKS=/opt/runner-fleet/playbooks
+# The bundle as unpacked: playbooks/, tests/canary/ and runner-vars.yml (the stack's
+# runnerVars, extra variables of both playbooks).
+readonly BUNDLE=/opt/runner-fleet/bundle
+readonly PLAYBOOKS=$BUNDLE/playbooks
 readonly STATE=/var/lib/runner-fleet
 readonly WORK=/run/runner-fleet
 readonly INVENTORY=/etc/runner-fleet/inventory.yml
@@ -104,18 +107,42 @@ mount_docker_volume() {
   fi
 }
 
-fetch_playbooks() {
-  aws s3 cp --only-show-errors "s3://$BUNDLE_BUCKET/$BUNDLE_KEY" "$WORK/playbooks.zip"
-  rm -rf "$PLAYBOOKS"
-  mkdir -p "$PLAYBOOKS"
-  python3 -m zipfile -e "$WORK/playbooks.zip" "$PLAYBOOKS"
-  rm -f "$WORK/playbooks.zip"
+fetch_bundle() {
+  log "fetching s3://$BUNDLE_BUCKET/$BUNDLE_KEY"
+  aws s3 cp --only-show-errors "s3://$BUNDLE_BUCKET/$BUNDLE_KEY" "$WORK/bundle.zip"
+  rm -rf "$BUNDLE"
+  mkdir -p "$BUNDLE"
+  if ! python3 -m zipfile -t "$WORK/bundle.zip" >/dev/null \
+    || ! python3 -m zipfile -e "$WORK/bundle.zip" "$BUNDLE" \
+    || [[ ! -f "$PLAYBOOKS/boot.yml" ]]; then
+    log "the bundle s3://$BUNDLE_BUCKET/$BUNDLE_KEY is not a playbook bundle"
+    return 1
+  fi
+  rm -f "$WORK/bundle.zip"
 }
 
 run_playbook() {
   local playbook="$1"
   shift
-  (cd "$PLAYBOOKS" && ansible-playbook -i "$INVENTORY" "$playbook" "$@")
+  (cd "$PLAYBOOKS" && ansible-playbook -i "$INVENTORY" "$playbook" -e "@$BUNDLE/runner-vars.yml" "$@")
+}
+
+# A warm-pool instance (target state Warmed:*) is prepared now: tell the group (it then stops
+# the instance, or keeps it running), and wait until it enters service. A Stopped instance is
+# powered off in this wait and runs this script again when it is started; a Running one
+# goes on from here.
+wait_in_warm_pool() {
+  local state="$1" instance_id
+  instance_id="$(imds instance-id)"
+  log "prepared for the warm pool ($state); telling the group"
+  aws autoscaling complete-lifecycle-action --auto-scaling-group-name "$ASG_NAME" \
+    --lifecycle-hook-name "$LAUNCH_HOOK_NAME" --instance-id "$instance_id" \
+    --lifecycle-action-result CONTINUE
+  while [[ "$state" == Warmed:* ]]; do
+    sleep 5
+    state="$(imds autoscaling/target-lifecycle-state || printf '%s' "$state")"
+  done
+  log "leaving the warm pool ($state)"
 }
 
 # The control plane writes the parameter when the launch lifecycle hook fires, which may be
@@ -153,26 +180,30 @@ main() {
   trap on_error ERR
   trap cleanup EXIT
 
+  log "starting (baked image: $BAKED_IMAGE)"
   install_tools
+  log "tools installed"
   mount_docker_volume
-  fetch_playbooks
+  log "Docker volume mounted"
+  fetch_bundle
   if [[ "$BAKED_IMAGE" != true && ! -e "$STATE/baked" ]]; then
     log "running the bake part"
     run_playbook bake.yml
     touch "$STATE/baked"
   fi
+  log "bake done"
 
   state="$(imds autoscaling/target-lifecycle-state || true)"
   if [[ "$state" == Warmed:* ]]; then
-    log "prepared for the warm pool ($state); registering when it enters service"
-    return 0
+    wait_in_warm_pool "$state"
   fi
 
   instance_id="$(imds instance-id)"
   fetch_jit_config "$instance_id"
-  log "running the boot part"
+  log "JIT config fetched"
   run_playbook boot.yml -e "@$WORK/boot-vars.json"
   rm -f "$WORK/boot-vars.json"
+  log "runner started"
 
   # A job that ended while the boot part was still finishing was skipped by the service's
   # ExecStopPost (boot not complete yet); leave now in that case.

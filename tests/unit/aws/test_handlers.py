@@ -223,3 +223,21 @@ def test_lifecycle_ignores_other_groups_and_other_events():
     assert lifecycle.handle({"detail-type": "EC2 Instance State-change"}, rt) == {
         "result": "ignored"
     }
+
+
+def test_lifecycle_leaves_a_warm_pool_launch_to_the_instance():
+    """Completing it here would let AWS stop the instance in the middle of its bake; the
+    instance completes it once prepared (StubRuntime has no group and no GitHub to call)."""
+    rt = StubRuntime()
+    event = {
+        "detail-type": lifecycle.LAUNCH,
+        "detail": {
+            "AutoScalingGroupName": rt.settings.asg_name,
+            "EC2InstanceId": "i-0warm",
+            "LifecycleHookName": "launch",
+            "LifecycleActionToken": "t-1",
+            "Origin": "EC2",
+            "Destination": "WarmPool",
+        },
+    }
+    assert lifecycle.handle(event, rt)["result"].startswith("warm-pool")

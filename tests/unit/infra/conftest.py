@@ -41,7 +41,13 @@ from infra.iam import instance_policy  # noqa: E402
 
 @pytest.fixture
 def playbooks_dir(tmp_path: Path) -> Path:
-    """A stand-in playbooks/ with the two entry points the boot script runs."""
+    """A stand-in project: playbooks/ with the two entry points the boot script runs, and the
+    canary suite the bake installs (tests/canary/)."""
+    canary = tmp_path / "tests" / "canary"
+    canary.mkdir(parents=True)
+    (canary / "test_canary.py").write_text("def test_runs():\n    pass\n")
+    (canary / "__pycache__").mkdir()
+    (canary / "__pycache__" / "test_canary.cpython-311.pyc").write_bytes(b"never shipped")
     directory = tmp_path / "playbooks"
     (directory / "roles" / "docker_host" / "tasks").mkdir(parents=True)
     (directory / "bake.yml").write_text("- hosts: runners\n  roles: [docker_host]\n")
@@ -93,7 +99,7 @@ def build_graph(mocks: FleetMocks, playbooks_dir: Path, tmp_path: Path):
                 RunnerFleetArgs(
                     config=fleet_config,
                     github_app=github_app,
-                    playbooks_dir=playbooks_dir,
+                    project_root=playbooks_dir.parent,
                     build_dir=tmp_path / "build",
                 ),
             )

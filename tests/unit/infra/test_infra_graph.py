@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import runpy
+import shutil
 import zipfile
 from collections import Counter
 from pathlib import Path
@@ -213,6 +214,7 @@ def test_property_7_user_data_holds_names_and_paths_only(build_graph):
         "FLEET_NAME",
         "AWS_REGION",
         "ASG_NAME",
+        "LAUNCH_HOOK_NAME",
         "PARAMETER_ROOT",
         "BUNDLE_BUCKET",
         "BUNDLE_KEY",
@@ -345,17 +347,21 @@ def test_s3_bundle_bucket_is_locked_down(build_graph):
     assert graph.one("aws:s3/bucket:Bucket")["forceDestroy"] is True
 
 
-def test_bundle_is_a_reproducible_zip_of_the_playbooks(build_graph, tmp_path):
+def test_bundle_is_a_reproducible_zip_of_the_playbooks_and_the_canary(build_graph, tmp_path):
     graph = build_graph()
     archive = graph.fleet.bundle.archive
     assert archive.parent == tmp_path / "build"
     first = archive.read_bytes()
     with zipfile.ZipFile(archive) as bundle:
+        # Paths as in the project, so the roles' default canary path resolves on the instance.
         assert sorted(bundle.namelist()) == [
-            "bake.yml",
-            "boot.yml",
-            "roles/docker_host/tasks/main.yml",
+            "playbooks/bake.yml",
+            "playbooks/boot.yml",
+            "playbooks/roles/docker_host/tasks/main.yml",
+            "runner-vars.yml",
+            "tests/canary/test_canary.py",
         ]
+        assert yaml.safe_load(bundle.read("runner-vars.yml")) == {}
     build_graph()
     assert archive.read_bytes() == first
     assert graph.one("aws:s3/bucketObjectv2:BucketObjectv2")["contentType"] == "application/zip"
@@ -450,9 +456,51 @@ def test_image_of_the_wrong_architecture_fails_before_any_resource(build_graph, 
 
 def test_missing_playbooks_fail_before_any_resource(build_graph, playbooks_dir, mocks):
     (playbooks_dir / "bake.yml").unlink()
-    with pytest.raises(FileNotFoundError, match=r"bake\.yml not found"):
+    with pytest.raises(FileNotFoundError, match=r"playbooks/bake\.yml not found"):
         build_graph()
     assert mocks.resources == []
+
+
+def test_a_missing_canary_suite_fails_before_any_resource(build_graph, playbooks_dir, mocks):
+    shutil.rmtree(playbooks_dir.parent / "tests" / "canary")
+    with pytest.raises(FileNotFoundError, match=r"tests/canary/ not found"):
+        build_graph()
+    assert mocks.resources == []
+
+
+def test_runner_vars_travel_in_the_bundle_and_change_its_key(build_graph):
+    before = build_graph().outputs["bundleKey"]
+    runner_vars = {"actions_runner_url": "https://mirror.example/agent.tar.gz"}
+    graph = build_graph({"runnerVars": runner_vars})
+    assert graph.outputs["bundleKey"] != before
+    with zipfile.ZipFile(graph.fleet.bundle.archive) as bundle:
+        assert yaml.safe_load(bundle.read("runner-vars.yml")) == runner_vars
+
+
+@pytest.mark.parametrize(
+    ("runner_vars", "message"),
+    [
+        (["a"], "expected a map of role variables"),
+        ({"actions_runner_jitconfig": "x"}, "made per instance by the control plane"),
+        ({"bad-name": 1}, "'bad-name' is not a variable name"),
+    ],
+)
+def test_bad_runner_vars_are_refused_with_the_fix(build_graph, runner_vars, message):
+    with pytest.raises(ConfigError, match=message):
+        build_graph({"runnerVars": runner_vars})
+
+
+def test_a_hibernated_warm_pool_is_refused_with_the_reason(build_graph):
+    with pytest.raises(ConfigError, match="Hibernated is not supported: hibernation needs"):
+        build_graph(
+            {"warmPoolSize": 1, "warmPoolState": "Hibernated", "instanceTypes": ["m7i.xlarge"]}
+        )
+
+
+def test_bundle_key_changes_with_the_canary(build_graph, playbooks_dir):
+    before = build_graph().outputs["bundleKey"]
+    (playbooks_dir.parent / "tests" / "canary" / "test_more.py").write_text("")
+    assert build_graph().outputs["bundleKey"] != before
 
 
 def test_stack_outputs_are_identifiers_only(build_graph):

@@ -15,6 +15,7 @@ from infra_policy_eval import Request, decide
 from infra.config import FLEET_TAG, JIT_INSTANCE_TAG
 from infra.iam import (
     bundle_bucket_policy,
+    instance_policy,
     instance_trust_policy,
     kms_key_policy,
     statements_by_sid,
@@ -110,6 +111,29 @@ def test_instance_policy_has_exactly_these_statements(policy):
         "ReadPlaybookBundle": ("Allow", "s3:GetObject"),
         "DecryptPlaybookBundleViaS3": ("Allow", "kms:Decrypt"),
         "LeaveOwnFleetGroup": ("Allow", "autoscaling:TerminateInstanceInAutoScalingGroup"),
+    }
+
+
+def test_a_warm_pool_instance_may_complete_a_launch_of_its_own_group_only(example_instance_policy):
+    policy = example_instance_policy(BUNDLE_KEY)
+    assert "CompleteOwnWarmPoolLaunch" not in statements_by_sid(policy), "only with a warm pool"
+    warm = instance_policy(
+        partition="aws",
+        region=REGION,
+        account_id=ACCOUNT,
+        parameter_root=ROOT,
+        kms_key_arn=KEY,
+        bundle_bucket=BUCKET,
+        bundle_key=BUNDLE_KEY,
+        asg_name=ASG,
+        fleet_name="main",
+        warm_pool=True,
+    )
+    complete = statements_by_sid(warm)["CompleteOwnWarmPoolLaunch"]
+    assert complete["Action"] == "autoscaling:CompleteLifecycleAction"
+    assert complete["Resource"] == statements_by_sid(warm)["LeaveOwnFleetGroup"]["Resource"]
+    assert complete["Condition"] == {
+        "StringEquals": {f"autoscaling:ResourceTag/{FLEET_TAG}": "main"}
     }
 
 

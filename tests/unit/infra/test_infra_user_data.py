@@ -25,6 +25,7 @@ SETTINGS = UserDataSettings(
     fleet_name="main",
     region="eu-west-1",
     asg_name="runner-fleet-main",
+    launch_hook_name="runner-fleet-main-launch",
     parameter_root="/runner-fleet/main",
     bundle_bucket="main-bundle-bucket-a1b2c3d",
     bundle_key="bundles/playbooks-0123456789abcdef0123.zip",
