@@ -49,6 +49,9 @@ imds() {
 }
 
 install_tools() {
+  # A boot interrupted inside dpkg (a reboot mid-bake) leaves packages half configured;
+  # apt refuses to work until they are finished.
+  dpkg --configure -a
   if [[ -x "$VENV/bin/aws" && -x "$VENV/bin/ansible-playbook" ]]; then
     return 0
   fi
@@ -82,7 +85,7 @@ docker_disk() {
 }
 
 mount_docker_volume() {
-  local disk restart_docker=false
+  local disk uuid restart_docker=false
   if mountpoint -q /var/lib/docker; then
     return 0
   fi
@@ -98,9 +101,11 @@ mount_docker_volume() {
     systemctl stop docker.socket docker.service
   fi
   mkdir -p /var/lib/docker
+  # By UUID: a label is the same on every runner's volume (and on a volume an image was
+  # made with), a UUID names this one.
+  uuid="$(blkid -o value -s UUID "$disk")"
   sed -i '\|[[:space:]]/var/lib/docker[[:space:]]|d' /etc/fstab
-  printf 'LABEL=runner-docker /var/lib/docker ext4 defaults,nofail 0 2\n' >>/etc/fstab
-  e2label "$disk" runner-docker
+  printf 'UUID=%s /var/lib/docker ext4 defaults,nofail 0 2\n' "$uuid" >>/etc/fstab
   mount /var/lib/docker
   if [[ "$restart_docker" == true ]]; then
     systemctl start docker.service

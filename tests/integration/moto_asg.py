@@ -34,6 +34,9 @@ class PendingAction:
     hook: str
     token: str
     transition: str
+    # Where CONTINUE puts a launching instance: in service, or "Warmed:Stopped" /
+    # "Warmed:Running" for a launch into the warm pool.
+    on_continue: str = "InService"
 
 
 @dataclass
@@ -70,7 +73,7 @@ class LifecycleActions:
         if state is None:
             return
         if result == "CONTINUE":
-            state.lifecycle_state = "InService"
+            state.lifecycle_state = action.on_continue
         else:
             backend.terminate_instance(instance_id, should_decrement=False)
 
