@@ -8,6 +8,12 @@
 set -Eeuo pipefail
 umask 077
 
+# This boot's settings are the ones cloud-init writes from this instance's user data: on an
+# image made from a configured instance the file on disk may still be the old instance's.
+# (cloud-init starts this unit without waiting for it, so this cannot wait on itself.)
+if command -v cloud-init >/dev/null; then
+  cloud-init status --wait >/dev/null || true
+fi
 # shellcheck source=/dev/null
 . /etc/runner-fleet/fleet.env
 
@@ -114,7 +120,10 @@ mount_docker_volume() {
 
 fetch_bundle() {
   log "fetching s3://$BUNDLE_BUCKET/$BUNDLE_KEY"
-  aws s3 cp --only-show-errors "s3://$BUNDLE_BUCKET/$BUNDLE_KEY" "$WORK/bundle.zip"
+  if ! aws s3 cp --only-show-errors "s3://$BUNDLE_BUCKET/$BUNDLE_KEY" "$WORK/bundle.zip"; then
+    log "cannot download the bundle s3://$BUNDLE_BUCKET/$BUNDLE_KEY (the error is above)"
+    return 1
+  fi
   rm -rf "$BUNDLE"
   mkdir -p "$BUNDLE"
   if ! python3 -m zipfile -t "$WORK/bundle.zip" >/dev/null \
@@ -129,7 +138,13 @@ fetch_bundle() {
 run_playbook() {
   local playbook="$1"
   shift
-  (cd "$PLAYBOOKS" && ansible-playbook -i "$INVENTORY" "$playbook" -e "@$BUNDLE/runner-vars.yml" "$@")
+  # umask 022: what the playbooks install (the agent, the toolchain, the canary) is read by
+  # the runner user; this script's own 077 is for its secrets.
+  (
+    umask 022
+    cd "$PLAYBOOKS"
+    ansible-playbook -i "$INVENTORY" "$playbook" -e "@$BUNDLE/runner-vars.yml" "$@"
+  )
 }
 
 # A warm-pool instance (target state Warmed:*) is prepared now: tell the group (it then stops

@@ -82,6 +82,7 @@ class FakeGitHubWithJobs(FakeGitHub):
     installation_id: int = 1
     jobs: dict[int, FakeJob] = field(default_factory=dict)
     agent_tokens: dict[int, str] = field(default_factory=dict)  # runner id -> token
+    jit_configs: dict[int, str] = field(default_factory=dict)  # runner id -> encoded config
     webhooks_sent: list[tuple[str, str, int]] = field(default_factory=list)  # action, id, status
     payloads: dict[str, bytes] = field(default_factory=dict)  # delivery guid -> body
     finished_runners: list[str] = field(default_factory=list)
@@ -141,6 +142,7 @@ class FakeGitHubWithJobs(FakeGitHub):
                 "token": token,
             }
             data["encoded_jit_config"] = base64.b64encode(json.dumps(config).encode()).decode()
+            self.jit_configs[int(runner["id"])] = data["encoded_jit_config"]
             return self._json(201, data)
         return answer
 

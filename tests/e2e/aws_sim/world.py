@@ -485,6 +485,20 @@ class SimAws:
         vm.launch()
         return launched
 
+    def enter_service_from_warm_pool(self, launched: Launched) -> dict[str, Any]:
+        """Scale-out from the warm pool: the instance counts against desired capacity again,
+        is started if it was stopped (a second boot), and its launch hook fires."""
+        instance_id = launched.instance_id
+        stopped = self.states()[instance_id] == "Warmed:Stopped"
+        launched.imds.lifecycle_state = "InService"
+        self.set_state(instance_id, "Pending:Wait")
+        self.client("autoscaling").set_desired_capacity(
+            AutoScalingGroupName=self.group_name, DesiredCapacity=self.desired_capacity() + 1
+        )
+        if stopped:
+            launched.vm.start()
+        return self.fire_launch_hook(instance_id, origin="WarmPool")
+
     def _credentials(self, instance_id: str):
         """Instance-profile credentials: the instance role, a session named after it."""
         role_arn = self.deployment.outputs["instanceRoleArn"]
