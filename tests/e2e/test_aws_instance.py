@@ -174,6 +174,7 @@ def test_a_stock_instance_bakes_registers_runs_a_containerized_job_and_leaves(
     # A call outside the instance policy is denied (IAM enforcement is on).
     app_key = deployment.outputs["githubAppParameterNames"]["private_key"]
     status, output = launched.vm.shell(
+        f"AWS_ENDPOINT_URL={sim.aws.endpoint} AWS_DEFAULT_REGION={sim.aws.region} "
         f"/opt/runner-fleet/venv/bin/aws ssm get-parameter --name {app_key} --with-decryption"
     )
     assert status != 0 and "AccessDenied" in output, output

@@ -176,6 +176,7 @@ class SimAws:
     stack: ExitStack = field(default_factory=ExitStack)
     instances: dict[str, Launched] = field(default_factory=dict)
     _addresses: Any = None
+    region: str = REGION
 
     # -- start and stop ---------------------------------------------------------------------
 
