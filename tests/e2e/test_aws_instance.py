@@ -36,7 +36,6 @@ import yaml
 
 from fleet.bootstrap import Bootstrap
 from fleet.state import runner_name
-from tests.e2e.aws_sim.instance import wait_for
 from tests.e2e.aws_sim.scenario import (
     Simulation,
     left_the_group,
@@ -45,6 +44,7 @@ from tests.e2e.aws_sim.scenario import (
     wait_logged,
 )
 from tests.e2e.aws_sim.world import Launched
+from tests.e2e.polling import wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1800)]
 

@@ -16,8 +16,7 @@ import socket
 import subprocess
 import sys
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -28,6 +27,7 @@ from fleet.backends import docker as backend
 from fleet.engine.engine import client
 from fleet.jobs_file import default_path as default_jobs_path
 from fleet.registration import Registrar, load_settings
+from tests.e2e.polling import wait_for
 from tests.fakes.github import app_key_pair
 from tests.fakes.github_jobs import FakeGitHubWithJobs, FakeJob, WallClock
 from tests.fakes.runner_agent import ServedAgent
@@ -39,18 +39,6 @@ ORG = "octo-org"
 APP_ID = "4242"
 WEBHOOK_SECRET = "e2e-webhook-secret"
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def wait_for(check: Callable[[], object], seconds: float, what: str) -> object:
-    """Poll ``check`` until it returns something truthy; fail naming ``what``."""
-    deadline = time.monotonic() + seconds
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {seconds:.0f} s waiting for {what}")
-        time.sleep(0.5)
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,6 @@ import hashlib
 import io
 import subprocess
 import tarfile
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -221,15 +220,3 @@ class SimInstance:
             with contextlib.suppress(docker.errors.NotFound):
                 self.container.remove(force=True, v=True)
         self.volume.detach()
-
-
-def wait_for(check: Callable[[], object], seconds: float, what: str, every: float = 1.0):
-    """Poll ``check`` until it returns something truthy; fail naming ``what``."""
-    deadline = time.monotonic() + seconds
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {seconds:.0f} s waiting for {what}")
-        time.sleep(every)

@@ -23,7 +23,7 @@ from pytest_httpserver import HTTPServer
 from fleet.backends import docker as backend
 from fleet.bootstrap import Bootstrap
 from fleet.engine.engine import client
-from tests.e2e.aws_sim.instance import cloud_image, wait_for
+from tests.e2e.aws_sim.instance import cloud_image
 from tests.e2e.aws_sim.world import (
     IMDS_ADDRESS,
     NETWORK_SUBNET,
@@ -32,6 +32,7 @@ from tests.e2e.aws_sim.world import (
     SimAws,
     render,
 )
+from tests.e2e.polling import wait_for
 from tests.fakes.github import app_key_pair
 from tests.fakes.github_jobs import FakeGitHubWithJobs, FakeJob, WallClock
 from tests.fakes.runner_agent import ServedAgent, serve_agent

@@ -298,10 +298,11 @@ class SimAws:
         ec2 = self.client("ec2")
         autoscaling = self.client("autoscaling")
         template = deployment.launch_template
+        # The instance gets its user data from the deployment directly (the seed); moto's
+        # template carries what it checks (image, type, IMDS options).
         data = {
             "ImageId": MOTO_IMAGE,
             "InstanceType": "m7i.xlarge",
-            "UserData": template["userData"],
             "MetadataOptions": {
                 "HttpTokens": template["metadataOptions"]["httpTokens"],
                 "HttpPutResponseHopLimit": deployment.hop_limit,
@@ -310,9 +311,7 @@ class SimAws:
         }
         name = "runners"
         existing = ec2.describe_launch_templates()["LaunchTemplates"]
-        if any(t["LaunchTemplateName"] == name for t in existing):
-            ec2.create_launch_template_version(LaunchTemplateName=name, LaunchTemplateData=data)
-        else:
+        if not any(t["LaunchTemplateName"] == name for t in existing):
             ec2.create_launch_template(LaunchTemplateName=name, LaunchTemplateData=data)
         group = deployment.group
         group_name = group["name"]
