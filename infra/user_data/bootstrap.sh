@@ -34,10 +34,23 @@ cleanup() {
   rm -f "$WORK/jitconfig" "$WORK/boot-vars.json" "$WORK/imds-header"
 }
 
+# A shutdown or reboot (a warm-pool instance being stopped, a reboot mid-bake) stops this
+# script and its children: that is not a failed boot, and the next boot starts over.
+stopping=false
+on_stop() {
+  stopping=true
+  log "stopped by a shutdown or reboot; the next boot goes on from here"
+  exit 143
+}
+
 on_error() {
   local status=$?
   trap - ERR
   cleanup
+  if [[ "$stopping" == true || "$(systemctl is-system-running 2>/dev/null)" == stopping ]]; then
+    log "stopped by a shutdown or reboot (exit $status); the next boot goes on from here"
+    exit 143
+  fi
   log "boot failed (exit $status); this instance leaves its group"
   /usr/local/sbin/runner-terminate-self "boot failed" || true
   exit "$status"
@@ -198,6 +211,7 @@ main() {
   mkdir -p "$WORK" "$STATE"
   chmod 700 "$WORK"
   trap on_error ERR
+  trap on_stop TERM
   trap cleanup EXIT
 
   log "starting (baked image: $BAKED_IMAGE)"

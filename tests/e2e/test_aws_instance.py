@@ -74,6 +74,14 @@ def sim(boot: Bootstrap, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
         yield world
 
 
+@pytest.fixture(autouse=True)
+def clean_group(sim: Simulation) -> Iterator[None]:
+    """Each test starts with an empty group and no runner registered: what a failed test
+    left is scaled in and released."""
+    yield
+    sim.aws.clear()
+
+
 @pytest.fixture(scope="module")
 def ami(sim: Simulation) -> dict[str, str]:
     """The image the stock-path test commits after its bake (the baked path boots it)."""

@@ -180,15 +180,25 @@ class SimInstance:
         result = self.container.exec_run(["sh", "-c", command], user=user)
         return result.exit_code, result.output.decode(errors="replace")
 
+    @property
+    def hostname(self) -> str:
+        assert self.container is not None
+        return str(self.container.attrs["Config"]["Hostname"])
+
     def journal(self, unit: str | None = None) -> str:
+        """This instance's journal (all its boots; an image made from another instance
+        carries that one's journal too, under its own host name)."""
         selector = f"-u {unit}" if unit else ""
-        return self.shell(f"journalctl --no-pager -o short-iso-precise {selector} 2>&1")[1]
+        return self.shell(
+            f"journalctl --no-pager -o short-iso-precise _HOSTNAME={self.hostname} {selector} 2>&1"
+        )[1]
 
     def boot_log(self) -> str:
-        """runner-bootstrap's lines, with their timestamps (journal, all boots)."""
+        """runner-bootstrap's and runner-terminate-self's lines and the boot unit's output,
+        with their timestamps (all of this instance's boots)."""
         return self.shell(
-            "journalctl --no-pager -o short-iso-precise -t runner-bootstrap "
-            "-t runner-terminate-self -u runner-boot.service 2>&1"
+            f"journalctl --no-pager -o short-iso-precise _HOSTNAME={self.hostname} "
+            "-t runner-bootstrap -t runner-terminate-self 2>&1"
         )[1]
 
     # -- what AWS does ------------------------------------------------------------------

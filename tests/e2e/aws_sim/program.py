@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(ROOT / "tests" / "unit" / "infra"))
 sys.path.insert(0, str(ROOT))
 
-from infra_mocks import MOCKS, PROJECT, set_stack_config  # noqa: E402
+from infra_mocks import MOCKS, PROJECT, run_program, set_stack_config  # noqa: E402
 
 pulumi.runtime.set_mocks(MOCKS, project=PROJECT, stack="simulation", preview=False)
 
@@ -33,32 +33,14 @@ def _skip_lambda_dependencies(requirements, target: Path, platform: str, python:
 
 def render(settings: dict[str, Any], secrets: dict[str, str], build_dir: Path) -> dict[str, Any]:
     import infra.lambda_package
-    from infra.config import read_config
-    from infra.fleet import RunnerFleet, RunnerFleetArgs
 
     infra.lambda_package.pip_install = _skip_lambda_dependencies
     set_stack_config(settings, secrets)
-    outputs: dict[str, Any] = {}
-    holder: dict[str, Any] = {}
-
-    @pulumi.runtime.test
-    def program() -> pulumi.Output:
-        fleet_config, github_app = read_config()
-        fleet = RunnerFleet(
-            fleet_config.fleet_name,
-            RunnerFleetArgs(config=fleet_config, github_app=github_app, build_dir=build_dir),
-        )
-        holder["fleet"] = fleet
-        keys = list(fleet.outputs)
-        return pulumi.Output.all(*[fleet.outputs[key] for key in keys]).apply(
-            lambda values: outputs.update(zip(keys, values, strict=True))
-        )
-
-    program()
+    fleet, outputs = run_program(build_dir)
     return {
         "resources": [{"type": r.typ, "name": r.name, "inputs": r.inputs} for r in MOCKS.resources],
         "outputs": outputs,
-        "bundle_archive": str(holder["fleet"].bundle.archive),
+        "bundle_archive": str(fleet.bundle.archive),
     }
 
 

@@ -519,6 +519,16 @@ class SimAws:
     def in_group(self, instance_id: str) -> bool:
         return instance_id in self.states()
 
+    def clear(self) -> None:
+        """Every instance still there is scaled in and released (between tests)."""
+        autoscaling = self.client("autoscaling")
+        for instance_id in list(self.instances):
+            if self.in_group(instance_id):
+                autoscaling.terminate_instance_in_auto_scaling_group(
+                    InstanceId=instance_id, ShouldDecrementDesiredCapacity=True
+                )
+            self.reap_left(instance_id)
+
     def reap_left(self, instance_id: str) -> dict[str, Any]:
         """An instance left the group: its terminate hook runs, then EC2 removes the VM."""
         result = self.fire_terminate_hook(instance_id)

@@ -28,14 +28,13 @@ from infra_mocks import (  # noqa: E402
     FleetMocks,
     Graph,
     example_settings,
+    run_program,
     set_stack_config,
 )
 
 pulumi.runtime.set_mocks(MOCKS, project=PROJECT, stack="unit", preview=False)
 
 # Only now may infra be imported.
-from infra.config import read_config  # noqa: E402
-from infra.fleet import RunnerFleet, RunnerFleetArgs  # noqa: E402
 from infra.iam import instance_policy  # noqa: E402
 
 
@@ -88,29 +87,8 @@ def build_graph(mocks: FleetMocks, playbooks_dir: Path, tmp_path: Path):
             settings.pop(key, None)
         set_stack_config(settings)
         mocks.reset()
-        resolved: dict[str, Any] = {}
-        holder: dict[str, Any] = {}
-
-        @pulumi.runtime.test
-        def program() -> pulumi.Output:
-            fleet_config, github_app = read_config()
-            fleet = RunnerFleet(
-                fleet_config.fleet_name,
-                RunnerFleetArgs(
-                    config=fleet_config,
-                    github_app=github_app,
-                    project_root=playbooks_dir.parent,
-                    build_dir=tmp_path / "build",
-                ),
-            )
-            holder["fleet"] = fleet
-            keys = list(fleet.outputs)
-            return pulumi.Output.all(*[fleet.outputs[key] for key in keys]).apply(
-                lambda values: resolved.update(zip(keys, values, strict=True))
-            )
-
-        program()
-        return Graph(list(mocks.resources), resolved, holder["fleet"])
+        fleet, resolved = run_program(tmp_path / "build", project_root=playbooks_dir.parent)
+        return Graph(list(mocks.resources), resolved, fleet)
 
     return build
 

@@ -169,3 +169,35 @@ class Graph:
 
 
 MOCKS = FleetMocks()
+
+
+def run_program(build_dir: Path, project_root: Path | None = None) -> tuple[Any, dict[str, Any]]:
+    """Run the program as __main__.py does (read_config -> RunnerFleet) against the mocks
+    already installed and the stack config already set; returns the fleet and its resolved
+    stack outputs. infra is imported here, after the mocks."""
+    from infra.config import read_config
+    from infra.fleet import RunnerFleet, RunnerFleetArgs
+
+    resolved: dict[str, Any] = {}
+    holder: dict[str, Any] = {}
+
+    @pulumi.runtime.test
+    def program() -> pulumi.Output:
+        fleet_config, github_app = read_config()
+        fleet = RunnerFleet(
+            fleet_config.fleet_name,
+            RunnerFleetArgs(
+                config=fleet_config,
+                github_app=github_app,
+                project_root=project_root,
+                build_dir=build_dir,
+            ),
+        )
+        holder["fleet"] = fleet
+        keys = list(fleet.outputs)
+        return pulumi.Output.all(*[fleet.outputs[key] for key in keys]).apply(
+            lambda values: resolved.update(zip(keys, values, strict=True))
+        )
+
+    program()
+    return holder["fleet"], resolved
