@@ -124,9 +124,9 @@ def finish_life(sim: Simulation, launched: Launched, script: str = SMALL_JOB) ->
     assert sim.jit_parameters() == []
 
 
-def gone_with_nothing_registered(sim: Simulation, launched: Launched, reason: str) -> None:
+def gone_with_nothing_registered(sim: Simulation, launched: Launched, reason: str) -> str:
     """A failed instance leaves its group by itself, saying why; its terminate hook leaves
-    nothing registered at GitHub and no JIT parameter behind."""
+    nothing registered at GitHub and no JIT parameter behind. Returns its boot log."""
     left_the_group(sim.aws, launched, 600)
     log = launched.vm.boot_log()
     assert reason in log, log[-4000:]
@@ -134,6 +134,7 @@ def gone_with_nothing_registered(sim: Simulation, launched: Launched, reason: st
     sim.aws.reap_left(launched.instance_id)
     assert sim.registered() == []
     assert sim.jit_parameters() == []
+    return log
 
 
 def test_a_stock_instance_bakes_registers_runs_a_containerized_job_and_leaves(
@@ -303,8 +304,7 @@ def test_a_bake_failing_halfway_ends_the_instance(sim: Simulation):
     sim.deploy(runner_vars=sim.runner_vars(actions_runner_sha256="0" * 64))
     launched = sim.aws.launch(sim.image)
     assert sim.aws.fire_launch_hook(launched.instance_id)["result"] == "jit-config-stored"
-    gone_with_nothing_registered(sim, launched, "running the bake part")
-    log = launched.vm.boot_log()
+    log = gone_with_nothing_registered(sim, launched, "running the bake part")
     assert "actions_runner" in log and "bake done" not in log, log[-4000:]
 
 
