@@ -100,8 +100,9 @@ class ControlPlaneArgs:
     runner_labels: Sequence[str]
     runner_group: str
     allow_public_repositories: bool
-    asg_name: pulumi.Input[str]
-    asg_arn: pulumi.Input[str]
+    # The group's fixed name (not its Output): the group depends on the control plane, so the
+    # functions and rules exist before its first launch and outlive it on destroy.
+    asg_name: str
     launch_hook_name: str
     terminate_hook_name: str
     kms_key_arn: pulumi.Input[str]
@@ -268,13 +269,13 @@ class ControlPlane(pulumi.ComponentResource):
 
         # Roles, log groups, functions.
         def render_policies(values: Sequence[str]) -> dict[str, str]:
-            asg_name, kms_key_arn, queue_arn, dlq_arn, table_arn = values
+            kms_key_arn, queue_arn, dlq_arn, table_arn = values
             resources = ControlPlaneResources(
                 partition=partition,
                 region=region,
                 account_id=account_id,
                 fleet_name=args.fleet_name,
-                asg_name=asg_name,
+                asg_name=args.asg_name,
                 parameter_root=args.parameter_root,
                 kms_key_arn=kms_key_arn,
                 queue_arn=queue_arn,
@@ -287,21 +288,18 @@ class ControlPlane(pulumi.ComponentResource):
             return {fn: json.dumps(doc) for fn, doc in function_policies(resources).items()}
 
         self.policy_documents = pulumi.Output.all(
-            args.asg_name,
             args.kms_key_arn,
             self.queue.arn,
             self.dead_letter_queue.arn,
             self.table.arn,
         ).apply(render_policies)
-        environment = pulumi.Output.all(
-            args.asg_name, args.kms_key_arn, self.queue.url, self.table.name
-        ).apply(
+        environment = pulumi.Output.all(args.kms_key_arn, self.queue.url, self.table.name).apply(
             lambda values: function_environment(
                 args,
-                asg_name=values[0],
-                kms_key_arn=values[1],
-                queue_url=values[2],
-                ledger_table=values[3],
+                asg_name=args.asg_name,
+                kms_key_arn=values[0],
+                queue_url=values[1],
+                ledger_table=values[2],
                 partition=partition,
                 account_id=account_id,
             )
@@ -402,9 +400,7 @@ class ControlPlane(pulumi.ComponentResource):
         rules["lifecycle"] = aws.cloudwatch.EventRule(
             f"{name}-lifecycle-events",
             description=f"runner fleet {args.fleet_name}: lifecycle actions of its group",
-            event_pattern=pulumi.Output.from_input(args.asg_name).apply(
-                lambda asg: json.dumps(lifecycle_event_pattern(asg))
-            ),
+            event_pattern=json.dumps(lifecycle_event_pattern(args.asg_name)),
             tags=tags,
             opts=child,
         )

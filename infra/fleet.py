@@ -141,19 +141,6 @@ class RunnerFleet(pulumi.ComponentResource):
             ),
             child,
         )
-        self.group = RunnerGroup(
-            f"{name}-group",
-            RunnerGroupArgs(
-                config=cfg,
-                launch_template_id=self.launch_template.id,
-                launch_template_version=self.launch_template.latest_version,
-                subnet_ids=self.network.subnet_ids,
-                tags=tags,
-                # Instances must find their playbooks and be allowed to read them.
-                depends_on=[self.bundle.object, self.instance_role],
-            ),
-            child,
-        )
         self.control_plane = ControlPlane(
             f"{name}-control-plane",
             ControlPlaneArgs(
@@ -162,10 +149,11 @@ class RunnerFleet(pulumi.ComponentResource):
                 runner_labels=cfg.runner_labels,
                 runner_group=cfg.runner_group,
                 allow_public_repositories=cfg.runner_group_allows_public_repositories,
-                asg_name=self.group.group_name,
-                asg_arn=self.group.arn,
-                launch_hook_name=self.group.launch_hook_name,
-                terminate_hook_name=self.group.terminate_hook_name,
+                # The group's name is fixed up front: the control plane is built first and
+                # answers the group's first lifecycle hooks.
+                asg_name=cfg.asg_name,
+                launch_hook_name=cfg.launch_hook_name,
+                terminate_hook_name=cfg.terminate_hook_name,
                 kms_key_arn=self.secrets.kms_key_arn,
                 parameter_root=cfg.parameter_root,
                 jit_parameter_template=cfg.jit_parameter_template,
@@ -183,6 +171,21 @@ class RunnerFleet(pulumi.ComponentResource):
                 account_id=account_id,
                 tags=tags,
                 build_dir=build_dir,
+            ),
+            child,
+        )
+        self.group = RunnerGroup(
+            f"{name}-group",
+            RunnerGroupArgs(
+                config=cfg,
+                launch_template_id=self.launch_template.id,
+                launch_template_version=self.launch_template.latest_version,
+                subnet_ids=self.network.subnet_ids,
+                tags=tags,
+                # Instances must find their playbooks and be allowed to read them, and the
+                # control plane must answer the first launch hooks (minSize > 0, a warm pool);
+                # on destroy the group (drained through its terminate hook) goes first.
+                depends_on=[self.bundle.object, self.instance_role, self.control_plane],
             ),
             child,
         )

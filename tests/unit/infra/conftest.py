@@ -23,6 +23,7 @@ from infra_mocks import (  # noqa: E402
     ACCOUNT,
     KMS_KEY_ARN,
     MOCKS,
+    MONITOR,
     PROJECT,
     REGION,
     FleetMocks,
@@ -31,7 +32,7 @@ from infra_mocks import (  # noqa: E402
     set_stack_config,
 )
 
-pulumi.runtime.set_mocks(MOCKS, project=PROJECT, stack="unit", preview=False)
+pulumi.runtime.set_mocks(MOCKS, project=PROJECT, stack="unit", preview=False, monitor=MONITOR)
 
 # Only now may infra be imported.
 from infra.config import read_config  # noqa: E402
@@ -110,7 +111,7 @@ def build_graph(mocks: FleetMocks, playbooks_dir: Path, tmp_path: Path):
             )
 
         program()
-        return Graph(list(mocks.resources), resolved, holder["fleet"])
+        return Graph(list(mocks.resources), resolved, holder["fleet"], list(mocks.registrations))
 
     return build
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import pulumi
 import yaml
+from pulumi.runtime.mocks import MockMonitor
 
 PROJECT_ROOT = Path(__file__).resolve().parents[3]
 
@@ -33,16 +34,53 @@ SECRETS = {
 }
 
 
+@dataclasses.dataclass(frozen=True)
+class Registration:
+    """One RegisterResource request as the engine gets it: the URN and the URNs it depends on
+    (explicit `depends_on`, expanded to a component's children, plus property dependencies).
+    The engine creates a resource after its dependencies and deletes it before them."""
+
+    urn: str
+    typ: str
+    name: str
+    custom: bool
+    parent: str
+    dependencies: frozenset[str]
+
+
+class FleetMonitor(MockMonitor):
+    """The mock engine, also recording each registration's dependencies, in arrival order."""
+
+    def RegisterResource(self, request):
+        response = super().RegisterResource(request)
+        dependencies = set(request.dependencies)
+        for urns in request.propertyDependencies.values():
+            dependencies.update(urns.urns)
+        self.mocks.registrations.append(
+            Registration(
+                urn=response.urn,
+                typ=request.type,
+                name=request.name,
+                custom=bool(request.custom),
+                parent=request.parent,
+                dependencies=frozenset(dependencies),
+            )
+        )
+        return response
+
+
 class FleetMocks(pulumi.runtime.Mocks):
     """Records registered resources and answers the invokes the program makes."""
 
     def __init__(self) -> None:
         self.resources: list[pulumi.runtime.MockResourceArgs] = []
+        self.registrations: list[Registration] = []
         self.calls: list[pulumi.runtime.MockCallArgs] = []
         self.image_architecture: str | None = None
 
     def reset(self) -> None:
         self.resources.clear()
+        self.registrations.clear()
         self.calls.clear()
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict]:
@@ -152,6 +190,21 @@ class Graph:
     resources: list[pulumi.runtime.MockResourceArgs]
     outputs: dict[str, Any]
     fleet: Any
+    registrations: list[Registration] = dataclasses.field(default_factory=list)
+
+    def registration(self, typ: str, name: str) -> Registration:
+        return next(r for r in self.registrations if r.typ == typ and r.name == name)
+
+    def descendants(self, urn: str) -> list[Registration]:
+        """Custom resources anywhere below the resource `urn` (its children, theirs, ...)."""
+        below = {urn}
+        found = []
+        for r in self.registrations:  # parents register before their children
+            if r.parent in below:
+                below.add(r.urn)
+                if r.custom:
+                    found.append(r)
+        return found
 
     def of_type(self, typ: str) -> list[pulumi.runtime.MockResourceArgs]:
         return [r for r in self.resources if r.typ == typ]
@@ -169,3 +222,4 @@ class Graph:
 
 
 MOCKS = FleetMocks()
+MONITOR = FleetMonitor(MOCKS)
