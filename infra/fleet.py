@@ -13,7 +13,12 @@ from infra.bundle import BUNDLE_DIRS, PlaybookBundle, PlaybookBundleArgs
 from infra.config import JIT_INSTANCE_TAG, ConfigError, FleetConfig, GithubAppSecrets
 from infra.control_plane import ControlPlane, ControlPlaneArgs
 from infra.iam import RunnerInstanceRole, RunnerInstanceRoleArgs
-from infra.launch_template import RunnerLaunchTemplate, RunnerLaunchTemplateArgs, resolve_image
+from infra.launch_template import (
+    RunnerLaunchTemplate,
+    RunnerLaunchTemplateArgs,
+    check_instance_types,
+    resolve_image,
+)
 from infra.network import FleetNetwork, FleetNetworkArgs
 from infra.secrets import FleetSecrets, FleetSecretsArgs
 
@@ -46,6 +51,47 @@ def check_bundle_sources(project_root: Path, baked_image: bool) -> None:
         )
 
 
+def control_plane_args(
+    cfg: FleetConfig,
+    *,
+    kms_key_arn: pulumi.Input[str],
+    partition: str,
+    region: str,
+    account_id: str,
+    build_dir: Path | None = None,
+) -> ControlPlaneArgs:
+    """What the control plane gets from the settings: names are the config's, and the group's
+    is its fixed name (the control plane is built before the group and answers its first
+    lifecycle hooks)."""
+    return ControlPlaneArgs(
+        fleet_name=cfg.fleet_name,
+        github_scope=cfg.github_scope,
+        runner_labels=cfg.runner_labels,
+        runner_group=cfg.runner_group,
+        allow_public_repositories=cfg.runner_group_allows_public_repositories,
+        asg_name=cfg.asg_name,
+        launch_hook_name=cfg.launch_hook_name,
+        terminate_hook_name=cfg.terminate_hook_name,
+        kms_key_arn=kms_key_arn,
+        parameter_root=cfg.parameter_root,
+        jit_parameter_template=cfg.jit_parameter_template,
+        jit_instance_tag=JIT_INSTANCE_TAG,
+        github_app_parameter_names=cfg.github_app_parameter_names,
+        min_size=cfg.min_size,
+        max_size=cfg.max_size,
+        warm_idle=cfg.warm_idle,
+        job_timeout_minutes=cfg.job_timeout_minutes,
+        max_runner_lifetime_minutes=cfg.max_runner_lifetime_minutes,
+        registration_timeout_minutes=cfg.registration_timeout_minutes,
+        name_prefix=cfg.names.prefix,
+        partition=partition,
+        region=region,
+        account_id=account_id,
+        tags=cfg.all_tags,
+        build_dir=build_dir,
+    )
+
+
 class RunnerFleet(pulumi.ComponentResource):
     """One fleet of one-job runners for one GitHub organisation or repository."""
 
@@ -61,6 +107,7 @@ class RunnerFleet(pulumi.ComponentResource):
         partition = aws.get_partition()
         account_id = aws.get_caller_identity().account_id
         region = aws.get_region().region
+        check_instance_types(cfg, region)
         zones: list[str] = []
         if cfg.creates_vpc:
             zones = list(aws.get_availability_zones(state="available").names)
@@ -88,7 +135,7 @@ class RunnerFleet(pulumi.ComponentResource):
             f"{name}-secrets",
             FleetSecretsArgs(
                 fleet_name=cfg.fleet_name,
-                alias_name=f"alias/{cfg.asg_name}",
+                alias_name=cfg.names.kms_alias,
                 partition=partition.partition,
                 account_id=account_id,
                 existing_kms_key_arn=cfg.kms_key_arn,
@@ -143,33 +190,12 @@ class RunnerFleet(pulumi.ComponentResource):
         )
         self.control_plane = ControlPlane(
             f"{name}-control-plane",
-            ControlPlaneArgs(
-                fleet_name=cfg.fleet_name,
-                github_scope=cfg.github_scope,
-                runner_labels=cfg.runner_labels,
-                runner_group=cfg.runner_group,
-                allow_public_repositories=cfg.runner_group_allows_public_repositories,
-                # The group's name is fixed up front: the control plane is built first and
-                # answers the group's first lifecycle hooks.
-                asg_name=cfg.asg_name,
-                launch_hook_name=cfg.launch_hook_name,
-                terminate_hook_name=cfg.terminate_hook_name,
+            control_plane_args(
+                cfg,
                 kms_key_arn=self.secrets.kms_key_arn,
-                parameter_root=cfg.parameter_root,
-                jit_parameter_template=cfg.jit_parameter_template,
-                jit_instance_tag=JIT_INSTANCE_TAG,
-                github_app_parameter_names=cfg.github_app_parameter_names,
-                min_size=cfg.min_size,
-                max_size=cfg.max_size,
-                warm_idle=cfg.warm_idle,
-                job_timeout_minutes=cfg.job_timeout_minutes,
-                max_runner_lifetime_minutes=cfg.max_runner_lifetime_minutes,
-                registration_timeout_minutes=cfg.registration_timeout_minutes,
-                name_prefix=cfg.asg_name,
                 partition=partition.partition,
                 region=region,
                 account_id=account_id,
-                tags=tags,
                 build_dir=build_dir,
             ),
             child,

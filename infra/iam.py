@@ -37,7 +37,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from infra.config import FLEET_TAG, JIT_INSTANCE_TAG
+from infra.config import CONTROL_PLANE_FUNCTIONS, FLEET_TAG, JIT_INSTANCE_TAG
 
 SSM_MANAGED_INSTANCE_CORE = "AmazonSSMManagedInstanceCore"
 
@@ -320,11 +320,8 @@ class RunnerInstanceRole(pulumi.ComponentResource):
 # PutMetricData) take "*", narrowed by condition keys where AWS has them. KMS use is limited
 # to the fleet's key through SSM and to the parameter it protects.
 
-WEBHOOK = "webhook"
-SCALER = "scaler"
-LIFECYCLE = "lifecycle"
-REAPER = "reaper"
-FUNCTIONS = (WEBHOOK, SCALER, LIFECYCLE, REAPER)
+FUNCTIONS = CONTROL_PLANE_FUNCTIONS
+WEBHOOK, SCALER, LIFECYCLE, REAPER = FUNCTIONS
 OPEN_JOBS_INDEX = "open-jobs"
 
 

@@ -25,6 +25,24 @@ ZONES = ["eu-west-1a", "eu-west-1b", "eu-west-1c"]
 KMS_KEY_ID = "0f0e0d0c-1111-2222-3333-444455556666"
 KMS_KEY_ARN = f"arn:aws:kms:{REGION}:{ACCOUNT}:key/{KMS_KEY_ID}"
 
+# What EC2 answers for an instance type (aws.ec2.get_instance_type): its architectures and
+# how it is sold. Any other name is unknown to EC2, as a typo would be.
+INSTANCE_TYPES: dict[str, tuple[list[str], list[str]]] = {
+    "m7i.xlarge": (["x86_64"], ["on-demand", "spot"]),
+    "m6i.xlarge": (["x86_64"], ["on-demand", "spot"]),
+    "m6a.xlarge": (["x86_64"], ["on-demand", "spot"]),
+    "c7i.large": (["x86_64"], ["on-demand", "spot"]),
+    "t3.large": (["x86_64"], ["on-demand", "spot"]),
+    "m5.large": (["i386", "x86_64"], ["on-demand", "spot"]),
+    "m7g.xlarge": (["arm64"], ["on-demand", "spot"]),
+    "m6g.xlarge": (["arm64"], ["on-demand", "spot"]),
+    "m8g.xlarge": (["arm64"], ["on-demand", "spot"]),
+    # A family this program has no list entry for: accepted because EC2 knows it.
+    "m9gd.2xlarge": (["arm64"], ["on-demand", "spot"]),
+    # Sold on demand only.
+    "u7i-6tb.112xlarge": (["x86_64"], ["on-demand"]),
+}
+
 # The GitHub App secrets, with recognisable values: tests assert they show up nowhere but in
 # the SSM parameters.
 SECRETS = {
@@ -136,6 +154,17 @@ class FleetMocks(pulumi.runtime.Mocks):
                 "architecture": arch,
                 "rootDeviceName": "/dev/xvda",
                 "name": "debian-13-amd64-20261101-1000",
+            }
+        if args.token == "aws:ec2/getInstanceType:getInstanceType":
+            name = args.args["instanceType"]
+            if name not in INSTANCE_TYPES:
+                return {}, [("instanceType", f"reading EC2 Instance Type ({name}): empty result")]
+            architectures, usages = INSTANCE_TYPES[name]
+            return {
+                "id": name,
+                "instanceType": name,
+                "supportedArchitectures": architectures,
+                "supportedUsagesClasses": usages,
             }
         if args.token == "aws:index/getPartition:getPartition":
             return {"id": "aws", "partition": "aws", "dnsSuffix": "amazonaws.com"}
