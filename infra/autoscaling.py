@@ -37,6 +37,8 @@ Ignore`), so busy runners finish their job; one-job runners are replaced as they
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import pulumi
 import pulumi_aws as aws
 
@@ -70,7 +72,7 @@ class RunnerGroupArgs:
         launch_template_id: pulumi.Input[str],
         launch_template_version: pulumi.Input[int],
         subnet_ids: pulumi.Input[list[str]],
-        tags: dict[str, str],
+        tags: Mapping[str, pulumi.Input[str]],
         depends_on: list[pulumi.Resource] | None = None,
     ) -> None:
         self.config = config

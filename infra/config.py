@@ -27,6 +27,9 @@ FLEET_TAG = "runner-fleet"
 # Tag the control plane puts on each JIT parameter (value: the instance's ARN). The instance
 # policy only lets a caller whose ec2:SourceInstanceARN equals this tag read or delete it.
 JIT_INSTANCE_TAG = "runner-fleet-instance-arn"
+# Tag on each instance naming the SSM file-transfer bucket of its fleet; the validation
+# inventory (playbooks/inventories/aws_ec2.yml) reads it for the aws_ssm connection.
+SSM_BUCKET_TAG = "runner-fleet-ssm-bucket"
 
 SECRET_KEYS = ("githubAppId", "githubAppPrivateKey", "githubWebhookSecret")
 
@@ -890,7 +893,7 @@ def _tags(r: _Reader) -> dict[str, str]:
                 f"tag {key!r}: {value!r}: keys and values take letters, digits, spaces and "
                 "_ . : / = + - @ only (what every tagging AWS service accepts)",
             )
-        if key in (FLEET_TAG, "managed-by"):
+        if key in (FLEET_TAG, "managed-by", SSM_BUCKET_TAG):
             r.fail("tags", f"tag {key!r} is set by the program; remove it")
     if len(tags) > 40:
         r.fail("tags", "at most 40 extra tags (AWS allows 50 per resource)")

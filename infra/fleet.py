@@ -10,7 +10,13 @@ import pulumi_aws as aws
 
 from infra.autoscaling import RunnerGroup, RunnerGroupArgs
 from infra.bundle import BUNDLE_DIRS, PlaybookBundle, PlaybookBundleArgs
-from infra.config import JIT_INSTANCE_TAG, ConfigError, FleetConfig, GithubAppSecrets
+from infra.config import (
+    JIT_INSTANCE_TAG,
+    SSM_BUCKET_TAG,
+    ConfigError,
+    FleetConfig,
+    GithubAppSecrets,
+)
 from infra.control_plane import ControlPlane, ControlPlaneArgs
 from infra.iam import RunnerInstanceRole, RunnerInstanceRoleArgs
 from infra.launch_template import (
@@ -21,6 +27,7 @@ from infra.launch_template import (
 )
 from infra.network import FleetNetwork, FleetNetworkArgs
 from infra.secrets import FleetSecrets, FleetSecretsArgs
+from infra.validation import ValidationAccess, ValidationAccessArgs
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -145,6 +152,18 @@ class RunnerFleet(pulumi.ComponentResource):
             ),
             child,
         )
+        self.validation = ValidationAccess(
+            f"{name}-validation",
+            ValidationAccessArgs(
+                fleet_name=cfg.fleet_name,
+                partition=partition.partition,
+                region=region,
+                account_id=account_id,
+                kms_key_arn=self.secrets.kms_key_arn,
+                tags=tags,
+            ),
+            child,
+        )
         self.bundle = PlaybookBundle(
             f"{name}-bundle",
             PlaybookBundleArgs(
@@ -207,7 +226,9 @@ class RunnerFleet(pulumi.ComponentResource):
                 launch_template_id=self.launch_template.id,
                 launch_template_version=self.launch_template.latest_version,
                 subnet_ids=self.network.subnet_ids,
-                tags=tags,
+                # Instances also carry the name of the SSM file-transfer bucket, which the
+                # validation inventory hands to the aws_ssm connection.
+                tags={**tags, SSM_BUCKET_TAG: self.validation.bucket_name},
                 # Instances must find their playbooks and be allowed to read them, and the
                 # control plane must answer the first launch hooks (minSize > 0, a warm pool);
                 # on destroy the group (drained through its terminate hook) goes first.
@@ -216,6 +237,8 @@ class RunnerFleet(pulumi.ComponentResource):
             child,
         )
         self.image_id = image.id
+        self.fleet_name = cfg.fleet_name
+        self.region = region
         self.outputs = stack_outputs(self)
         self.register_outputs(self.outputs)
 
@@ -243,4 +266,11 @@ def stack_outputs(fleet: RunnerFleet) -> dict[str, pulumi.Input[object]]:
         "deliveryQueueUrl": fleet.control_plane.queue_url,
         "deadLetterQueueUrl": fleet.control_plane.dead_letter_queue_url,
         "ledgerTable": fleet.control_plane.ledger_table,
+        # Validation over Session Manager (README, "Validate your own runners"): the inventory
+        # reads FLEET_NAME and AWS_REGION.
+        "fleetName": fleet.fleet_name,
+        "region": fleet.region,
+        "ssmTransferBucket": fleet.validation.bucket_name,
+        "inventoryFilters": fleet.validation.inventory_filters,
+        "validationPolicyArn": fleet.validation.operator_policy_arn,
     }
