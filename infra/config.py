@@ -18,7 +18,7 @@ import math
 import re
 import unicodedata
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal, TypedDict
 
 NAMESPACE = "runner-fleet"
 
@@ -269,6 +269,55 @@ KEYS: dict[str, str] = {
 }
 
 
+class _RequiredSettings(TypedDict):
+    githubScope: str
+
+
+class FleetSettings(_RequiredSettings, total=False):
+    """The stack settings as typed keyword data, for programs that build fleets in code
+    (`parse_config(FleetSettings(githubScope="my-org", architecture="arm64"))`); the same keys,
+    rules and defaults as the stack config (KEYS, Pulumi.example.yaml). Only githubScope is
+    required."""
+
+    fleetName: str
+    runnerLabels: list[str]
+    runnerGroup: str
+    runnerGroupAllowsPublicRepositories: bool
+    architecture: Literal["x86_64", "arm64"]
+    instanceTypes: list[str]
+    spotPercentage: int
+    spotAllocationStrategy: Literal[
+        "price-capacity-optimized",
+        "capacity-optimized",
+        "capacity-optimized-prioritized",
+        "lowest-price",
+    ]
+    onDemandBaseCapacity: int
+    minSize: int
+    maxSize: int
+    warmIdle: int
+    warmPoolSize: int
+    warmPoolState: Literal["Stopped", "Running"]
+    jobTimeoutMinutes: int
+    maxRunnerLifetimeMinutes: int
+    registrationTimeoutMinutes: int
+    vpcCidr: str
+    availabilityZoneCount: int
+    subnetIds: list[str]
+    ssmVpcEndpoints: bool
+    associatePublicIp: bool
+    amiId: str
+    amiFamily: Literal["debian-13", "ubuntu-24.04"]
+    bakedImage: bool
+    rootVolumeGiB: int
+    dockerVolumeGiB: int
+    kmsKeyArn: str
+    ebsKmsKeyArn: str
+    ssmParameterPrefix: str
+    tags: dict[str, str]
+    runnerVars: dict[str, Any]
+
+
 class ConfigError(ValueError):
     """Stack configuration is invalid; lists every problem with its key and the fix."""
 
@@ -408,7 +457,7 @@ class GithubAppSecrets:
     webhook_secret: Any
 
 
-_FLEET_NAME = re.compile(r"^[a-z][a-z0-9-]{0,22}[a-z0-9]$")
+FLEET_NAME_PATTERN = re.compile(r"^[a-z][a-z0-9-]{0,22}[a-z0-9]$")
 _GITHUB_OWNER = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9]|-(?=[A-Za-z0-9])){0,38}$")
 _GITHUB_REPO = re.compile(r"^[A-Za-z0-9._-]{1,100}$")
 _LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
@@ -508,7 +557,7 @@ def parse_config(raw: Mapping[str, Any]) -> FleetConfig:
     fleet_name = r.string(
         "fleetName",
         "main",
-        _FLEET_NAME,
+        FLEET_NAME_PATTERN,
         "use 2-24 characters: lowercase letters, digits and '-', starting with a letter",
     )
     scope = _github_scope(r)

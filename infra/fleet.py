@@ -11,6 +11,7 @@ import pulumi_aws as aws
 from infra.autoscaling import RunnerGroup, RunnerGroupArgs
 from infra.bundle import BUNDLE_DIRS, PlaybookBundle, PlaybookBundleArgs
 from infra.config import (
+    FLEET_NAME_PATTERN,
     JIT_INSTANCE_TAG,
     SSM_BUCKET_TAG,
     ConfigError,
@@ -34,7 +35,8 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 @dataclasses.dataclass(frozen=True)
 class RunnerFleetArgs:
-    """Inputs of RunnerFleet: validated settings, secret Outputs and what to ship."""
+    """Inputs of RunnerFleet: validated settings (`parse_config(FleetSettings(...))` or
+    `read_config()`), the GitHub App as secret Outputs, and where the shipped files are."""
 
     config: FleetConfig
     github_app: GithubAppSecrets
@@ -54,7 +56,22 @@ def check_bundle_sources(project_root: Path, baked_image: bool) -> None:
         raise FileNotFoundError(
             f"{', '.join(missing)} not found in {project_root}: runner instances run the "
             "playbooks and install the canary suite from the bundle; run pulumi from the "
-            "project root"
+            "project root, or (another Pulumi program) install this project editable "
+            "(pip install -e <checkout>) or pass RunnerFleetArgs(project_root=<checkout>)"
+        )
+
+
+def check_component_name(name: str) -> None:
+    """The component's name prefixes every child's name, and autonamed AWS names come from
+    those: S3 bucket names are lowercase and at most 63 characters, IAM role and EventBridge
+    rule names at most 64 (with Pulumi's 8-character suffix). The fleet-name rule keeps all
+    of them legal (tests/unit/infra/test_infra_names.py)."""
+    if not FLEET_NAME_PATTERN.match(name):
+        raise ValueError(
+            f"RunnerFleet name {name!r}: use 2-24 characters, lowercase letters, digits and "
+            "'-', starting with a letter (it prefixes autonamed S3 buckets, IAM roles and "
+            "EventBridge rules, which AWS limits to lowercase and 63-64 characters); the "
+            "fleetName is a good choice"
         )
 
 
@@ -105,6 +122,7 @@ class RunnerFleet(pulumi.ComponentResource):
     def __init__(
         self, name: str, args: RunnerFleetArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
+        check_component_name(name)
         cfg = args.config
         project_root = args.project_root or PROJECT_ROOT
         build_dir = args.build_dir or project_root / "build"
