@@ -17,6 +17,7 @@ import string
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from infra_mocks import example_settings
 
 from infra.config import ConfigError, FleetConfig, parse_config
 from infra.control_plane import function_environment
@@ -204,7 +205,7 @@ LONGEST = {"fleetName": "f" * 24, "ssmParameterPrefix": "p" * 29}
 @pytest.mark.parametrize("overrides", [{}, LONGEST], ids=["example", "longest names"])
 def test_every_name_the_program_sends_is_one_the_config_derived(build_graph, overrides):
     graph = build_graph(overrides)
-    cfg = parse_config({**_example(), **overrides})
+    cfg = parse_config({**example_settings(), **overrides})
     derived = {name for _, name in cfg.names.every_name()} | set(
         cfg.github_app_parameter_names.values()
     )
@@ -231,12 +232,6 @@ def test_autonamed_resources_fit_with_the_longest_fleet_name(build_graph):
         assert len(resource.name) + AUTONAME_SUFFIX <= limit, resource.name
         if resource.typ == "aws:s3/bucket:Bucket":
             assert re.fullmatch(r"[a-z0-9][a-z0-9-]*", resource.name)
-
-
-def _example():
-    from infra_mocks import example_settings
-
-    return example_settings()
 
 
 # -- instance types: EC2's answer at preview, no family list -----------------------------------
