@@ -22,7 +22,13 @@ act before the reaper does.
 
 Lifecycle hooks are declared as `initial_lifecycle_hooks` so they exist before the first
 instance launches (a separate LifecycleHook resource would race the group's first launches).
-EventBridge receives their events; no notification target is needed.
+EventBridge receives their events; no notification target is needed. The group depends on
+the control plane (infra/fleet.py), so the function and rule that answer the hooks exist
+before the first launch and are deleted only after the group.
+
+Tear-down: no forced delete. The provider drains the group (capacity 0, instance scale-in
+protection removed), each instance passes the terminate hook and the control plane
+deregisters its runner; only then is the group deleted, and the control plane after it.
 
 Instance refresh: a new launch template version (new image, user data or playbook bundle)
 starts a rolling refresh that skips protected instances (`scale_in_protected_instances=
@@ -30,6 +36,8 @@ Ignore`), so busy runners finish their job; one-job runners are replaced as they
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 import pulumi
 import pulumi_aws as aws
@@ -41,6 +49,8 @@ LAUNCH_HOOK_HEARTBEAT_S = 600
 # image that takes minutes (packages, the toolchain, the agent).
 WARM_POOL_STOCK_LAUNCH_HOOK_HEARTBEAT_S = 1800
 TERMINATE_HOOK_HEARTBEAT_S = 300
+# `pulumi destroy` drains the warm pool, then the group, each bounded by this timeout.
+DELETE_TIMEOUT_MINUTES = 30
 
 ENABLED_METRICS = [
     "GroupDesiredCapacity",
@@ -62,7 +72,7 @@ class RunnerGroupArgs:
         launch_template_id: pulumi.Input[str],
         launch_template_version: pulumi.Input[int],
         subnet_ids: pulumi.Input[list[str]],
-        tags: dict[str, str],
+        tags: Mapping[str, pulumi.Input[str]],
         depends_on: list[pulumi.Resource] | None = None,
     ) -> None:
         self.config = config
@@ -164,10 +174,12 @@ class RunnerGroup(pulumi.ComponentResource):
             termination_policies=["OldestLaunchTemplate", "OldestInstance"],
             # Instances wait on the control plane's launch hook; do not block `pulumi up`.
             wait_for_capacity_timeout="0",
-            # Protected instances never drain by scaling to zero, so deleting the group must
-            # terminate them outright (`pulumi destroy`; see docs/deploy-aws.md).
-            force_delete=True,
-            force_delete_warm_pool=bool(cfg.warm_pool_size),
+            # No force: on delete the provider drains the group (capacity 0, scale-in
+            # protection removed, warm pool emptied) and waits, so every instance passes the
+            # terminate hook and the control plane, deleted after the group, deregisters its
+            # runner. A forced delete would drop the pending lifecycle actions.
+            force_delete=False,
+            force_delete_warm_pool=False,
             initial_lifecycle_hooks=lifecycle_hooks(cfg),
             instance_refresh=aws.autoscaling.GroupInstanceRefreshArgs(
                 strategy="Rolling",
@@ -190,6 +202,9 @@ class RunnerGroup(pulumi.ComponentResource):
                 depends_on=args.depends_on,
                 # The scaler owns desired capacity; a `pulumi up` must not reset it.
                 ignore_changes=["desiredCapacity"],
+                # Draining waits for each instance's terminate hook (at most
+                # TERMINATE_HOOK_HEARTBEAT_S), the warm pool's first.
+                custom_timeouts=pulumi.CustomTimeouts(delete=f"{DELETE_TIMEOUT_MINUTES}m"),
             ),
         )
         self.group_name = self.group.name

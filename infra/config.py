@@ -16,8 +16,9 @@ import ipaddress
 import json
 import math
 import re
+import unicodedata
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal, TypedDict
 
 NAMESPACE = "runner-fleet"
 
@@ -26,6 +27,9 @@ FLEET_TAG = "runner-fleet"
 # Tag the control plane puts on each JIT parameter (value: the instance's ARN). The instance
 # policy only lets a caller whose ec2:SourceInstanceARN equals this tag read or delete it.
 JIT_INSTANCE_TAG = "runner-fleet-instance-arn"
+# Tag on each instance naming the SSM file-transfer bucket of its fleet; the validation
+# inventory (playbooks/inventories/aws_ec2.yml) reads it for the aws_ssm connection.
+SSM_BUCKET_TAG = "runner-fleet-ssm-bucket"
 
 SECRET_KEYS = ("githubAppId", "githubAppPrivateKey", "githubWebhookSecret")
 
@@ -52,83 +56,6 @@ AMI_FILTERS: dict[str, tuple[str, str]] = {
     ),
 }
 
-# Current-generation families the program knows; a family not listed is rejected so a typo or a
-# wrong-architecture type fails at `pulumi preview`, not as a launch failure hours later.
-_X86_64_FAMILIES = (
-    "t3",
-    "t3a",
-    "m5",
-    "m5a",
-    "m5ad",
-    "m5d",
-    "m5dn",
-    "m5n",
-    "m5zn",
-    "m6a",
-    "m6i",
-    "m6id",
-    "m6idn",
-    "m6in",
-    "m7a",
-    "m7i",
-    "m7i-flex",
-    "m8a",
-    "m8i",
-    "c5",
-    "c5a",
-    "c5ad",
-    "c5d",
-    "c5n",
-    "c6a",
-    "c6i",
-    "c6id",
-    "c6in",
-    "c7a",
-    "c7i",
-    "c7i-flex",
-    "c8i",
-    "r5",
-    "r5a",
-    "r5d",
-    "r5n",
-    "r6a",
-    "r6i",
-    "r6id",
-    "r7a",
-    "r7i",
-    "r7iz",
-    "r8i",
-    "z1d",
-    "i4i",
-)
-_ARM64_FAMILIES = (
-    "t4g",
-    "m6g",
-    "m6gd",
-    "m7g",
-    "m7gd",
-    "m8g",
-    "m8gd",
-    "c6g",
-    "c6gd",
-    "c6gn",
-    "c7g",
-    "c7gd",
-    "c7gn",
-    "c8g",
-    "r6g",
-    "r6gd",
-    "r7g",
-    "r7gd",
-    "r8g",
-    "i4g",
-    "im4gn",
-)
-INSTANCE_FAMILIES: dict[str, str] = {
-    **dict.fromkeys(_X86_64_FAMILIES, "x86_64"),
-    **dict.fromkeys(_ARM64_FAMILIES, "arm64"),
-}
-
 DEFAULT_INSTANCE_TYPES = {
     "x86_64": ("m7i.xlarge", "m6i.xlarge", "m6a.xlarge"),
     "arm64": ("m7g.xlarge", "m6g.xlarge", "m8g.xlarge"),
@@ -140,6 +67,169 @@ DOCKER_ADDRESS_POOLS = ("172.17.0.0/16", "10.210.0.0/16")
 # AWS bounds for an Auto Scaling group's max_instance_lifetime (when set): 1 day to 365 days.
 ASG_MIN_INSTANCE_LIFETIME_S = 86_400
 ASG_MAX_INSTANCE_LIFETIME_S = 31_536_000
+
+# -- Names AWS accepts ------------------------------------------------------------------------
+#
+# Every name the program gives an AWS resource is derived from the settings here, in
+# `ResourceNames`, and checked as a whole against these rules before any resource is declared
+# (the control plane and the fleet take their names from the same class).
+
+# The control plane functions (fleet/handlers/<name>.py), one Lambda function each.
+CONTROL_PLANE_FUNCTIONS = ("webhook", "scaler", "lifecycle", "reaper")
+# Name suffixes of the control plane's alarms (infra/control_plane.py).
+ALARM_SUFFIXES = ("dead-letters-not-empty", "jobs-queued-too-long", "boot-failures")
+# The longest instance id EC2 hands out (i- and 17 hex digits), for the JIT parameter's name.
+LONGEST_INSTANCE_ID = "i-" + "f" * 17
+# The longest parameter ARN prefix (partition aws-us-gov, the longest region names), which
+# counts against SSM's 1011-character limit.
+LONGEST_PARAMETER_ARN_PREFIX = "arn:aws-us-gov:ssm:ap-southeast-7:123456789012:parameter"
+SSM_PARAMETER_MAX_ARN_LENGTH = 1011
+SSM_PARAMETER_MAX_DEPTH = 15
+# A Lambda function's environment variables, keys and values, in all.
+LAMBDA_ENVIRONMENT_MAX_BYTES = 4096
+# What runnerLabels may take of that: the rest (names, ARNs, URLs, numbers) stays below
+# 2 KB for any accepted config (tests/unit/infra/test_infra_names.py proves it).
+RUNNER_LABELS_MAX_CHARACTERS = 2048
+
+
+@dataclasses.dataclass(frozen=True)
+class NameRule:
+    """What AWS accepts for one kind of name (API reference: length and pattern)."""
+
+    what: str
+    max_length: int
+    pattern: re.Pattern[str]
+    allowed: str
+    min_length: int = 1
+
+    def problem(self, name: str) -> str | None:
+        """Why AWS would refuse `name`, or None."""
+        if not self.min_length <= len(name) <= self.max_length:
+            return (
+                f"the {self.what} {name!r} is {len(name)} characters; AWS allows "
+                f"{self.min_length}-{self.max_length}"
+            )
+        if not self.pattern.fullmatch(name):
+            return f"the {self.what} {name!r} has characters AWS refuses; it allows {self.allowed}"
+        return None
+
+
+NAME_RULES: dict[str, NameRule] = {
+    "autoscaling_group": NameRule(
+        "Auto Scaling group name", 255, re.compile(r"[^\x00-\x1f\x7f]+"), "printable characters"
+    ),
+    "lifecycle_hook": NameRule(
+        "lifecycle hook name", 255, re.compile(r"[A-Za-z0-9_/-]+"), "letters, digits, - _ /"
+    ),
+    "function": NameRule(
+        "Lambda function name", 64, re.compile(r"[A-Za-z0-9_-]+"), "letters, digits, - _"
+    ),
+    "log_group": NameRule(
+        "CloudWatch log group name",
+        512,
+        re.compile(r"[A-Za-z0-9_./#-]+"),
+        "letters, digits, - _ . / #",
+    ),
+    "queue": NameRule("SQS queue name", 80, re.compile(r"[A-Za-z0-9_-]+"), "letters, digits, - _"),
+    "table": NameRule(
+        "DynamoDB table name", 255, re.compile(r"[A-Za-z0-9_.-]+"), "letters, digits, - _ .", 3
+    ),
+    "alarm": NameRule(
+        "CloudWatch alarm name", 255, re.compile(r"[^\x00-\x1f\x7f]+"), "printable characters"
+    ),
+    "kms_alias": NameRule(
+        "KMS alias",
+        256,
+        re.compile(r"alias/(?!aws/)[A-Za-z0-9/_-]+"),
+        "alias/ then letters, digits, - _ / (not alias/aws/)",
+    ),
+    "parameter": NameRule(
+        "SSM parameter name",
+        SSM_PARAMETER_MAX_ARN_LENGTH - len(LONGEST_PARAMETER_ARN_PREFIX),
+        re.compile(r"(/[A-Za-z0-9_.-]+)+"),
+        "/-separated segments of letters, digits, - _ .",
+    ),
+}
+
+
+def ssm_parameter_problem(name: str) -> str | None:
+    """Why SSM would refuse the parameter name `name`, or None."""
+    problem = NAME_RULES["parameter"].problem(name)
+    if problem:
+        return problem
+    depth = name.count("/")
+    if depth > SSM_PARAMETER_MAX_DEPTH:
+        return (
+            f"the SSM parameter name {name!r} is {depth} levels deep; SSM allows "
+            f"{SSM_PARAMETER_MAX_DEPTH}"
+        )
+    if name[1:].lower().startswith(("aws", "ssm")):
+        return f"the SSM parameter name {name!r} starts with 'aws' or 'ssm', which SSM reserves"
+    return None
+
+
+@dataclasses.dataclass(frozen=True)
+class ResourceNames:
+    """The names of the fleet's named AWS resources, all from one prefix (the group's name)."""
+
+    prefix: str
+
+    @property
+    def autoscaling_group(self) -> str:
+        return self.prefix
+
+    @property
+    def launch_hook(self) -> str:
+        return f"{self.prefix}-launch"
+
+    @property
+    def terminate_hook(self) -> str:
+        return f"{self.prefix}-terminate"
+
+    @property
+    def kms_alias(self) -> str:
+        return f"alias/{self.prefix}"
+
+    def function(self, function: str) -> str:
+        return f"{self.prefix}-{function}"
+
+    def log_group(self, function: str) -> str:
+        return f"/aws/lambda/{self.function(function)}"
+
+    @property
+    def deliveries_queue(self) -> str:
+        return f"{self.prefix}-deliveries"
+
+    @property
+    def dead_letter_queue(self) -> str:
+        return f"{self.prefix}-dead-letters"
+
+    @property
+    def ledger_table(self) -> str:
+        return f"{self.prefix}-ledger"
+
+    def alarm(self, suffix: str) -> str:
+        return f"{self.prefix}-{suffix}"
+
+    def every_name(self) -> list[tuple[str, str]]:
+        """(rule, name) for every name above."""
+        names = [
+            ("autoscaling_group", self.autoscaling_group),
+            ("lifecycle_hook", self.launch_hook),
+            ("lifecycle_hook", self.terminate_hook),
+            ("kms_alias", self.kms_alias),
+            ("queue", self.deliveries_queue),
+            ("queue", self.dead_letter_queue),
+            ("table", self.ledger_table),
+        ]
+        for function in CONTROL_PLANE_FUNCTIONS:
+            names += [
+                ("function", self.function(function)),
+                ("log_group", self.log_group(function)),
+            ]
+        names += [("alarm", self.alarm(suffix)) for suffix in ALARM_SUFFIXES]
+        return names
+
 
 # What each key means; Pulumi.example.yaml documents the same keys (a unit test keeps them equal).
 KEYS: dict[str, str] = {
@@ -177,6 +267,55 @@ KEYS: dict[str, str] = {
     "tags": "extra tags for every resource",
     "runnerVars": "Ansible role variables for runner hosts, shipped in the playbook bundle",
 }
+
+
+class _RequiredSettings(TypedDict):
+    githubScope: str
+
+
+class FleetSettings(_RequiredSettings, total=False):
+    """The stack settings as typed keyword data, for programs that build fleets in code
+    (`parse_config(FleetSettings(githubScope="my-org", architecture="arm64"))`); the same keys,
+    rules and defaults as the stack config (KEYS, Pulumi.example.yaml). Only githubScope is
+    required."""
+
+    fleetName: str
+    runnerLabels: list[str]
+    runnerGroup: str
+    runnerGroupAllowsPublicRepositories: bool
+    architecture: Literal["x86_64", "arm64"]
+    instanceTypes: list[str]
+    spotPercentage: int
+    spotAllocationStrategy: Literal[
+        "price-capacity-optimized",
+        "capacity-optimized",
+        "capacity-optimized-prioritized",
+        "lowest-price",
+    ]
+    onDemandBaseCapacity: int
+    minSize: int
+    maxSize: int
+    warmIdle: int
+    warmPoolSize: int
+    warmPoolState: Literal["Stopped", "Running"]
+    jobTimeoutMinutes: int
+    maxRunnerLifetimeMinutes: int
+    registrationTimeoutMinutes: int
+    vpcCidr: str
+    availabilityZoneCount: int
+    subnetIds: list[str]
+    ssmVpcEndpoints: bool
+    associatePublicIp: bool
+    amiId: str
+    amiFamily: Literal["debian-13", "ubuntu-24.04"]
+    bakedImage: bool
+    rootVolumeGiB: int
+    dockerVolumeGiB: int
+    kmsKeyArn: str
+    ebsKmsKeyArn: str
+    ssmParameterPrefix: str
+    tags: dict[str, str]
+    runnerVars: dict[str, Any]
 
 
 class ConfigError(ValueError):
@@ -261,18 +400,32 @@ class FleetConfig:
         }
 
     @property
+    def names(self) -> ResourceNames:
+        """Every explicit AWS resource name of the fleet (validated by parse_config)."""
+        return ResourceNames(f"{self.ssm_parameter_prefix.replace('/', '-')}-{self.fleet_name}")
+
+    @property
     def asg_name(self) -> str:
         # A fixed name (not autonamed) lets the instance policy and user data name the group
-        # without a dependency cycle (role -> launch template -> group).
-        return f"{self.ssm_parameter_prefix.replace('/', '-')}-{self.fleet_name}"
+        # without a dependency cycle (role -> launch template -> group), and the control plane
+        # exist before the group.
+        return self.names.autoscaling_group
 
     @property
     def launch_hook_name(self) -> str:
-        return f"{self.asg_name}-launch"
+        return self.names.launch_hook
 
     @property
     def terminate_hook_name(self) -> str:
-        return f"{self.asg_name}-terminate"
+        return self.names.terminate_hook
+
+    @property
+    def parameter_names(self) -> list[str]:
+        """Every SSM parameter name the fleet uses (a JIT config with the longest instance id)."""
+        return [
+            *self.github_app_parameter_names.values(),
+            self.jit_parameter_template.format(instance_id=LONGEST_INSTANCE_ID),
+        ]
 
     @property
     def on_demand_percentage_above_base(self) -> int:
@@ -304,7 +457,7 @@ class GithubAppSecrets:
     webhook_secret: Any
 
 
-_FLEET_NAME = re.compile(r"^[a-z][a-z0-9-]{0,22}[a-z0-9]$")
+FLEET_NAME_PATTERN = re.compile(r"^[a-z][a-z0-9-]{0,22}[a-z0-9]$")
 _GITHUB_OWNER = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9]|-(?=[A-Za-z0-9])){0,38}$")
 _GITHUB_REPO = re.compile(r"^[A-Za-z0-9._-]{1,100}$")
 _LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
@@ -404,7 +557,7 @@ def parse_config(raw: Mapping[str, Any]) -> FleetConfig:
     fleet_name = r.string(
         "fleetName",
         "main",
-        _FLEET_NAME,
+        FLEET_NAME_PATTERN,
         "use 2-24 characters: lowercase letters, digits and '-', starting with a letter",
     )
     scope = _github_scope(r)
@@ -514,6 +667,8 @@ def parse_config(raw: Mapping[str, Any]) -> FleetConfig:
         tags=_tags(r),
         runner_vars=_runner_vars(r),
     )
+    if not any(key in ("fleetName", "ssmParameterPrefix") for key, _ in r.problems):
+        _check_names(r, config)
     if r.problems:
         raise ConfigError(r.problems)
     return config
@@ -569,6 +724,14 @@ def _labels(r: _Reader) -> tuple[str, ...]:
         )
     if len(labels) > 100:
         r.fail("runnerLabels", "GitHub accepts at most 100 labels")
+    joined = len(",".join(labels))
+    if joined > RUNNER_LABELS_MAX_CHARACTERS:
+        r.fail(
+            "runnerLabels",
+            f"{joined} characters in all: the control plane functions carry the labels in their "
+            f"environment, which AWS limits to {LAMBDA_ENVIRONMENT_MAX_BYTES} bytes with "
+            f"everything else; keep them under {RUNNER_LABELS_MAX_CHARACTERS} characters together",
+        )
     return labels
 
 
@@ -588,27 +751,19 @@ def _runner_group(r: _Reader, scope: str | None) -> str:
 
 
 def _instance_types(r: _Reader, architecture: str) -> tuple[str, ...]:
-    known = [family for family, arch in INSTANCE_FAMILIES.items() if arch == architecture]
+    # Existence and architecture are EC2's to say: infra/launch_template.py asks it at preview
+    # (aws.ec2.get_instance_type), so a family newer than this program is accepted.
     types = r.strings("instanceTypes", DEFAULT_INSTANCE_TYPES.get(architecture, ()))
     if not types:
         r.fail("instanceTypes", "is empty: list at least one instance type, e.g. [m7i.xlarge]")
     if len(set(types)) != len(types):
         r.fail("instanceTypes", "lists a type twice; remove the duplicate")
     for instance_type in types:
-        match = _INSTANCE_TYPE.match(instance_type)
-        family = match.group(1) if match else None
-        if family not in INSTANCE_FAMILIES:
+        if not _INSTANCE_TYPE.match(instance_type):
             r.fail(
                 "instanceTypes",
-                f"{instance_type!r} is not a known instance type family; use "
-                f"family.size (e.g. m7i.xlarge) from: {', '.join(sorted(known))}",
-            )
-        elif INSTANCE_FAMILIES[family] != architecture:
-            r.fail(
-                "instanceTypes",
-                f"{instance_type!r} is {INSTANCE_FAMILIES[family]} but "
-                f"architecture is {architecture}; pick {architecture} types "
-                "or change architecture",
+                f"{instance_type!r} is not an instance type: use family.size, e.g. m7i.xlarge "
+                "(x86_64) or m7g.xlarge (arm64)",
             )
     return types
 
@@ -670,7 +825,7 @@ def _ssm_prefix(r: _Reader) -> str:
         "ssmParameterPrefix",
         "runner-fleet",
         _SSM_PREFIX,
-        "use letters, digits, '_', '.', '-' and '/' (no leading or trailing '/')",
+        "use letters, digits, '_', '-' and '/' (no leading or trailing '/', no empty segment)",
     )
     prefix = prefix or "runner-fleet"
     if prefix.lower().startswith(("aws", "ssm")):
@@ -678,7 +833,51 @@ def _ssm_prefix(r: _Reader) -> str:
             "ssmParameterPrefix",
             "SSM reserves paths starting with 'aws' or 'ssm'; choose another prefix",
         )
+    if "." in prefix:
+        # SSM paths allow dots, but the prefix also names the group, its lifecycle hooks, the
+        # functions, the queues and the KMS alias, and AWS refuses dots in all of those.
+        r.fail(
+            "ssmParameterPrefix",
+            f"{prefix!r} has a '.': the prefix also names the Auto Scaling group, its lifecycle "
+            "hooks, the Lambda functions, the SQS queues and the KMS alias, which refuse dots; "
+            f"use '-' instead: pulumi config set ssmParameterPrefix {prefix.replace('.', '-')}",
+        )
     return prefix
+
+
+def _check_names(r: _Reader, config: FleetConfig) -> None:
+    """Every name derived from fleetName and ssmParameterPrefix must be one AWS accepts; the
+    prefix is the part a user shortens, so it carries the problem."""
+    checks = [
+        (rule, name, NAME_RULES[rule].problem(name)) for rule, name in config.names.every_name()
+    ]
+    checks += [("parameter", name, ssm_parameter_problem(name)) for name in config.parameter_names]
+    reported: set[str] = set()
+    # One problem per kind of name, the longest name first (it is the one to fix).
+    for rule, name, problem in sorted(checks, key=lambda check: -len(check[1])):
+        if problem is None or rule in reported:
+            continue
+        reported.add(rule)
+        max_length = NAME_RULES[rule].max_length
+        if len(name) > max_length:
+            over = len(name) - max_length
+            fix = (
+                f"shorten ssmParameterPrefix (or fleetName) by at least {over} "
+                f"character{'s' if over > 1 else ''}: pulumi config set ssmParameterPrefix "
+                "<shorter>"
+            )
+        elif rule == "parameter" and "levels deep" in problem:
+            fix = (
+                "use fewer '/'-separated segments in ssmParameterPrefix (at most "
+                f"{SSM_PARAMETER_MAX_DEPTH - 4}: the fleet adds /<fleetName>/runners/<instance-id>"
+                "/jitconfig)"
+            )
+        else:
+            fix = "use only letters, digits, '-' and '_' in ssmParameterPrefix"
+        r.fail(
+            "ssmParameterPrefix",
+            f"with fleetName {config.fleet_name!r} and this prefix, {problem}: {fix}",
+        )
 
 
 def _warm_pool_state(r: _Reader) -> str:
@@ -717,6 +916,15 @@ def _runner_vars(r: _Reader) -> dict[str, Any]:
     return {} if problems else dict(value)
 
 
+def tag_text_allowed(text: str) -> bool:
+    """Characters every tagging AWS service accepts: letters, digits and spaces (any script)
+    and _ . : / = + - @ (pattern [\\p{L}\\p{Z}\\p{N}_.:/=+\\-@]*)."""
+    return all(unicodedata.category(c)[0] in "LZN" or c in _TAG_PUNCTUATION for c in text)
+
+
+_TAG_PUNCTUATION = frozenset("_.:/=+-@")
+
+
 def _tags(r: _Reader) -> dict[str, str]:
     tags = r.string_map("tags")
     for key, value in tags.items():
@@ -726,7 +934,15 @@ def _tags(r: _Reader) -> dict[str, str]:
                 f"tag {key!r}: keys are 1-128 characters and may not start with "
                 "'aws:'; values at most 256",
             )
-        if key in (FLEET_TAG, "managed-by"):
+        elif value.lower().startswith("aws:"):
+            r.fail("tags", f"tag {key!r}: AWS reserves values starting with 'aws:'")
+        elif not (tag_text_allowed(key) and tag_text_allowed(value)):
+            r.fail(
+                "tags",
+                f"tag {key!r}: {value!r}: keys and values take letters, digits, spaces and "
+                "_ . : / = + - @ only (what every tagging AWS service accepts)",
+            )
+        if key in (FLEET_TAG, "managed-by", SSM_BUCKET_TAG):
             r.fail("tags", f"tag {key!r} is set by the program; remove it")
     if len(tags) > 40:
         r.fail("tags", "at most 40 extra tags (AWS allows 50 per resource)")

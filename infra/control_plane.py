@@ -30,7 +30,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from infra.config import FLEET_TAG
+from infra.config import FLEET_TAG, ResourceNames
 from infra.iam import (
     FUNCTIONS,
     LIFECYCLE,
@@ -100,8 +100,9 @@ class ControlPlaneArgs:
     runner_labels: Sequence[str]
     runner_group: str
     allow_public_repositories: bool
-    asg_name: pulumi.Input[str]
-    asg_arn: pulumi.Input[str]
+    # The group's fixed name (not its Output): the group depends on the control plane, so the
+    # functions and rules exist before its first launch and outlive it on destroy.
+    asg_name: str
     launch_hook_name: str
     terminate_hook_name: str
     kms_key_arn: pulumi.Input[str]
@@ -199,7 +200,7 @@ class ControlPlane(pulumi.ComponentResource):
         self.settings["github_app_parameter_names"] = dict(args.github_app_parameter_names)
         child = pulumi.ResourceOptions(parent=self)
         tags = dict(args.tags)
-        prefix = args.name_prefix or f"runner-fleet-{args.fleet_name}"
+        names = ResourceNames(args.name_prefix or f"runner-fleet-{args.fleet_name}")
         partition = args.partition or aws.get_partition().partition
         region = args.region or aws.get_region().region
         account_id = args.account_id or aws.get_caller_identity().account_id
@@ -208,12 +209,12 @@ class ControlPlane(pulumi.ComponentResource):
         self.package = build_lambda_package(
             project_root, args.build_dir or project_root / "build", architecture=LAMBDA_ARCHITECTURE
         )
-        function_names = {fn: f"{prefix}-{fn}" for fn in FUNCTIONS}
+        function_names = {fn: names.function(fn) for fn in FUNCTIONS}
 
         # Queue and dead letters.
         self.dead_letter_queue = aws.sqs.Queue(
             f"{name}-dead-letters",
-            name=f"{prefix}-dead-letters",
+            name=names.dead_letter_queue,
             message_retention_seconds=14 * 24 * 3600,
             sqs_managed_sse_enabled=True,
             tags=tags,
@@ -221,7 +222,7 @@ class ControlPlane(pulumi.ComponentResource):
         )
         self.queue = aws.sqs.Queue(
             f"{name}-deliveries",
-            name=f"{prefix}-deliveries",
+            name=names.deliveries_queue,
             # Six times the consumer's timeout, as Lambda recommends for SQS sources.
             visibility_timeout_seconds=6 * FUNCTION_SPECS[SCALER].timeout,
             message_retention_seconds=4 * 24 * 3600,
@@ -238,7 +239,7 @@ class ControlPlane(pulumi.ComponentResource):
         # Job ledger.
         self.table = aws.dynamodb.Table(
             f"{name}-ledger",
-            name=f"{prefix}-ledger",
+            name=names.ledger_table,
             billing_mode="PAY_PER_REQUEST",
             hash_key="pk",
             attributes=[
@@ -268,13 +269,13 @@ class ControlPlane(pulumi.ComponentResource):
 
         # Roles, log groups, functions.
         def render_policies(values: Sequence[str]) -> dict[str, str]:
-            asg_name, kms_key_arn, queue_arn, dlq_arn, table_arn = values
+            kms_key_arn, queue_arn, dlq_arn, table_arn = values
             resources = ControlPlaneResources(
                 partition=partition,
                 region=region,
                 account_id=account_id,
                 fleet_name=args.fleet_name,
-                asg_name=asg_name,
+                asg_name=args.asg_name,
                 parameter_root=args.parameter_root,
                 kms_key_arn=kms_key_arn,
                 queue_arn=queue_arn,
@@ -287,21 +288,18 @@ class ControlPlane(pulumi.ComponentResource):
             return {fn: json.dumps(doc) for fn, doc in function_policies(resources).items()}
 
         self.policy_documents = pulumi.Output.all(
-            args.asg_name,
             args.kms_key_arn,
             self.queue.arn,
             self.dead_letter_queue.arn,
             self.table.arn,
         ).apply(render_policies)
-        environment = pulumi.Output.all(
-            args.asg_name, args.kms_key_arn, self.queue.url, self.table.name
-        ).apply(
+        environment = pulumi.Output.all(args.kms_key_arn, self.queue.url, self.table.name).apply(
             lambda values: function_environment(
                 args,
-                asg_name=values[0],
-                kms_key_arn=values[1],
-                queue_url=values[2],
-                ledger_table=values[3],
+                asg_name=args.asg_name,
+                kms_key_arn=values[0],
+                queue_url=values[1],
+                ledger_table=values[2],
                 partition=partition,
                 account_id=account_id,
             )
@@ -325,7 +323,7 @@ class ControlPlane(pulumi.ComponentResource):
             )
             log_group = aws.cloudwatch.LogGroup(
                 f"{name}-{fn}-logs",
-                name=f"/aws/lambda/{function_names[fn]}",
+                name=names.log_group(fn),
                 retention_in_days=LOG_RETENTION_DAYS,
                 tags=tags,
                 opts=child,
@@ -402,9 +400,7 @@ class ControlPlane(pulumi.ComponentResource):
         rules["lifecycle"] = aws.cloudwatch.EventRule(
             f"{name}-lifecycle-events",
             description=f"runner fleet {args.fleet_name}: lifecycle actions of its group",
-            event_pattern=pulumi.Output.from_input(args.asg_name).apply(
-                lambda asg: json.dumps(lifecycle_event_pattern(asg))
-            ),
+            event_pattern=json.dumps(lifecycle_event_pattern(args.asg_name)),
             tags=tags,
             opts=child,
         )
@@ -475,7 +471,7 @@ class ControlPlane(pulumi.ComponentResource):
         self.alarms = {
             "dead-letters": self._nonzero_alarm(
                 f"{name}-dead-letters-alarm",
-                alarm_name=f"{prefix}-dead-letters-not-empty",
+                alarm_name=names.alarm("dead-letters-not-empty"),
                 description="A webhook delivery or control plane event failed every retry",
                 namespace="AWS/SQS",
                 metric_name="ApproximateNumberOfMessagesVisible",
@@ -487,7 +483,7 @@ class ControlPlane(pulumi.ComponentResource):
         for key, (name_suffix, metric_name, statistic, description) in FLEET_ALARMS.items():
             self.alarms[key] = self._nonzero_alarm(
                 f"{name}-{key}-alarm",
-                alarm_name=f"{prefix}-{name_suffix}",
+                alarm_name=names.alarm(name_suffix),
                 description=description,
                 namespace=args.metrics_namespace,
                 metric_name=metric_name,

@@ -10,19 +10,33 @@ import pulumi_aws as aws
 
 from infra.autoscaling import RunnerGroup, RunnerGroupArgs
 from infra.bundle import BUNDLE_DIRS, PlaybookBundle, PlaybookBundleArgs
-from infra.config import JIT_INSTANCE_TAG, ConfigError, FleetConfig, GithubAppSecrets
+from infra.config import (
+    FLEET_NAME_PATTERN,
+    JIT_INSTANCE_TAG,
+    SSM_BUCKET_TAG,
+    ConfigError,
+    FleetConfig,
+    GithubAppSecrets,
+)
 from infra.control_plane import ControlPlane, ControlPlaneArgs
 from infra.iam import RunnerInstanceRole, RunnerInstanceRoleArgs
-from infra.launch_template import RunnerLaunchTemplate, RunnerLaunchTemplateArgs, resolve_image
+from infra.launch_template import (
+    RunnerLaunchTemplate,
+    RunnerLaunchTemplateArgs,
+    check_instance_types,
+    resolve_image,
+)
 from infra.network import FleetNetwork, FleetNetworkArgs
 from infra.secrets import FleetSecrets, FleetSecretsArgs
+from infra.validation import ValidationAccess, ValidationAccessArgs
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
 @dataclasses.dataclass(frozen=True)
 class RunnerFleetArgs:
-    """Inputs of RunnerFleet: validated settings, secret Outputs and what to ship."""
+    """Inputs of RunnerFleet: validated settings (`parse_config(FleetSettings(...))` or
+    `read_config()`), the GitHub App as secret Outputs, and where the shipped files are."""
 
     config: FleetConfig
     github_app: GithubAppSecrets
@@ -42,8 +56,64 @@ def check_bundle_sources(project_root: Path, baked_image: bool) -> None:
         raise FileNotFoundError(
             f"{', '.join(missing)} not found in {project_root}: runner instances run the "
             "playbooks and install the canary suite from the bundle; run pulumi from the "
-            "project root"
+            "project root, or (another Pulumi program) install this project editable "
+            "(pip install -e <checkout>) or pass RunnerFleetArgs(project_root=<checkout>)"
         )
+
+
+def check_component_name(name: str) -> None:
+    """The component's name prefixes every child's name, and autonamed AWS names come from
+    those: S3 bucket names are lowercase and at most 63 characters, IAM role and EventBridge
+    rule names at most 64 (with Pulumi's 8-character suffix). The fleet-name rule keeps all
+    of them legal (tests/unit/infra/test_infra_names.py)."""
+    if not FLEET_NAME_PATTERN.match(name):
+        raise ValueError(
+            f"RunnerFleet name {name!r}: use 2-24 characters, lowercase letters, digits and "
+            "'-', starting with a letter (it prefixes autonamed S3 buckets, IAM roles and "
+            "EventBridge rules, which AWS limits to lowercase and 63-64 characters); the "
+            "fleetName is a good choice"
+        )
+
+
+def control_plane_args(
+    cfg: FleetConfig,
+    *,
+    kms_key_arn: pulumi.Input[str],
+    partition: str,
+    region: str,
+    account_id: str,
+    build_dir: Path | None = None,
+) -> ControlPlaneArgs:
+    """What the control plane gets from the settings: names are the config's, and the group's
+    is its fixed name (the control plane is built before the group and answers its first
+    lifecycle hooks)."""
+    return ControlPlaneArgs(
+        fleet_name=cfg.fleet_name,
+        github_scope=cfg.github_scope,
+        runner_labels=cfg.runner_labels,
+        runner_group=cfg.runner_group,
+        allow_public_repositories=cfg.runner_group_allows_public_repositories,
+        asg_name=cfg.asg_name,
+        launch_hook_name=cfg.launch_hook_name,
+        terminate_hook_name=cfg.terminate_hook_name,
+        kms_key_arn=kms_key_arn,
+        parameter_root=cfg.parameter_root,
+        jit_parameter_template=cfg.jit_parameter_template,
+        jit_instance_tag=JIT_INSTANCE_TAG,
+        github_app_parameter_names=cfg.github_app_parameter_names,
+        min_size=cfg.min_size,
+        max_size=cfg.max_size,
+        warm_idle=cfg.warm_idle,
+        job_timeout_minutes=cfg.job_timeout_minutes,
+        max_runner_lifetime_minutes=cfg.max_runner_lifetime_minutes,
+        registration_timeout_minutes=cfg.registration_timeout_minutes,
+        name_prefix=cfg.names.prefix,
+        partition=partition,
+        region=region,
+        account_id=account_id,
+        tags=cfg.all_tags,
+        build_dir=build_dir,
+    )
 
 
 class RunnerFleet(pulumi.ComponentResource):
@@ -52,6 +122,7 @@ class RunnerFleet(pulumi.ComponentResource):
     def __init__(
         self, name: str, args: RunnerFleetArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
+        check_component_name(name)
         cfg = args.config
         project_root = args.project_root or PROJECT_ROOT
         build_dir = args.build_dir or project_root / "build"
@@ -61,6 +132,7 @@ class RunnerFleet(pulumi.ComponentResource):
         partition = aws.get_partition()
         account_id = aws.get_caller_identity().account_id
         region = aws.get_region().region
+        check_instance_types(cfg, region)
         zones: list[str] = []
         if cfg.creates_vpc:
             zones = list(aws.get_availability_zones(state="available").names)
@@ -88,12 +160,24 @@ class RunnerFleet(pulumi.ComponentResource):
             f"{name}-secrets",
             FleetSecretsArgs(
                 fleet_name=cfg.fleet_name,
-                alias_name=f"alias/{cfg.asg_name}",
+                alias_name=cfg.names.kms_alias,
                 partition=partition.partition,
                 account_id=account_id,
                 existing_kms_key_arn=cfg.kms_key_arn,
                 parameter_names=cfg.github_app_parameter_names,
                 github_app=args.github_app,
+                tags=tags,
+            ),
+            child,
+        )
+        self.validation = ValidationAccess(
+            f"{name}-validation",
+            ValidationAccessArgs(
+                fleet_name=cfg.fleet_name,
+                partition=partition.partition,
+                region=region,
+                account_id=account_id,
+                kms_key_arn=self.secrets.kms_key_arn,
                 tags=tags,
             ),
             child,
@@ -141,6 +225,18 @@ class RunnerFleet(pulumi.ComponentResource):
             ),
             child,
         )
+        self.control_plane = ControlPlane(
+            f"{name}-control-plane",
+            control_plane_args(
+                cfg,
+                kms_key_arn=self.secrets.kms_key_arn,
+                partition=partition.partition,
+                region=region,
+                account_id=account_id,
+                build_dir=build_dir,
+            ),
+            child,
+        )
         self.group = RunnerGroup(
             f"{name}-group",
             RunnerGroupArgs(
@@ -148,45 +244,19 @@ class RunnerFleet(pulumi.ComponentResource):
                 launch_template_id=self.launch_template.id,
                 launch_template_version=self.launch_template.latest_version,
                 subnet_ids=self.network.subnet_ids,
-                tags=tags,
-                # Instances must find their playbooks and be allowed to read them.
-                depends_on=[self.bundle.object, self.instance_role],
-            ),
-            child,
-        )
-        self.control_plane = ControlPlane(
-            f"{name}-control-plane",
-            ControlPlaneArgs(
-                fleet_name=cfg.fleet_name,
-                github_scope=cfg.github_scope,
-                runner_labels=cfg.runner_labels,
-                runner_group=cfg.runner_group,
-                allow_public_repositories=cfg.runner_group_allows_public_repositories,
-                asg_name=self.group.group_name,
-                asg_arn=self.group.arn,
-                launch_hook_name=self.group.launch_hook_name,
-                terminate_hook_name=self.group.terminate_hook_name,
-                kms_key_arn=self.secrets.kms_key_arn,
-                parameter_root=cfg.parameter_root,
-                jit_parameter_template=cfg.jit_parameter_template,
-                jit_instance_tag=JIT_INSTANCE_TAG,
-                github_app_parameter_names=cfg.github_app_parameter_names,
-                min_size=cfg.min_size,
-                max_size=cfg.max_size,
-                warm_idle=cfg.warm_idle,
-                job_timeout_minutes=cfg.job_timeout_minutes,
-                max_runner_lifetime_minutes=cfg.max_runner_lifetime_minutes,
-                registration_timeout_minutes=cfg.registration_timeout_minutes,
-                name_prefix=cfg.asg_name,
-                partition=partition.partition,
-                region=region,
-                account_id=account_id,
-                tags=tags,
-                build_dir=build_dir,
+                # Instances also carry the name of the SSM file-transfer bucket, which the
+                # validation inventory hands to the aws_ssm connection.
+                tags={**tags, SSM_BUCKET_TAG: self.validation.bucket_name},
+                # Instances must find their playbooks and be allowed to read them, and the
+                # control plane must answer the first launch hooks (minSize > 0, a warm pool);
+                # on destroy the group (drained through its terminate hook) goes first.
+                depends_on=[self.bundle.object, self.instance_role, self.control_plane],
             ),
             child,
         )
         self.image_id = image.id
+        self.fleet_name = cfg.fleet_name
+        self.region = region
         self.outputs = stack_outputs(self)
         self.register_outputs(self.outputs)
 
@@ -214,4 +284,11 @@ def stack_outputs(fleet: RunnerFleet) -> dict[str, pulumi.Input[object]]:
         "deliveryQueueUrl": fleet.control_plane.queue_url,
         "deadLetterQueueUrl": fleet.control_plane.dead_letter_queue_url,
         "ledgerTable": fleet.control_plane.ledger_table,
+        # Validation over Session Manager (README, "Validate your own runners"): the inventory
+        # reads FLEET_NAME and AWS_REGION.
+        "fleetName": fleet.fleet_name,
+        "region": fleet.region,
+        "ssmTransferBucket": fleet.validation.bucket_name,
+        "inventoryFilters": fleet.validation.inventory_filters,
+        "validationPolicyArn": fleet.validation.operator_policy_arn,
     }

@@ -37,7 +37,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from infra.config import FLEET_TAG, JIT_INSTANCE_TAG
+from infra.config import CONTROL_PLANE_FUNCTIONS, FLEET_TAG, JIT_INSTANCE_TAG
 
 SSM_MANAGED_INSTANCE_CORE = "AmazonSSMManagedInstanceCore"
 
@@ -219,6 +219,87 @@ def bundle_bucket_policy(*, bucket_arn: str) -> dict[str, Any]:
     }
 
 
+# The session document Session Manager uses when none is named (the aws_ssm connection's case).
+SSM_SESSION_DOCUMENT = "SSM-SessionManagerRunShell"
+
+
+def validation_operator_policy(
+    *,
+    partition: str,
+    region: str,
+    account_id: str,
+    fleet_name: str,
+    transfer_bucket_arn: str,
+    kms_key_arn: str,
+) -> dict[str, Any]:
+    """Managed policy for whoever validates the runners (pytest tests/runner over the aws_ec2
+    inventory and the amazon.aws.aws_ssm connection): find the fleet's instances, open Session
+    Manager sessions on them only, and move files through the transfer bucket. The instances
+    need nothing: the connection hands them presigned URLs signed with these permissions."""
+    bucket_via_s3 = {
+        "StringEquals": {
+            "kms:ViaService": f"s3.{region}.amazonaws.com",
+            # With an S3 Bucket Key the context is the bucket ARN.
+            "kms:EncryptionContext:aws:s3:arn": transfer_bucket_arn,
+        }
+    }
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                # The aws_ec2 inventory; DescribeInstances has no resource-level permissions.
+                "Sid": "FindRunners",
+                "Effect": "Allow",
+                "Action": "ec2:DescribeInstances",
+                "Resource": "*",
+            },
+            {
+                "Sid": "OpenSessionsOnThisFleet",
+                "Effect": "Allow",
+                "Action": "ssm:StartSession",
+                "Resource": f"arn:{partition}:ec2:{region}:{account_id}:instance/*",
+                "Condition": {"StringEquals": {f"ssm:resourceTag/{FLEET_TAG}": fleet_name}},
+            },
+            {
+                "Sid": "OpenShellSessions",
+                "Effect": "Allow",
+                "Action": "ssm:StartSession",
+                "Resource": (
+                    f"arn:{partition}:ssm:{region}:{account_id}:document/{SSM_SESSION_DOCUMENT}"
+                ),
+            },
+            {
+                "Sid": "EndOwnSessions",
+                "Effect": "Allow",
+                "Action": ["ssm:TerminateSession", "ssm:ResumeSession"],
+                "Resource": [
+                    f"arn:{partition}:ssm:{region}:{account_id}:session/${{aws:userid}}-*",
+                    f"arn:{partition}:ssm:{region}:{account_id}:session/${{aws:username}}-*",
+                ],
+            },
+            {
+                "Sid": "LocateTransferBucket",
+                "Effect": "Allow",
+                "Action": ["s3:ListBucket", "s3:GetBucketLocation"],
+                "Resource": transfer_bucket_arn,
+            },
+            {
+                "Sid": "TransferFiles",
+                "Effect": "Allow",
+                "Action": ["s3:PutObject", "s3:GetObject", "s3:DeleteObject"],
+                "Resource": f"{transfer_bucket_arn}/*",
+            },
+            {
+                "Sid": "EncryptTransfersViaS3",
+                "Effect": "Allow",
+                "Action": ["kms:GenerateDataKey", "kms:Decrypt"],
+                "Resource": kms_key_arn,
+                "Condition": bucket_via_s3,
+            },
+        ],
+    }
+
+
 def statements_by_sid(policy: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Index a policy's statements by Sid (for tests and the control plane)."""
     return {statement["Sid"]: statement for statement in policy["Statement"] if "Sid" in statement}
@@ -320,11 +401,8 @@ class RunnerInstanceRole(pulumi.ComponentResource):
 # PutMetricData) take "*", narrowed by condition keys where AWS has them. KMS use is limited
 # to the fleet's key through SSM and to the parameter it protects.
 
-WEBHOOK = "webhook"
-SCALER = "scaler"
-LIFECYCLE = "lifecycle"
-REAPER = "reaper"
-FUNCTIONS = (WEBHOOK, SCALER, LIFECYCLE, REAPER)
+FUNCTIONS = CONTROL_PLANE_FUNCTIONS
+WEBHOOK, SCALER, LIFECYCLE, REAPER = FUNCTIONS
 OPEN_JOBS_INDEX = "open-jobs"
 
 

@@ -66,6 +66,53 @@ def resolve_image(cfg: FleetConfig) -> Image:
     )
 
 
+def check_instance_types(cfg: FleetConfig, region: str) -> None:
+    """Ask EC2 (at preview) about every instance type: it exists in the region, runs the
+    configured architecture, and is sold the way the group buys it. No family list to keep:
+    a family newer than this program is accepted as soon as EC2 knows it."""
+    needs_on_demand = cfg.spot_percentage < 100 or cfg.on_demand_base_capacity > 0
+    problems: list[tuple[str, str]] = []
+    for instance_type in cfg.instance_types:
+        try:
+            found = aws.ec2.get_instance_type(instance_type=instance_type)
+        except Exception as error:  # the provider's answer when EC2 knows no such type
+            problems.append(
+                (
+                    "instanceTypes",
+                    f"EC2 knows no instance type {instance_type!r} in {region} ({error}); check "
+                    f"the name (aws ec2 describe-instance-types --region {region}) and set the "
+                    "list again: pulumi config set --path 'instanceTypes[0]' <type>",
+                )
+            )
+            continue
+        architectures = list(found.supported_architectures or [])
+        if cfg.architecture not in architectures:
+            problems.append(
+                (
+                    "instanceTypes",
+                    f"{instance_type!r} runs {'/'.join(architectures)}, not {cfg.architecture}; "
+                    f"pick {cfg.architecture} types or change the architecture: pulumi config "
+                    f"set architecture {architectures[-1] if architectures else '<arch>'}",
+                )
+            )
+        usages = list(found.supported_usages_classes or [])
+        if needs_on_demand and "on-demand" not in usages:
+            problems.append(
+                ("instanceTypes", f"{instance_type!r} is not sold on demand in {region}")
+            )
+        if cfg.spot_percentage and "spot" not in usages:
+            problems.append(
+                (
+                    "instanceTypes",
+                    f"{instance_type!r} is not offered as Spot capacity in {region}, and "
+                    f"spotPercentage is {cfg.spot_percentage}: remove the type or run "
+                    "pulumi config set spotPercentage 0",
+                )
+            )
+    if problems:
+        raise ConfigError(problems)
+
+
 def encode_user_data(text: str) -> str:
     """User data as the launch template wants it (base64)."""
     return base64.b64encode(text.encode("utf-8")).decode("ascii")

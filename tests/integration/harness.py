@@ -1019,7 +1019,6 @@ def fleet_environment(aws: AwsWorld, github_url: str, **overrides: Any) -> dict[
         runner_group="runner-fleet",
         allow_public_repositories=False,
         asg_name=ASG_NAME,
-        asg_arn=aws.group_arn,
         launch_hook_name=LAUNCH_HOOK,
         terminate_hook_name=TERMINATE_HOOK,
         kms_key_arn=aws.kms_key_arn,

@@ -21,9 +21,9 @@ ROOT = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(ROOT / "tests" / "unit" / "infra"))
 sys.path.insert(0, str(ROOT))
 
-from infra_mocks import MOCKS, PROJECT, run_program, set_stack_config  # noqa: E402
+from infra_mocks import MOCKS, MONITOR, PROJECT, run_program, set_stack_config  # noqa: E402
 
-pulumi.runtime.set_mocks(MOCKS, project=PROJECT, stack="simulation", preview=False)
+pulumi.runtime.set_mocks(MOCKS, project=PROJECT, stack="simulation", preview=False, monitor=MONITOR)
 
 
 def _skip_lambda_dependencies(requirements, target: Path, platform: str, python: str) -> None:

@@ -23,6 +23,7 @@ from infra_mocks import (  # noqa: E402
     ACCOUNT,
     KMS_KEY_ARN,
     MOCKS,
+    MONITOR,
     PROJECT,
     REGION,
     FleetMocks,
@@ -32,7 +33,7 @@ from infra_mocks import (  # noqa: E402
     set_stack_config,
 )
 
-pulumi.runtime.set_mocks(MOCKS, project=PROJECT, stack="unit", preview=False)
+pulumi.runtime.set_mocks(MOCKS, project=PROJECT, stack="unit", preview=False, monitor=MONITOR)
 
 # Only now may infra be imported.
 from infra.iam import instance_policy  # noqa: E402
@@ -88,7 +89,7 @@ def build_graph(mocks: FleetMocks, playbooks_dir: Path, tmp_path: Path):
         set_stack_config(settings)
         mocks.reset()
         fleet, resolved = run_program(tmp_path / "build", project_root=playbooks_dir.parent)
-        return Graph(list(mocks.resources), resolved, fleet)
+        return Graph(list(mocks.resources), resolved, fleet, list(mocks.registrations))
 
     return build
 

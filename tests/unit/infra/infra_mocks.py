@@ -13,6 +13,7 @@ from typing import Any
 
 import pulumi
 import yaml
+from pulumi.runtime.mocks import MockMonitor
 
 PROJECT_ROOT = Path(__file__).resolve().parents[3]
 
@@ -24,6 +25,24 @@ ZONES = ["eu-west-1a", "eu-west-1b", "eu-west-1c"]
 KMS_KEY_ID = "0f0e0d0c-1111-2222-3333-444455556666"
 KMS_KEY_ARN = f"arn:aws:kms:{REGION}:{ACCOUNT}:key/{KMS_KEY_ID}"
 
+# What EC2 answers for an instance type (aws.ec2.get_instance_type): its architectures and
+# how it is sold. Any other name is unknown to EC2, as a typo would be.
+INSTANCE_TYPES: dict[str, tuple[list[str], list[str]]] = {
+    "m7i.xlarge": (["x86_64"], ["on-demand", "spot"]),
+    "m6i.xlarge": (["x86_64"], ["on-demand", "spot"]),
+    "m6a.xlarge": (["x86_64"], ["on-demand", "spot"]),
+    "c7i.large": (["x86_64"], ["on-demand", "spot"]),
+    "t3.large": (["x86_64"], ["on-demand", "spot"]),
+    "m5.large": (["i386", "x86_64"], ["on-demand", "spot"]),
+    "m7g.xlarge": (["arm64"], ["on-demand", "spot"]),
+    "m6g.xlarge": (["arm64"], ["on-demand", "spot"]),
+    "m8g.xlarge": (["arm64"], ["on-demand", "spot"]),
+    # A family this program has no list entry for: accepted because EC2 knows it.
+    "m9gd.2xlarge": (["arm64"], ["on-demand", "spot"]),
+    # Sold on demand only.
+    "u7i-6tb.112xlarge": (["x86_64"], ["on-demand"]),
+}
+
 # The GitHub App secrets, with recognisable values: tests assert they show up nowhere but in
 # the SSM parameters.
 SECRETS = {
@@ -33,16 +52,53 @@ SECRETS = {
 }
 
 
+@dataclasses.dataclass(frozen=True)
+class Registration:
+    """One RegisterResource request as the engine gets it: the URN and the URNs it depends on
+    (explicit `depends_on`, expanded to a component's children, plus property dependencies).
+    The engine creates a resource after its dependencies and deletes it before them."""
+
+    urn: str
+    typ: str
+    name: str
+    custom: bool
+    parent: str
+    dependencies: frozenset[str]
+
+
+class FleetMonitor(MockMonitor):
+    """The mock engine, also recording each registration's dependencies, in arrival order."""
+
+    def RegisterResource(self, request):
+        response = super().RegisterResource(request)
+        dependencies = set(request.dependencies)
+        for urns in request.propertyDependencies.values():
+            dependencies.update(urns.urns)
+        self.mocks.registrations.append(
+            Registration(
+                urn=response.urn,
+                typ=request.type,
+                name=request.name,
+                custom=bool(request.custom),
+                parent=request.parent,
+                dependencies=frozenset(dependencies),
+            )
+        )
+        return response
+
+
 class FleetMocks(pulumi.runtime.Mocks):
     """Records registered resources and answers the invokes the program makes."""
 
     def __init__(self) -> None:
         self.resources: list[pulumi.runtime.MockResourceArgs] = []
+        self.registrations: list[Registration] = []
         self.calls: list[pulumi.runtime.MockCallArgs] = []
         self.image_architecture: str | None = None
 
     def reset(self) -> None:
         self.resources.clear()
+        self.registrations.clear()
         self.calls.clear()
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict]:
@@ -99,6 +155,17 @@ class FleetMocks(pulumi.runtime.Mocks):
                 "rootDeviceName": "/dev/xvda",
                 "name": "debian-13-amd64-20261101-1000",
             }
+        if args.token == "aws:ec2/getInstanceType:getInstanceType":
+            name = args.args["instanceType"]
+            if name not in INSTANCE_TYPES:
+                return {}, [("instanceType", f"reading EC2 Instance Type ({name}): empty result")]
+            architectures, usages = INSTANCE_TYPES[name]
+            return {
+                "id": name,
+                "instanceType": name,
+                "supportedArchitectures": architectures,
+                "supportedUsagesClasses": usages,
+            }
         if args.token == "aws:index/getPartition:getPartition":
             return {"id": "aws", "partition": "aws", "dnsSuffix": "amazonaws.com"}
         if args.token == "aws:index/getCallerIdentity:getCallerIdentity":
@@ -152,6 +219,21 @@ class Graph:
     resources: list[pulumi.runtime.MockResourceArgs]
     outputs: dict[str, Any]
     fleet: Any
+    registrations: list[Registration] = dataclasses.field(default_factory=list)
+
+    def registration(self, typ: str, name: str) -> Registration:
+        return next(r for r in self.registrations if r.typ == typ and r.name == name)
+
+    def descendants(self, urn: str) -> list[Registration]:
+        """Custom resources anywhere below the resource `urn` (its children, theirs, ...)."""
+        below = {urn}
+        found = []
+        for r in self.registrations:  # parents register before their children
+            if r.parent in below:
+                below.add(r.urn)
+                if r.custom:
+                    found.append(r)
+        return found
 
     def of_type(self, typ: str) -> list[pulumi.runtime.MockResourceArgs]:
         return [r for r in self.resources if r.typ == typ]
@@ -169,6 +251,7 @@ class Graph:
 
 
 MOCKS = FleetMocks()
+MONITOR = FleetMonitor(MOCKS)
 
 
 def run_program(build_dir: Path, project_root: Path | None = None) -> tuple[Any, dict[str, Any]]:

@@ -89,17 +89,8 @@ BAD = [
         "must be at least jobTimeoutMinutes + registrationTimeoutMinutes",
     ),
     ({"jobTimeoutMinutes": 400}, "maxRunnerLifetimeMinutes", "mid-job"),
-    ({"instanceTypes": ["m7x.large"]}, "instanceTypes", "not a known instance type family"),
-    (
-        {"instanceTypes": ["m7i.xlarge", "m7g.xlarge"]},
-        "instanceTypes",
-        "'m7g.xlarge' is arm64 but architecture is x86_64",
-    ),
-    (
-        {"architecture": "arm64", "instanceTypes": ["c7i.large"]},
-        "instanceTypes",
-        "is x86_64 but architecture is arm64",
-    ),
+    # Existence and architecture are EC2's answer at preview (test_infra_names.py).
+    ({"instanceTypes": ["m7i"]}, "instanceTypes", "'m7i' is not an instance type: use family.size"),
     ({"architecture": "aarch64"}, "architecture", "not one of x86_64, arm64"),
     ({"instanceTypes": []}, "instanceTypes", "is empty"),
     ({"instanceTypes": ["m7i.xlarge", "m7i.xlarge"]}, "instanceTypes", "twice"),
@@ -148,7 +139,27 @@ BAD = [
     ({"kmsKeyArn": "alias/runner-fleet"}, "kmsKeyArn", "not an alias"),
     ({"ssmParameterPrefix": "aws/runners"}, "ssmParameterPrefix", "reserves paths"),
     ({"ssmParameterPrefix": "/runners/"}, "ssmParameterPrefix", "no leading or trailing"),
+    ({"ssmParameterPrefix": "ci.runners"}, "ssmParameterPrefix", "has a '.': the prefix also"),
+    (
+        {"ssmParameterPrefix": "p" * 40, "fleetName": "f" * 24},
+        "ssmParameterPrefix",
+        f"the Lambda function name '{'p' * 40}-{'f' * 24}-lifecycle' is 75 characters; AWS "
+        "allows 1-64: shorten ssmParameterPrefix (or fleetName) by at least 11 characters",
+    ),
+    (
+        {"ssmParameterPrefix": "/".join("abcdefghijkl")},
+        "ssmParameterPrefix",
+        "is 16 levels deep; SSM allows 15: use fewer '/'-separated segments in "
+        "ssmParameterPrefix (at most 11",
+    ),
     ({"fleetName": "Main_Fleet"}, "fleetName", "lowercase letters"),
+    (
+        {"runnerLabels": [f"label-{i:03}-" + "x" * 80 for i in range(30)]},
+        "runnerLabels",
+        "limits to 4096 bytes with everything else; keep them under 2048 characters",
+    ),
+    ({"tags": {"team": "ci#platform"}}, "tags", "letters, digits, spaces and _ . : / = + - @"),
+    ({"tags": {"owner": "aws:me"}}, "tags", "AWS reserves values starting with 'aws:'"),
     ({"tags": {"aws:owner": "me"}}, "tags", "may not start with 'aws:'"),
     ({"tags": {"runner-fleet": "x"}}, "tags", "set by the program"),
     ({"tags": ["team"]}, "tags", "expected a map"),

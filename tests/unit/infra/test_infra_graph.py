@@ -90,6 +90,20 @@ CONTROL_PLANE_GRAPH = Counter(
     }
 )
 
+# Validation over Session Manager (infra/validation.py): the SSM file-transfer bucket and
+# the operator's managed policy.
+VALIDATION_GRAPH = Counter(
+    {
+        "aws:s3/bucket:Bucket": 1,
+        "aws:s3/bucketOwnershipControls:BucketOwnershipControls": 1,
+        "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock": 1,
+        "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration": 1,
+        "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration": 1,
+        "aws:s3/bucketPolicy:BucketPolicy": 1,
+        "aws:iam/policy:Policy": 1,
+    }
+)
+
 COMPONENTS = Counter(
     {
         "fleet:fleet:RunnerFleet": 1,
@@ -100,6 +114,7 @@ COMPONENTS = Counter(
         "fleet:launch_template:RunnerLaunchTemplate": 1,
         "fleet:autoscaling:RunnerGroup": 1,
         "fleet:control_plane:ControlPlane": 1,
+        "fleet:validation:ValidationAccess": 1,
     }
 )
 
@@ -111,10 +126,8 @@ def user_data(graph) -> str:
 
 def test_example_stack_resource_graph(build_graph):
     graph = build_graph()
-    assert graph.counts() == EXAMPLE_GRAPH + CONTROL_PLANE_GRAPH
+    assert graph.counts() == EXAMPLE_GRAPH + CONTROL_PLANE_GRAPH + VALIDATION_GRAPH
     assert graph.counts(custom=False) == COMPONENTS
-    assert sum(EXAMPLE_GRAPH.values()) == 35
-    assert sum(CONTROL_PLANE_GRAPH.values()) == 42
 
 
 def test_children_are_named_after_their_component(build_graph):
@@ -317,7 +330,9 @@ def test_existing_subnets_create_no_network_but_the_security_group(build_graph):
 
 def test_s3_bundle_bucket_is_locked_down(build_graph):
     graph = build_graph()
-    block = graph.one("aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock")
+    block = graph.named(
+        "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock", "main-bundle-public-access"
+    )
     assert [
         block[k]
         for k in (
@@ -327,8 +342,9 @@ def test_s3_bundle_bucket_is_locked_down(build_graph):
             "restrictPublicBuckets",
         )
     ] == [True, True, True, True]
-    (rule,) = graph.one(
-        "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration"
+    (rule,) = graph.named(
+        "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration",
+        "main-bundle-encryption",
     )["rules"]
     assert rule["applyServerSideEncryptionByDefault"] == {
         "sseAlgorithm": "aws:kms",
@@ -337,14 +353,18 @@ def test_s3_bundle_bucket_is_locked_down(build_graph):
     assert rule["bucketKeyEnabled"] is True
     versioning = graph.one("aws:s3/bucketVersioning:BucketVersioning")
     assert versioning["versioningConfiguration"]["status"] == "Enabled"
-    ownership = graph.one("aws:s3/bucketOwnershipControls:BucketOwnershipControls")
+    ownership = graph.named(
+        "aws:s3/bucketOwnershipControls:BucketOwnershipControls", "main-bundle-ownership"
+    )
     assert ownership["rule"]["objectOwnership"] == "BucketOwnerEnforced"
-    policy = json.loads(graph.one("aws:s3/bucketPolicy:BucketPolicy")["policy"])
+    policy = json.loads(
+        graph.named("aws:s3/bucketPolicy:BucketPolicy", "main-bundle-policy")["policy"]
+    )
     assert policy["Statement"][0]["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
     bundle = graph.one("aws:s3/bucketObjectv2:BucketObjectv2")
     assert (bundle["serverSideEncryption"], bundle["kmsKeyId"]) == ("aws:kms", KMS_KEY_ARN)
     assert bundle["key"] == graph.outputs["bundleKey"]
-    assert graph.one("aws:s3/bucket:Bucket")["forceDestroy"] is True
+    assert graph.named("aws:s3/bucket:Bucket", "main-bundle-bucket")["forceDestroy"] is True
 
 
 def test_bundle_is_a_reproducible_zip_of_the_playbooks_and_the_canary(build_graph, tmp_path):
@@ -526,6 +546,11 @@ def test_stack_outputs_are_identifiers_only(build_graph):
         "deliveryQueueUrl",
         "deadLetterQueueUrl",
         "ledgerTable",
+        "fleetName",
+        "region",
+        "ssmTransferBucket",
+        "inventoryFilters",
+        "validationPolicyArn",
     }
     assert outputs["autoscalingGroupName"] == parse_config(example_settings()).asg_name
 

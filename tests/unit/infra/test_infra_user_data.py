@@ -75,7 +75,8 @@ def test_files_keep_their_exact_content_and_root_only_modes(document):
 
 
 def test_user_data_fits_the_ec2_limit():
-    big = parse_config({"githubScope": "my-org", "ssmParameterPrefix": "p" * 200})
+    # The longest prefix accepted with fleetName main (the function names cap it).
+    big = parse_config({"githubScope": "my-org", "ssmParameterPrefix": "p" * 49})
     settings = UserDataSettings(**{**SETTINGS.__dict__, "parameter_root": big.parameter_root})
     assert len(render_user_data(settings).encode()) < MAX_USER_DATA_BYTES
 
