@@ -20,7 +20,7 @@ from pathlib import Path
 
 from bench._common import write_section
 from bench.runner_host import _machine
-from fleet.bootstrap import bootstrap
+from fleet.local.engine.bootstrap import bootstrap
 from tests.e2e.aws_sim.scenario import (
     PHASES,
     Simulation,

@@ -1,6 +1,6 @@
 """Benchmark the control plane: scaling decision time, AWS calls per cycle, webhook handling.
 
-1. Decision time: ``fleet.state.observe`` + ``fleet.scaling.decide`` (the pure part of a
+1. Decision time: ``fleet.aws.observe.observe`` + ``fleet.core.scaling.decide`` (the pure part of a
    scaling cycle) for queued jobs x runners at 1k x 100, 10k x 1k and 100k x 10k, side by
    side, to show the cost is linear (goal: 10k x 1k within 50 ms).
 2. AWS calls per scaling cycle: one warm scheduled cycle of the real scaler against moto and
@@ -30,11 +30,11 @@ from pathlib import Path
 from typing import Any
 
 from bench._common import write_section
-from fleet.github.runners import Runner
-from fleet.ledger import JobRecord, JobState
-from fleet.scaling import FleetLimits, decide
-from fleet.state import GroupInstance, observe
-from fleet.webhook import handle_delivery
+from fleet.aws.observe import GroupInstance, observe
+from fleet.core.github.runners import Runner
+from fleet.core.ledger import JobRecord, JobState
+from fleet.core.scaling import FleetLimits, decide
+from fleet.core.webhook import handle_delivery
 
 SECTION = "## Control plane (`bench/control_plane.py`)"
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
@@ -196,9 +196,9 @@ def bench_calls_per_cycle(retirements: tuple[int, ...]) -> list[dict[str, Any]]:
 def bench_webhook(events: int) -> list[dict[str, Any]]:
     from moto import mock_aws
 
-    from fleet.backends.aws import DeliveryQueue
-    from fleet.handlers import webhook
-    from fleet.handlers.settings import Settings
+    from fleet.aws.adapters import DeliveryQueue
+    from fleet.aws.handlers import webhook
+    from fleet.aws.handlers.settings import Settings
     from tests.unit.control_plane.payloads import signed, workflow_job
 
     secret = "bench-secret"  # noqa: S105 - a throwaway secret for timing
@@ -284,10 +284,10 @@ def bench_jobs_file(held: tuple[int, ...], events: int) -> list[dict[str, Any]]:
     replaced (snapshot, JSON, fsync, rename) before the answer, with ``held`` jobs held."""
     import tempfile
 
-    from fleet.jobs_file import JobsFile
-    from fleet.ledger import JobEvent
-    from fleet.serve import Intake
-    from fleet.webhook import QueuedDelivery, parse_workflow_job_event
+    from fleet.core.ledger import JobEvent
+    from fleet.core.webhook import QueuedDelivery, parse_workflow_job_event
+    from fleet.local.serve.jobs_file import JobsFile
+    from fleet.local.serve.reconciler import Intake
     from tests.unit.control_plane.payloads import workflow_job
 
     def delivery(n: int) -> QueuedDelivery:

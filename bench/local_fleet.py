@@ -32,11 +32,11 @@ from typing import Any
 
 from bench._common import write_section
 from bench.runner_host import _machine
-from fleet import local
-from fleet.backends import docker as backend
-from fleet.bootstrap import Bootstrap, bootstrap
-from fleet.engine import image as image_module
-from fleet.engine.engine import client, privileged_works
+from fleet.local import docker as backend
+from fleet.local import fleet as local
+from fleet.local.engine import image as image_module
+from fleet.local.engine.bootstrap import Bootstrap, bootstrap
+from fleet.local.engine.engine import client, privileged_works
 from tests.fakes.runner_agent import serve_agent
 
 SECTION = "## Local fleet (`bench/local_fleet.py`)"

@@ -21,9 +21,10 @@ from pathlib import Path
 import yaml
 
 from bench._common import write_section
-from fleet import local, provision, validate
-from fleet.backends import docker as backend
-from fleet.bootstrap import bootstrap
+from fleet.local import docker as backend
+from fleet.local import fleet as local
+from fleet.local import provision, validate
+from fleet.local.engine.bootstrap import bootstrap
 from tests.fakes.runner_agent import serve_agent
 
 SECTION = "## Runner host (`bench/runner_host.py`)"
@@ -120,7 +121,7 @@ def render(figures: dict[str, list[float]], machine: str) -> str:
         SECTION,
         "",
         f"Machine: {machine}. Each run starts a fresh runner host from the cached image.",
-        "Converges run under Mitogen's `mitogen_linear` strategy (`fleet.provision`'s",
+        "Converges run under Mitogen's `mitogen_linear` strategy (`fleet.local.provision`'s",
         "default); the stock-strategy row re-converges the same host under Ansible's own",
         "`linear` strategy right after, for comparison.",
         "",

@@ -10,10 +10,10 @@ import threading
 import time
 from pathlib import Path
 
-from fleet import local
 from fleet.errors import FleetError
-from fleet.jobs_file import JobsFile
-from fleet.jobs_file import default_path as default_jobs_path
+from fleet.local import fleet as local
+from fleet.local.serve.jobs_file import JobsFile
+from fleet.local.serve.jobs_file import default_path as default_jobs_path
 
 WEBHOOK_SECRET_ENV = "FLEET_WEBHOOK_SECRET"  # noqa: S105 (a variable name)
 MIN_GITHUB_PERIOD = 60
@@ -245,7 +245,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def _registrar(args: argparse.Namespace):  # -> Registrar | None
-    from fleet.registration import Registrar, load_settings
+    from fleet.local.registration import Registrar, load_settings
 
     settings = load_settings(os.environ, getattr(args, "github_config", None))
     return Registrar(settings) if settings is not None else None
@@ -311,7 +311,7 @@ def _validate(args: argparse.Namespace) -> int:
         raise FleetError(
             f"fleet {args.name!r} has no runner hosts", hint="run `python -m fleet up`"
         )
-    from fleet import bootstrap as boot_module  # engine check only when validating
+    from fleet.local.engine import bootstrap as boot_module  # engine check only when validating
 
     boot = boot_module.bootstrap(_say)
     fleet = local.existing_fleet(
@@ -340,7 +340,7 @@ def _fleet_labels(name: str, given: tuple[str, ...] | None) -> tuple[str, ...]:
     """Labels given on the command line, else those of the fleet's hosts, else the default."""
     if given:
         return given
-    from fleet.backends import docker as backend
+    from fleet.local import docker as backend
 
     for container in reversed(backend.list_hosts(name)):
         text = container.labels.get(backend.LABEL_RUNNER_LABELS, "")
@@ -389,8 +389,8 @@ def _webhook_secret(args: argparse.Namespace) -> str | None:
 
 def build_autoscaler(args: argparse.Namespace, report=_say):  # -> serve.Autoscaler
     """The autoscaler `serve` runs, from parsed arguments (tests run it in a thread)."""
-    from fleet import serve
-    from fleet.bootstrap import bootstrap
+    from fleet.local.engine.bootstrap import bootstrap
+    from fleet.local.serve import reconciler as serve
 
     secret = _webhook_secret(args)
     if args.webhook_port is not None and not secret:
@@ -479,7 +479,7 @@ def _down(args: argparse.Namespace) -> int:
 
 
 def _bootstrap(args: argparse.Namespace) -> int:
-    from fleet.bootstrap import bootstrap
+    from fleet.local.engine.bootstrap import bootstrap
 
     result = bootstrap(_say, args.cache_dir)
     _say(
@@ -504,7 +504,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     import docker.errors
 
-    from fleet.github.client import GitHubError
+    from fleet.core.github.client import GitHubError
 
     try:
         if getattr(args, "name", None) is not None:

@@ -1,6 +1,6 @@
 """The control plane: webhook, queue, job ledger, scaler, lifecycle handler, reaper, alarms.
 
-Four Lambda functions run `fleet.handlers` from one package (infra/lambda_package.py), each
+Four Lambda functions run `fleet.aws.handlers` from one package (infra/lambda_package.py), each
 with its own role whose policy is a pure document from infra/iam.py:
 
 * webhook (function URL, auth NONE: the `X-Hub-Signature-256` check is the authentication)
@@ -139,7 +139,7 @@ def function_environment(
     partition: str,
     account_id: str,
 ) -> dict[str, str]:
-    """The functions' environment (fleet/handlers/settings.py reads it): names only."""
+    """The functions' environment (fleet/aws/handlers/settings.py reads it): names only."""
     names = args.github_app_parameter_names
     return {
         "FLEET_NAME": args.fleet_name,
@@ -335,7 +335,7 @@ class ControlPlane(pulumi.ComponentResource):
                 description=spec.description,
                 runtime=LAMBDA_RUNTIME,
                 architectures=[LAMBDA_ARCHITECTURE],
-                handler=f"fleet.handlers.{fn}.handler",
+                handler=f"fleet.aws.handlers.{fn}.handler",
                 code=pulumi.FileArchive(str(self.package.path)),
                 source_code_hash=self.package.source_code_hash,
                 role=role.arn,

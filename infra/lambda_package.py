@@ -1,4 +1,4 @@
-"""The control plane's Lambda package: the fleet modules it runs plus their dependencies, zipped.
+"""The control plane's Lambda package: fleet/core + fleet/aws plus their dependencies, zipped.
 
 ``build_lambda_package`` writes ``build/control-plane-<digest>.zip``, byte for byte reproducible
 (sorted entries, fixed timestamps), so the same sources give the same file and Lambda sees no
@@ -7,8 +7,8 @@ with pip, as wheels built for the Lambda platform (``--platform manylinux2014_<a
 --only-binary=:all:``): the machine running ``pulumi up`` may be another OS or architecture.
 Their pins come from requirements.txt, so the functions run what the tests ran.
 
-Only the modules the handlers import are shipped (``LAMBDA_SOURCES``): never the CLI, the Docker
-backend or the playbooks.
+Only ``fleet/core`` and ``fleet/aws`` are shipped, by folder (``LAMBDA_SOURCES``): never the CLI,
+the local fleet (``fleet/local``) or the playbooks.
 """
 
 from __future__ import annotations
@@ -24,19 +24,9 @@ import zipfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-# Files and packages of fleet/ the functions need (directories: every .py below them).
-LAMBDA_SOURCES = (
-    "fleet/__init__.py",
-    "fleet/jobs.py",
-    "fleet/ledger.py",
-    "fleet/scaling.py",
-    "fleet/state.py",
-    "fleet/webhook.py",
-    "fleet/github",
-    "fleet/backends/__init__.py",
-    "fleet/backends/aws.py",
-    "fleet/handlers",
-)
+# The functions run fleet/core and fleet/aws, whole folders: the import rule (tested in
+# tests/unit/test_import_rules.py) keeps both free of fleet/local and the CLI.
+LAMBDA_SOURCES = ("fleet/__init__.py", "fleet/core", "fleet/aws")
 # Distributions the functions import, pinned in requirements.txt.
 LAMBDA_DISTRIBUTIONS = ("boto3", "botocore", "PyJWT", "cryptography", "requests", "pydantic")
 LAMBDA_PYTHON = "3.12"

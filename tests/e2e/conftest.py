@@ -11,9 +11,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from fleet import local
-from fleet.backends import docker as backend
-from fleet.bootstrap import Bootstrap, bootstrap
+from fleet.local import docker as backend
+from fleet.local import fleet as local
+from fleet.local.engine.bootstrap import Bootstrap, bootstrap
 from tests.fakes.runner_agent import ServedAgent, serve_agent
 
 

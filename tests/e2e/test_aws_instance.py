@@ -34,8 +34,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from fleet.bootstrap import Bootstrap
-from fleet.state import runner_name
+from fleet.aws.observe import runner_name
+from fleet.local.engine.bootstrap import Bootstrap
 from tests.e2e.aws_sim.scenario import (
     Simulation,
     left_the_group,

@@ -14,7 +14,7 @@ import docker
 import pytest
 import testinfra
 
-from fleet.bootstrap import Bootstrap
+from fleet.local.engine.bootstrap import Bootstrap
 from tests.runner import docker_session
 
 pytestmark = pytest.mark.e2e

@@ -22,11 +22,12 @@ from pathlib import Path
 import pytest
 from pytest_httpserver import HTTPServer
 
-from fleet import cli, local
-from fleet.backends import docker as backend
-from fleet.engine.engine import client
-from fleet.jobs_file import default_path as default_jobs_path
-from fleet.registration import Registrar, load_settings
+from fleet import cli
+from fleet.local import docker as backend
+from fleet.local import fleet as local
+from fleet.local.engine.engine import client
+from fleet.local.registration import Registrar, load_settings
+from fleet.local.serve.jobs_file import default_path as default_jobs_path
 from tests.e2e.polling import wait_for
 from tests.fakes.github import app_key_pair
 from tests.fakes.github_jobs import FakeGitHubWithJobs, FakeJob, WallClock
@@ -253,7 +254,7 @@ def test_a_busy_runner_is_never_retired_while_its_job_runs(fleet_name, github, c
 
 
 def _boot():
-    from fleet.bootstrap import bootstrap
+    from fleet.local.engine.bootstrap import bootstrap
 
     return bootstrap(lambda _message: None)
 

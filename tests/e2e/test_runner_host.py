@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import pytest
 
-from fleet import provision, validate
-from fleet.backends import docker as backend
-from fleet.bootstrap import bootstrap
-from fleet.engine.engine import client
+from fleet.local import docker as backend
+from fleet.local import provision, validate
+from fleet.local.engine.bootstrap import bootstrap
+from fleet.local.engine.engine import client
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(2400)]
 

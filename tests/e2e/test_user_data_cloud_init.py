@@ -12,7 +12,7 @@ import tarfile
 
 import pytest
 
-from fleet.engine.engine import client
+from fleet.local.engine.engine import client
 from infra.user_data import UserDataSettings, render_user_data
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]

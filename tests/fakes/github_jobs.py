@@ -35,7 +35,7 @@ from typing import Any
 import requests
 from werkzeug import Request, Response
 
-from fleet.github.webhooks import compute_signature
+from fleet.core.github.signature import compute_signature
 from tests.unit.control_plane.fake_github import FakeGitHub
 
 

@@ -42,11 +42,11 @@ from moto.core.botocore_stubber import MockRawResponse
 from moto.ec2.models import ec2_backends
 from moto.iam.aws_managed_policies import aws_managed_policies_data
 
-from fleet.backends.aws import DEFAULT_CONFIG, WEBHOOK_CONFIG, DeliveryQueue, aws_clients
-from fleet.handlers import lifecycle, reaper, scaler, webhook
-from fleet.handlers.runtime import Runtime
-from fleet.handlers.settings import Settings
-from fleet.state import runner_name
+from fleet.aws.adapters import DEFAULT_CONFIG, WEBHOOK_CONFIG, DeliveryQueue, aws_clients
+from fleet.aws.handlers import lifecycle, reaper, scaler, webhook
+from fleet.aws.handlers.runtime import Runtime
+from fleet.aws.handlers.settings import Settings
+from fleet.aws.observe import runner_name
 from infra.config import FLEET_TAG, JIT_INSTANCE_TAG
 from infra.control_plane import ControlPlaneArgs, function_environment
 from infra.iam import (

@@ -1,4 +1,4 @@
-"""fleet.backends.aws against moto: idempotence and races, each adapter on its own."""
+"""fleet.aws.adapters against moto: idempotence and races, each adapter on its own."""
 
 from __future__ import annotations
 
@@ -9,14 +9,9 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from fleet.backends.aws import (
-    AutoScalingGroup,
-    DynamoLedger,
-    DynamoTokenBucket,
-    JitParameters,
-)
-from fleet.github.ratelimit import RateLimitExceeded
-from fleet.ledger import JobEvent, JobState, replay
+from fleet.aws.adapters import AutoScalingGroup, DynamoLedger, DynamoTokenBucket, JitParameters
+from fleet.core.github.ratelimit import RateLimitExceeded
+from fleet.core.ledger import JobEvent, JobState, replay
 from tests.integration.harness import OffsetClock, create_ledger_table
 
 pytestmark = pytest.mark.integration

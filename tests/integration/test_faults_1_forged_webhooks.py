@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from fleet.github.webhooks import compute_signature
+from fleet.core.github.signature import compute_signature
 from tests.integration.harness import LABELS, REPOSITORY, WEBHOOK_SECRET
 from tests.unit.control_plane.payloads import signed
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from fleet.handlers.lifecycle import JitConfigError, TransientLifecycleError
+from fleet.aws.handlers.lifecycle import JitConfigError, TransientLifecycleError
 from tests.integration.harness import Fleet
 
 pytestmark = pytest.mark.integration

@@ -116,8 +116,8 @@ def test_flow_from_webhook_to_self_termination_leaves_nothing_behind(make_fleet)
 def test_deployed_entry_points_read_their_settings_from_the_environment(make_fleet, monkeypatch):
     """The Lambda entry points (``handler``) build their runtime from the environment
     infra/control_plane.py writes, with the credentials of the role they run as."""
-    import fleet.handlers.runtime as runtime_module
-    from fleet.handlers import webhook
+    import fleet.aws.handlers.runtime as runtime_module
+    from fleet.aws.handlers import webhook
 
     fleet = make_fleet(max_size=2)
     credentials = fleet.aws.function_sessions["webhook"].get_credentials()

@@ -17,7 +17,8 @@ from typing import Any
 import pytest
 import yaml
 
-from fleet import jobs, local
+from fleet.core import jobs
+from fleet.local import fleet as local
 from infra.config import parse_config
 
 pytestmark = pytest.mark.unit

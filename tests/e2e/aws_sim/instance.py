@@ -22,8 +22,8 @@ from pathlib import Path
 import docker.errors
 from docker.models.containers import Container
 
-from fleet.backends import docker as backend
-from fleet.engine.engine import client
+from fleet.local import docker as backend
+from fleet.local.engine.engine import client
 
 HERE = Path(__file__).resolve().parent
 CLOUD_REPOSITORY = "fleet/sim-debian-cloud"

@@ -20,9 +20,9 @@ import docker.errors
 import docker.types
 from pytest_httpserver import HTTPServer
 
-from fleet.backends import docker as backend
-from fleet.bootstrap import Bootstrap
-from fleet.engine.engine import client
+from fleet.local import docker as backend
+from fleet.local.engine.bootstrap import Bootstrap
+from fleet.local.engine.engine import client
 from tests.e2e.aws_sim.instance import cloud_image
 from tests.e2e.aws_sim.world import (
     IMDS_ADDRESS,

@@ -33,8 +33,8 @@ from moto.core.authorization import disable_iam_authentication, enable_iam_authe
 from moto.iam.aws_managed_policies import aws_managed_policies_data
 from moto.server import ThreadedMotoServer
 
-from fleet.handlers import lifecycle
-from fleet.handlers.runtime import Runtime
+from fleet.aws.handlers import lifecycle
+from fleet.aws.handlers.runtime import Runtime
 from tests.e2e.aws_sim.instance import LoopVolume, SimInstance
 from tests.fakes.imds import FakeImds, FakeInstance
 from tests.integration import moto_asg
@@ -356,7 +356,7 @@ class SimAws:
         session = self.admin
         runtime = Runtime.from_env(env, session=session)
         # The function's clients talk to moto: rebuild them on its endpoint.
-        from fleet.backends.aws import DEFAULT_CONFIG, SERVICES, AwsClients
+        from fleet.aws.adapters import DEFAULT_CONFIG, SERVICES, AwsClients
 
         runtime.clients = AwsClients(
             **{

@@ -1,4 +1,4 @@
-"""fleet.state: joining the group, GitHub and the ledger into what scaling and reaping decide on."""
+"""fleet.aws.observe: the group, GitHub and the ledger joined into what scaling and reaping read."""
 
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from fleet.github.runners import Runner
-from fleet.ledger import JobRecord, JobState
-from fleet.scaling import FleetLimits, RunnerStatus
-from fleet.state import GroupInstance, instance_id_of, observe, reap_plan, runner_name
+from fleet.aws.observe import GroupInstance, instance_id_of, observe, reap_plan, runner_name
+from fleet.core.github.runners import Runner
+from fleet.core.ledger import JobRecord, JobState
+from fleet.core.scaling import FleetLimits, RunnerStatus
 
 pytestmark = pytest.mark.unit
 

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import pytest
 
-from fleet.handlers.settings import Settings, SettingsError
+from fleet.aws.handlers.settings import Settings, SettingsError
 
 pytestmark = pytest.mark.unit
 

@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from fleet.handlers import lifecycle, scaler, webhook
-from fleet.handlers.settings import Settings
-from fleet.webhook import QueuedDelivery
+from fleet.aws.handlers import lifecycle, scaler, webhook
+from fleet.aws.handlers.settings import Settings
+from fleet.core.webhook import QueuedDelivery
 from tests.unit.control_plane.payloads import signed, workflow_job
 
 pytestmark = pytest.mark.unit

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from fleet.github.auth import AppJwtSigner
-from fleet.github.client import GitHubApp, GitHubClient, RetryPolicy
+from fleet.core.github.auth import AppJwtSigner
+from fleet.core.github.client import GitHubApp, GitHubClient, RetryPolicy
 
 from .fake_github import FakeClock, FakeGitHub, app_key_pair
 

@@ -6,7 +6,7 @@ import copy
 import json
 from typing import Any
 
-from fleet.github.webhooks import compute_signature
+from fleet.core.github.signature import compute_signature
 
 SECRET = "webhook-secret-for-tests"
 FLEET_LABELS = ("linux", "x64", "fleet-a")

@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from fleet.github.client import GitHubServerError
-from fleet.github.deliveries import (
+from fleet.core.github.client import GitHubServerError
+from fleet.core.github.deliveries import (
     HookDelivery,
     failed_deliveries,
     list_deliveries,

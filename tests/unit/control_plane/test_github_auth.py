@@ -5,13 +5,13 @@ from __future__ import annotations
 import jwt
 import pytest
 
-from fleet.github.auth import (
+from fleet.core.github.auth import (
     AppJwtSigner,
     InstallationToken,
     InstallationTokenCache,
     make_app_jwt,
 )
-from fleet.github.client import GitHubApp, GitHubAuthError, GitHubNotFound
+from fleet.core.github.client import GitHubApp, GitHubAuthError, GitHubNotFound
 
 from .conftest import APP_ID
 
@@ -126,7 +126,7 @@ def test_app_endpoints_get_a_jwt_the_fake_github_accepts(app, fake_github, app_k
 
 def test_the_fake_github_refuses_a_jwt_valid_for_too_long(client, fake_github, app_keys, clock):
     """Guards the fake itself: it enforces the 10-minute rule the signer is tested against."""
-    from fleet.github.client import StaticToken
+    from fleet.core.github.client import StaticToken
 
     fake_github.install("acme", 11)
     now = int(clock())

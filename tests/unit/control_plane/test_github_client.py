@@ -7,7 +7,7 @@ import time
 import pytest
 import requests
 
-from fleet.github.client import (
+from fleet.core.github.client import (
     API_VERSION,
     GitHubAuthError,
     GitHubClient,
@@ -66,8 +66,8 @@ def test_sends_githubs_versioned_json_headers_and_the_bearer_token(client, fake_
 def test_enterprise_server_base_url_with_api_v3_path(httpserver, app_keys, clock):
     ghes = FakeGitHub(httpserver, "424242", app_keys[1], clock, prefix="/api/v3")
     ghes.install("acme", 9)
-    from fleet.github.auth import AppJwtSigner
-    from fleet.github.client import GitHubApp
+    from fleet.core.github.auth import AppJwtSigner
+    from fleet.core.github.client import GitHubApp
 
     client = GitHubClient(ghes.base_url, sleep=clock.sleep, clock=clock)
     assert ghes.base_url.endswith("/api/v3")

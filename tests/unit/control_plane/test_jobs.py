@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from fleet.jobs import labels_match, normalize_labels, parse_workflow_job_event
+from fleet.core.jobs import labels_match, normalize_labels, parse_workflow_job_event
 
 from .payloads import without, workflow_job
 

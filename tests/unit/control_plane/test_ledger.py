@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fleet.jobs import parse_workflow_job_event
-from fleet.ledger import (
+from fleet.core.jobs import parse_workflow_job_event
+from fleet.core.ledger import (
     JobEvent,
     JobRecord,
     JobState,

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fleet.github.ratelimit import BucketState, RateLimitExceeded, TokenBucket
+from fleet.core.github.ratelimit import BucketState, RateLimitExceeded, TokenBucket
 
 from .fake_github import FakeClock
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from fleet.github.client import GitHubConflict, GitHubValidationError
-from fleet.github.ratelimit import RateLimitExceeded, TokenBucket
-from fleet.github.runners import (
+from fleet.core.github.client import GitHubConflict, GitHubValidationError
+from fleet.core.github.ratelimit import RateLimitExceeded, TokenBucket
+from fleet.core.github.runners import (
     JitConfig,
     Runner,
     RunnerBusyError,

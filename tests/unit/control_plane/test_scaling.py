@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fleet.scaling import Decision, FleetLimits, FleetRunner, RunnerStatus, decide, mark_busy
+from fleet.core.scaling import Decision, FleetLimits, FleetRunner, RunnerStatus, decide, mark_busy
 
 pytestmark = pytest.mark.unit
 

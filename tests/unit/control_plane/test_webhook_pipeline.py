@@ -7,9 +7,9 @@ import json
 
 import pytest
 
-from fleet import webhook as pipeline
-from fleet.ledger import JobState
-from fleet.webhook import QueuedDelivery, handle_delivery
+from fleet.core import webhook as pipeline
+from fleet.core.ledger import JobState
+from fleet.core.webhook import QueuedDelivery, handle_delivery
 
 from .payloads import FLEET_LABELS, SECRET, signed, without, workflow_job
 

@@ -6,8 +6,8 @@ import hmac
 
 import pytest
 
-from fleet.github import webhooks
-from fleet.github.webhooks import (
+from fleet.core.github import signature as webhooks
+from fleet.core.github.signature import (
     SignatureMalformed,
     SignatureMismatch,
     SignatureMissing,

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from infra_mocks import ACCOUNT, KMS_KEY_ARN, PROJECT_ROOT, REGION, SECRETS
 
-from fleet.handlers.settings import Settings
+from fleet.aws.handlers.settings import Settings
 from infra.iam import (
     FUNCTIONS,
     ControlPlaneResources,
@@ -79,21 +79,22 @@ def test_package_holds_the_handlers_and_their_dependencies_only(tmp_path, lambda
     package = build_lambda_package(PROJECT_ROOT, tmp_path)
     files = set(package.files)
     for module in ("webhook", "scaler", "lifecycle", "reaper", "runtime", "settings"):
-        assert f"fleet/handlers/{module}.py" in files
+        assert f"fleet/aws/handlers/{module}.py" in files
     assert {
         "fleet/__init__.py",
-        "fleet/backends/aws.py",
-        "fleet/github/runners.py",
-        "fleet/github/actions.py",
-        "fleet/scaling.py",
-        "fleet/ledger.py",
-        "fleet/state.py",
-        "fleet/webhook.py",
-        "fleet/jobs.py",
+        "fleet/aws/adapters.py",
+        "fleet/core/github/runners.py",
+        "fleet/core/github/actions.py",
+        "fleet/core/scaling.py",
+        "fleet/core/ledger.py",
+        "fleet/aws/observe.py",
+        "fleet/core/webhook.py",
+        "fleet/core/jobs.py",
         "fake_dependency/__init__.py",
     } <= files
-    # Never the CLI, the Docker backend, playbooks or caches.
-    assert not {"fleet/cli.py", "fleet/backends/docker.py", "fleet/local.py"} & files
+    # Never the CLI, the local fleet (its Docker backend, serve), playbooks or caches.
+    assert not {"fleet/cli.py", "fleet/__main__.py", "fleet/errors.py"} & files
+    assert not any(f.startswith("fleet/local/") for f in files)
     assert not any(
         "__pycache__" in f or f.endswith(".pyc") or f.startswith("playbooks") for f in files
     )
@@ -122,8 +123,9 @@ def test_handlers_import_from_the_extracted_package(tmp_path):
     with zipfile.ZipFile(package.path) as archive:
         archive.extractall(extracted)
     code = (
-        "import fleet, fleet.handlers.webhook, fleet.handlers.scaler, "
-        "fleet.handlers.lifecycle, fleet.handlers.reaper, fake_dependency; print(fleet.__file__)"
+        "import fleet, fleet.aws.handlers.webhook, fleet.aws.handlers.scaler, "
+        "fleet.aws.handlers.lifecycle, fleet.aws.handlers.reaper, fake_dependency; "
+        "print(fleet.__file__)"
     )
     result = subprocess.run(
         [sys.executable, "-c", code], cwd=extracted, capture_output=True, text=True, check=False
@@ -149,7 +151,7 @@ def test_functions_run_the_package_with_their_own_role_and_log_group(build_graph
     assert set(functions) == {f"{PREFIX}-{fn}" for fn in FUNCTIONS}
     for fn in FUNCTIONS:
         function = functions[f"{PREFIX}-{fn}"]
-        assert function["handler"] == f"fleet.handlers.{fn}.handler"
+        assert function["handler"] == f"fleet.aws.handlers.{fn}.handler"
         assert function["runtime"] == "python3.12"
         assert function["architectures"] == ["arm64"]
         assert function["loggingConfig"]["logGroup"] == f"/aws/lambda/{PREFIX}-{fn}"

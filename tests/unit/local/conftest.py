@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from fleet.github.runners import Scope
-from fleet.registration import GitHubSettings
+from fleet.core.github.runners import Scope
+from fleet.local.registration import GitHubSettings
 from tests.fakes.github import app_key_pair
 from tests.fakes.github_jobs import FakeGitHubWithJobs, WallClock
 

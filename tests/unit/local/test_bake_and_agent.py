@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from fleet import local
-from fleet.registration import Registrar
+from fleet.local import fleet as local
+from fleet.local.registration import Registrar
 from tests.fakes.runner_agent import build_tarball
 
 pytestmark = pytest.mark.unit

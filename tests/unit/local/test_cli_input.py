@@ -2,7 +2,8 @@
 
 import pytest
 
-from fleet import cli, local
+from fleet import cli
+from fleet.local import fleet as local
 
 pytestmark = pytest.mark.unit
 

@@ -4,8 +4,10 @@ from pathlib import Path
 
 import pytest
 
-from fleet import cli, local, provision, validate
+from fleet import cli
 from fleet.errors import FleetError
+from fleet.local import fleet as local
+from fleet.local import provision, validate
 
 pytestmark = pytest.mark.unit
 

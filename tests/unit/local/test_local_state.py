@@ -4,9 +4,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from fleet.github.runners import Runner
-from fleet.local_state import HostProbe, HostState, host_state, observe, parse_probe
-from fleet.scaling import RunnerStatus
+from fleet.core.github.runners import Runner
+from fleet.core.scaling import RunnerStatus
+from fleet.local.observe import HostProbe, HostState, host_state, observe, parse_probe
 
 pytestmark = pytest.mark.unit
 

@@ -6,7 +6,7 @@ import json
 import pytest
 
 from fleet.errors import FleetError
-from fleet.registration import Registrar, RunnerBusyError, load_settings
+from fleet.local.registration import Registrar, RunnerBusyError, load_settings
 
 pytestmark = pytest.mark.unit
 
@@ -123,7 +123,7 @@ def test_wrong_app_credentials_are_explained(github, settings, app_keys):
 def test_an_app_not_installed_on_the_scope_is_explained(github, settings):
     from dataclasses import replace
 
-    from fleet.github.runners import Scope
+    from fleet.core.github.runners import Scope
 
     registrar = Registrar(replace(settings, scope=Scope.for_org("elsewhere")))
     with pytest.raises(FleetError, match="not installed on elsewhere"):

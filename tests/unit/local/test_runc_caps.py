@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from fleet.engine import engine, runc_caps
-from fleet.engine.engine import WRAPPER_RUNTIME, merged_daemon_config
+from fleet.local.engine import engine, runc_caps
+from fleet.local.engine.engine import WRAPPER_RUNTIME, merged_daemon_config
 
 pytestmark = pytest.mark.unit
 

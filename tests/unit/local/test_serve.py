@@ -1,7 +1,7 @@
 """The autoscaler's reconcile cycle against an in-memory fleet, and its webhook endpoint.
 
 The in-memory fleet stands in for Docker and GitHub (hosts with probes, registrations);
-the cycle, the decisions (fleet.scaling) and the retire procedure are the real ones.
+the cycle, the decisions (fleet.core.scaling) and the retire procedure are the real ones.
 """
 
 from __future__ import annotations
@@ -14,16 +14,17 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import requests
 
+from fleet.core.github.actions import WorkflowJobStatus
+from fleet.core.github.client import GitHubClient, GitHubNotFound, GitHubServerError
+from fleet.core.github.deliveries import RedeliveryReport
+from fleet.core.github.runners import Runner, Scope
+from fleet.core.ledger import JobEvent, JobRecord, JobState
+from fleet.core.webhook import QueuedDelivery
 from fleet.errors import FleetError
-from fleet.github.actions import WorkflowJobStatus
-from fleet.github.client import GitHubClient, GitHubNotFound, GitHubServerError
-from fleet.github.deliveries import RedeliveryReport
-from fleet.github.runners import Runner, Scope
-from fleet.ledger import JobEvent, JobRecord, JobState
-from fleet.local import HostRow
-from fleet.local_state import HostProbe, observe
-from fleet.registration import GitHubSettings, Registrar, RunnerBusyError
-from fleet.serve import (
+from fleet.local.fleet import HostRow
+from fleet.local.observe import HostProbe, observe
+from fleet.local.registration import GitHubSettings, Registrar, RunnerBusyError
+from fleet.local.serve.reconciler import (
     Autoscaler,
     GitHubJobSource,
     Intake,
@@ -34,7 +35,6 @@ from fleet.serve import (
     retire_host,
     stale_jobs,
 )
-from fleet.webhook import QueuedDelivery
 from tests.fakes.github import FakeGitHubActions
 from tests.fakes.github_jobs import WallClock
 from tests.unit.control_plane.payloads import SECRET, signed, workflow_job
@@ -269,8 +269,8 @@ def test_the_autoscaler_runs_one_cycle_with_once_and_stops_on_request():
 
 
 def _job_event(payload):
-    from fleet.jobs import parse_workflow_job_event
-    from fleet.ledger import JobEvent
+    from fleet.core.jobs import parse_workflow_job_event
+    from fleet.core.ledger import JobEvent
 
     return JobEvent.from_webhook(parse_workflow_job_event(payload))
 

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 import requests
 
+from fleet.core.ledger import JobEvent, JobRecord, JobState
+from fleet.core.webhook import QueuedDelivery, parse_workflow_job_event
 from fleet.errors import FleetError
-from fleet.jobs_file import JobsFile, default_path
-from fleet.ledger import JobEvent, JobRecord, JobState
-from fleet.serve import Autoscaler, Intake, ServeOptions, WebhookServer
-from fleet.webhook import QueuedDelivery, parse_workflow_job_event
+from fleet.local.serve.jobs_file import JobsFile, default_path
+from fleet.local.serve.reconciler import Autoscaler, Intake, ServeOptions, WebhookServer
 from tests.unit.control_plane.payloads import SECRET, signed, workflow_job
 from tests.unit.local.test_serve import (
     LABELS,

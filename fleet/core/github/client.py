@@ -1,0 +1,536 @@
+"""A small GitHub REST client: timeouts, typed errors, bounded retries that honour rate limits.
+
+Works against api.github.com, GitHub Enterprise Server (``https://HOST/api/v3``) and the test
+fake; the base URL is the only difference. What it retries, and how:
+
+- 403/429 that are rate limits (``x-ratelimit-remaining: 0``, a ``retry-after`` header, or a
+  "secondary rate limit" message): wait for ``retry-after`` seconds, else until
+  ``x-ratelimit-reset``, else a minute doubling per repeat (GitHub's guidance). A wait longer
+  than ``RetryPolicy.max_rate_limit_wait`` is not slept: ``GitHubRateLimited`` is raised with
+  ``retry_at`` so the caller can put the work back on its queue instead of holding a worker.
+- 5xx and connection errors/timeouts: exponential backoff with jitter.
+- 401 with a token source: the token is dropped and fetched again, once (revoked or rotated).
+- Everything else (403, 404, 409, 422 ...) is raised at once: retrying cannot fix it.
+
+Every error is a ``GitHubError`` carrying the method, path, status and GitHub's message, and
+says whether it is ``transient`` (worth retrying later) or not. Tokens never appear in errors.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import random
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+import requests
+
+from fleet.core.github.auth import AppJwtSigner, InstallationToken, InstallationTokenCache
+
+DEFAULT_BASE_URL = "https://api.github.com"
+API_VERSION = "2022-11-28"
+USER_AGENT = "runner-fleet"
+
+Sleep = Callable[[float], None]
+Clock = Callable[[], float]
+
+
+class TokenSource(Protocol):
+    """Something that yields a bearer token and can be told the token was refused."""
+
+    def token(self) -> str: ...
+
+    def invalidate(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class StaticToken:
+    """A fixed token (tests, or a token obtained elsewhere); ``invalidate`` does nothing."""
+
+    value: str = field(repr=False)
+
+    def token(self) -> str:
+        return self.value
+
+    def invalidate(self) -> None:
+        return None
+
+
+@dataclass(frozen=True)
+class InstallationAuth:
+    """Token source for one installation, backed by a shared ``InstallationTokenCache``."""
+
+    cache: InstallationTokenCache
+    installation_id: int
+
+    def token(self) -> str:
+        return self.cache.token(self.installation_id)
+
+    def invalidate(self) -> None:
+        self.cache.invalidate(self.installation_id)
+
+
+class GitHubError(Exception):
+    """A GitHub API call failed. ``status`` is None when no response arrived."""
+
+    transient = False
+
+    def __init__(
+        self,
+        method: str,
+        path: str,
+        status: int | None,
+        message: str,
+        *,
+        documentation_url: str | None = None,
+        request_id: str | None = None,
+        errors: tuple[Any, ...] = (),
+    ) -> None:
+        self.method = method
+        self.path = path
+        self.status = status
+        self.message = message
+        self.documentation_url = documentation_url
+        self.request_id = request_id
+        self.errors = errors
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        status = "no response" if self.status is None else str(self.status)
+        text = f"GitHub {self.method} {self.path} -> {status}: {self.message}"
+        if self.errors:
+            text += f" (errors: {list(self.errors)})"
+        if self.request_id:
+            text += f" [request id {self.request_id}]"
+        return text
+
+
+class GitHubAuthError(GitHubError):
+    """401: the JWT or token was refused (wrong key or App id, revoked token, clock skew)."""
+
+
+class GitHubForbidden(GitHubError):
+    """403 that is not a rate limit: the App lacks a permission or the resource is not its."""
+
+
+class GitHubNotFound(GitHubError):
+    """404: no such resource, or the App cannot see it."""
+
+
+class GitHubConflict(GitHubError):
+    """409: e.g. a runner with that name already exists."""
+
+
+class GitHubValidationError(GitHubError):
+    """422: GitHub refused the request's content (see ``errors``)."""
+
+
+class GitHubRateLimited(GitHubError):
+    """Rate limited for longer than the client may wait; retry at ``retry_at`` (epoch s)."""
+
+    transient = True
+
+    def __init__(self, *args: Any, retry_at: float, **kwargs: Any) -> None:
+        self.retry_at = retry_at
+        super().__init__(*args, **kwargs)
+
+
+class GitHubServerError(GitHubError):
+    """5xx after all retries."""
+
+    transient = True
+
+
+class GitHubUnavailable(GitHubError):
+    """No response (connection error or timeout) after all retries."""
+
+    transient = True
+
+
+_BY_STATUS: dict[int, type[GitHubError]] = {
+    401: GitHubAuthError,
+    403: GitHubForbidden,
+    404: GitHubNotFound,
+    409: GitHubConflict,
+    422: GitHubValidationError,
+}
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Bounds on retrying: attempts in total, and the longest single wait the client sleeps."""
+
+    max_attempts: int = 5
+    backoff_base: float = 1.0
+    backoff_cap: float = 30.0
+    max_rate_limit_wait: float = 60.0
+    secondary_rate_limit_wait: float = 60.0
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1:
+            raise ValueError(f"RetryPolicy.max_attempts must be >= 1, got {self.max_attempts}")
+        if self.backoff_base <= 0 or self.backoff_cap < self.backoff_base:
+            raise ValueError("RetryPolicy needs 0 < backoff_base <= backoff_cap")
+
+
+@dataclass(frozen=True)
+class RateLimitStatus:
+    """The primary rate limit as last reported by GitHub's response headers."""
+
+    limit: int | None
+    remaining: int | None
+    reset: int | None
+    resource: str | None
+
+
+def _int_header(headers: Mapping[str, str], name: str) -> int | None:
+    value = headers.get(name)
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _retry_after_seconds(value: str | None, now: float) -> float | None:
+    """``retry-after`` as seconds; GitHub sends an integer, HTTP also allows a date."""
+    if value is None:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - now)
+
+
+class GitHubClient:
+    """Sends requests to one GitHub API base URL with retries and typed errors."""
+
+    def __init__(
+        self,
+        base_url: str = DEFAULT_BASE_URL,
+        *,
+        session: requests.Session | None = None,
+        timeout: float | tuple[float, float] = (5.0, 15.0),
+        retry: RetryPolicy | None = None,
+        sleep: Sleep = time.sleep,
+        clock: Clock = time.time,
+        jitter: Callable[[], float] = random.random,
+        user_agent: str = USER_AGENT,
+    ) -> None:
+        parts = urlsplit(base_url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError(
+                f"GitHub base URL must be http(s)://host[/path], got {base_url!r} "
+                "(GitHub Enterprise Server: https://HOST/api/v3)"
+            )
+        self.base_url = base_url.rstrip("/")
+        self._origin = (parts.scheme, parts.netloc)
+        self._session = session or requests.Session()
+        self._timeout = timeout
+        self.retry = retry or RetryPolicy()
+        self._sleep = sleep
+        self._clock = clock
+        self._jitter = jitter
+        self._headers = {
+            "Accept": "application/vnd.github+json",
+            "X-GitHub-Api-Version": API_VERSION,
+            "User-Agent": user_agent,
+        }
+        self.rate_limit: RateLimitStatus | None = None
+
+    def close(self) -> None:
+        self._session.close()
+
+    def __enter__(self) -> GitHubClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- requests -------------------------------------------------------------------------
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        auth: TokenSource | None,
+        params: Mapping[str, Any] | None = None,
+        json: Any = None,
+    ) -> requests.Response:
+        """Send ``method path`` (path relative to the base URL, or a same-origin absolute URL).
+
+        Returns the response for any status below 400; raises ``GitHubError`` otherwise.
+        """
+        url, shown = self._url(path)
+        method = method.upper()
+        attempt = 0
+        secondary_hits = 0
+        reauthenticated = False
+        while True:
+            attempt += 1
+            headers = dict(self._headers)
+            if auth is not None:
+                headers["Authorization"] = f"Bearer {auth.token()}"
+            try:
+                response = self._session.request(
+                    method, url, params=params, json=json, headers=headers, timeout=self._timeout
+                )
+            except (
+                requests.ConnectionError,
+                requests.Timeout,
+                requests.exceptions.ChunkedEncodingError,
+            ) as exc:
+                error = GitHubUnavailable(method, shown, None, f"{type(exc).__name__}: {exc}")
+                self._backoff_or_raise(error, attempt)
+                continue
+            self._observe(response)
+            if response.status_code < 400:
+                return response
+            error = self._error(method, shown, response)
+            if isinstance(error, GitHubAuthError):
+                if auth is not None and not reauthenticated:
+                    # A revoked or rotated token: fetch a new one and try once more.
+                    auth.invalidate()
+                    reauthenticated = True
+                    continue
+                error.message += (
+                    " (check the App id and private key, that the installation is not"
+                    " suspended, and that this machine's clock is right)"
+                )
+                raise error
+            wait, guessed = self._rate_limit_wait(response, error, secondary_hits)
+            if wait is not None:
+                secondary_hits += guessed
+                retry_at = self._clock() + wait
+                if wait > self.retry.max_rate_limit_wait or attempt >= self.retry.max_attempts:
+                    raise GitHubRateLimited(
+                        method,
+                        shown,
+                        response.status_code,
+                        f"{error.message} (retry after {wait:.0f}s)",
+                        documentation_url=error.documentation_url,
+                        request_id=error.request_id,
+                        retry_at=retry_at,
+                    )
+                self._sleep(wait + self._jitter())
+                continue
+            if response.status_code >= 500:
+                self._backoff_or_raise(
+                    GitHubServerError(
+                        method,
+                        shown,
+                        response.status_code,
+                        error.message,
+                        request_id=error.request_id,
+                    ),
+                    attempt,
+                )
+                continue
+            raise error
+
+    def get_json(
+        self, path: str, *, auth: TokenSource | None, params: Mapping[str, Any] | None = None
+    ) -> Any:
+        """GET and decode the JSON body."""
+        return self._decode("GET", path, self.request("GET", path, auth=auth, params=params))
+
+    def post_json(self, path: str, *, auth: TokenSource | None, json: Any = None) -> Any:
+        """POST a JSON body and decode the JSON answer (None for an empty body)."""
+        return self._decode("POST", path, self.request("POST", path, auth=auth, json=json))
+
+    def delete(self, path: str, *, auth: TokenSource | None) -> None:
+        """DELETE; raises ``GitHubError`` on failure."""
+        self.request("DELETE", path, auth=auth)
+
+    def paginate(
+        self,
+        path: str,
+        *,
+        auth: TokenSource | None,
+        params: Mapping[str, Any] | None = None,
+        item_key: str | None = None,
+        per_page: int = 100,
+        max_pages: int = 1000,
+    ) -> Iterator[Any]:
+        """Yield items page by page, following ``Link: rel="next"`` on the same origin only.
+
+        ``item_key`` names the list inside an object page (``"runners"``); None for list pages.
+        """
+        query: dict[str, Any] | None = {**(params or {}), "per_page": per_page}
+        url = path
+        for _ in range(max_pages):
+            response = self.request("GET", url, auth=auth, params=query)
+            page = self._decode("GET", url, response)
+            items = page.get(item_key) if item_key and isinstance(page, dict) else page
+            if not isinstance(items, list):
+                raise GitHubError(
+                    "GET",
+                    self._url(url)[1],
+                    response.status_code,
+                    f"expected a list{f' under {item_key!r}' if item_key else ''} in the answer",
+                )
+            yield from items
+            next_url = response.links.get("next", {}).get("url")
+            if not next_url or not items:
+                return
+            url, query = next_url, None  # the next link carries the query
+        raise GitHubError("GET", path, None, f"more than {max_pages} pages; refusing to go on")
+
+    # -- helpers --------------------------------------------------------------------------
+
+    def _url(self, path: str) -> tuple[str, str]:
+        """Absolute URL and the path shown in errors; refuses other origins (token safety)."""
+        if path.startswith(("http://", "https://")):
+            parts = urlsplit(path)
+            if (parts.scheme, parts.netloc) != self._origin:
+                raise ValueError(f"refusing to send a GitHub token to another origin: {path}")
+            return path, parts.path + (f"?{parts.query}" if parts.query else "")
+        if not path.startswith("/"):
+            raise ValueError(f"API path must start with '/', got {path!r}")
+        return self.base_url + path, path
+
+    def _observe(self, response: requests.Response) -> None:
+        headers = response.headers
+        if "x-ratelimit-remaining" in headers:
+            self.rate_limit = RateLimitStatus(
+                limit=_int_header(headers, "x-ratelimit-limit"),
+                remaining=_int_header(headers, "x-ratelimit-remaining"),
+                reset=_int_header(headers, "x-ratelimit-reset"),
+                resource=headers.get("x-ratelimit-resource"),
+            )
+
+    @staticmethod
+    def _error(method: str, path: str, response: requests.Response) -> GitHubError:
+        message, documentation_url, errors = response.reason or "error", None, ()
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        if not isinstance(body, dict) and response.text.strip():
+            # A proxy or load balancer answered, not the API: show what it said.
+            message = (body if isinstance(body, str) else response.text).strip()[:200]
+        if isinstance(body, dict):
+            message = str(body.get("message") or message)
+            documentation_url = body.get("documentation_url")
+            errors = tuple(body.get("errors") or ())
+        cls = _BY_STATUS.get(response.status_code)
+        if cls is None:
+            cls = GitHubServerError if response.status_code >= 500 else GitHubError
+        return cls(
+            method,
+            path,
+            response.status_code,
+            message,
+            documentation_url=documentation_url,
+            request_id=response.headers.get("x-github-request-id"),
+            errors=errors,
+        )
+
+    def _rate_limit_wait(
+        self, response: requests.Response, error: GitHubError, secondary_hits: int
+    ) -> tuple[float | None, bool]:
+        """Seconds to wait if ``response`` is a rate limit (else None), and whether it was a
+        guess because GitHub sent no header to go by."""
+        if response.status_code not in (403, 429):
+            return None, False
+        headers = response.headers
+        now = self._clock()
+        retry_after = _retry_after_seconds(headers.get("retry-after"), now)
+        remaining = _int_header(headers, "x-ratelimit-remaining")
+        secondary = "rate limit" in error.message.lower() or "abuse" in error.message.lower()
+        if retry_after is not None:
+            return retry_after, False
+        reset = _int_header(headers, "x-ratelimit-reset")
+        if remaining == 0 and reset is not None:
+            return max(0.0, reset - now) + 1.0, False  # +1: reset is whole seconds
+        if response.status_code == 429 or secondary or remaining == 0:
+            # No header to go by: a minute, doubling each time it happens again.
+            return self.retry.secondary_rate_limit_wait * 2**secondary_hits, True
+        return None, False
+
+    def _backoff_or_raise(self, error: GitHubError, attempt: int) -> None:
+        if attempt >= self.retry.max_attempts:
+            raise error
+        ceiling = min(self.retry.backoff_cap, self.retry.backoff_base * 2 ** (attempt - 1))
+        # Half fixed, half random: spreads clients out and never spins (delay >= ceiling / 2).
+        self._sleep(ceiling / 2 + self._jitter() * ceiling / 2)
+
+    def _decode(self, method: str, path: str, response: requests.Response) -> Any:
+        if not response.content:
+            return None
+        try:
+            return response.json()
+        except ValueError as exc:
+            raise GitHubError(
+                method, self._url(path)[1], response.status_code, f"answer is not JSON: {exc}"
+            ) from exc
+
+
+def _parse_expiry(value: Any, *, path: str) -> float:
+    try:
+        return datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
+    except ValueError as exc:
+        raise GitHubError("POST", path, 201, f"bad expires_at {value!r} in token answer") from exc
+
+
+class GitHubApp:
+    """A GitHub App: JWT-authenticated App endpoints and cached installation tokens."""
+
+    def __init__(
+        self,
+        client: GitHubClient,
+        signer: AppJwtSigner,
+        *,
+        clock: Clock = time.time,
+        refresh_before: float = 300,
+        permissions: Mapping[str, str] | None = None,
+    ) -> None:
+        self.client = client
+        self.signer = signer
+        # Least privilege: ask for only these permissions on each installation token.
+        self.permissions = dict(permissions) if permissions else None
+        self.tokens = InstallationTokenCache(
+            self.create_installation_token, clock=clock, refresh_before=refresh_before
+        )
+
+    @property
+    def jwt_auth(self) -> TokenSource:
+        """Token source for endpoints that need the App JWT (``/app/...``)."""
+        return self.signer
+
+    def installation_id_for_org(self, org: str) -> int:
+        """The App's installation id on ``org`` (GET /orgs/{org}/installation)."""
+        return int(self.client.get_json(f"/orgs/{org}/installation", auth=self.signer)["id"])
+
+    def installation_id_for_repo(self, full_name: str) -> int:
+        """The App's installation id for ``owner/repo`` (GET /repos/{owner}/{repo}/installation)."""
+        owner, _, repo = full_name.partition("/")
+        if not owner or not repo or "/" in repo:
+            raise ValueError(f"repository must be 'owner/name', got {full_name!r}")
+        path = f"/repos/{owner}/{repo}/installation"
+        return int(self.client.get_json(path, auth=self.signer)["id"])
+
+    def create_installation_token(self, installation_id: int) -> InstallationToken:
+        """A new installation token (POST /app/installations/{id}/access_tokens)."""
+        path = f"/app/installations/{int(installation_id)}/access_tokens"
+        body = {"permissions": self.permissions} if self.permissions else None
+        answer = self.client.post_json(path, auth=self.signer, json=body)
+        if not isinstance(answer, dict) or not answer.get("token"):
+            raise GitHubError("POST", path, 201, "token answer has no 'token'")
+        return InstallationToken(
+            token=str(answer["token"]),
+            expires_at=_parse_expiry(answer.get("expires_at"), path=path),
+            installation_id=int(installation_id),
+        )
+
+    def installation_auth(self, installation_id: int) -> InstallationAuth:
+        """Token source for ``installation_id`` (cached, refreshed before expiry)."""
+        return InstallationAuth(self.tokens, int(installation_id))

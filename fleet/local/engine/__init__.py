@@ -1,0 +1,1 @@
+"""This machine's Docker engine and the images runner hosts start from."""

@@ -1,0 +1,196 @@
+"""Run the testinfra validation suite (tests/runner) against runner hosts.
+
+The suite is a plain pytest directory users can also run by hand; this module
+runs it in a child pytest (argument list, no shell) and reads its JUnit XML.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import xml.etree.ElementTree as ET
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+SUITE = ROOT / "tests" / "runner"
+
+
+# pytest plugins the suite needs (loaded explicitly; autoloading is off in the child).
+PLUGINS = ("-p", "testinfra.plugin", "-p", "xdist.plugin", "-p", "pytest_timeout")
+
+
+def local_host_spec(container: str) -> str:
+    """The host spec for a runner host on this machine's engine: one `docker exec` shell
+    per host and pytest process (tests/runner/docker_session.py) instead of one `docker
+    exec` per command."""
+    return f"docker-session://{container}"
+
+
+@dataclass
+class CheckResult:
+    name: str
+    host: str
+    outcome: str  # passed | failed | error | skipped
+    message: str = ""
+
+
+@dataclass
+class Validation:
+    rc: int
+    seconds: float
+    junit: Path
+    checks: list[CheckResult] = field(default_factory=list)
+    output: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return (
+            self.rc == 0 and bool(self.checks) and all(c.outcome == "passed" for c in self.checks)
+        )
+
+    def counts(self, host: str | None = None) -> dict[str, int]:
+        counts = {"passed": 0, "failed": 0, "error": 0, "skipped": 0}
+        for check in self.checks:
+            if host is None or check.host == host:
+                counts[check.outcome] += 1
+        return counts
+
+
+def _host_of(param: str, hosts: list[str]) -> str:
+    # testinfra ids look like docker://name, or docker://name-<other params>
+    for spec in sorted(hosts, key=len, reverse=True):
+        if param == spec or param.startswith(spec + "-"):
+            return spec.split("://", 1)[-1]
+    return param.split("://", 1)[-1]
+
+
+def parse_junit(path: Path, hosts: list[str] | None = None) -> list[CheckResult]:
+    """Checks from a JUnit XML written by pytest; the host comes from the test id."""
+    checks = []
+    # Our own child pytest wrote this file: not untrusted input.
+    for case in ET.parse(path).getroot().iter("testcase"):  # noqa: S314
+        name = case.get("name", "")
+        host = ""
+        # testinfra parametrizes checks with the host: test_x[docker://name]
+        if "[" in name and name.endswith("]"):
+            name, _, param = name[:-1].partition("[")
+            host = _host_of(param, hosts or [])
+        outcome, message = "passed", ""
+        for tag in ("failure", "error", "skipped"):
+            element = case.find(tag)
+            if element is not None:
+                outcome = "failed" if tag == "failure" else tag
+                message = (element.get("message") or "").strip()
+                break
+        checks.append(CheckResult(name=name, host=host, outcome=outcome, message=message))
+    return checks
+
+
+def validate(
+    hosts: list[str],
+    junit: Path,
+    runner_vars: Path | None = None,
+    extra_args: list[str] | None = None,
+    timeout: int = 1800,
+    workers: int = 2,
+) -> Validation:
+    """Run tests/runner against ``hosts`` (testinfra host specs, e.g. docker://name).
+
+    The checks wait on the host far more than on this machine's CPU (each is a command run
+    through the connection), so ``workers`` xdist processes run them side by side; the
+    slowest check (a DinD start) then overlaps the others. ``workers`` of 1 runs them in
+    this one child process.
+    """
+    junit.parent.mkdir(parents=True, exist_ok=True)
+    argv = [
+        sys.executable,
+        "-m",
+        "pytest",
+        *PLUGINS,
+        str(SUITE),
+        f"--hosts={','.join(hosts)}",
+        f"--junitxml={junit}",
+        "-p",
+        "no:cacheprovider",
+        "-q",
+        "-rfE",
+    ]
+    if workers > 1:
+        # Checks that touch the host's containers share one worker (xdist_group marks).
+        argv += ["-n", str(workers), "--dist", "loadgroup"]
+    if runner_vars is not None:
+        argv.append(f"--runner-vars={runner_vars}")
+    argv.extend(extra_args or [])
+    started = time.monotonic()
+    # Only the plugins the suite uses: whatever else the environment has installed (a test
+    # framework's own plugins) would be imported by every process, each time.
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
+    result = subprocess.run(
+        argv, capture_output=True, text=True, timeout=timeout, cwd=ROOT, env=env, check=False
+    )
+    checks = parse_junit(junit, hosts) if junit.exists() else []
+    return Validation(
+        rc=result.returncode,
+        seconds=time.monotonic() - started,
+        junit=junit,
+        checks=checks,
+        output=result.stdout + result.stderr,
+    )
+
+
+def merge_junit(parts: list[Path], target: Path) -> None:
+    """One JUnit file holding every part's test suites (CI report uploaders read one file)."""
+    root = ET.Element("testsuites")
+    for part in parts:
+        if not part.exists():
+            continue
+        # Our own child pytest wrote these files: not untrusted input.
+        tree = ET.parse(part).getroot()  # noqa: S314
+        suites = [tree] if tree.tag == "testsuite" else list(tree.iter("testsuite"))
+        root.extend(suites)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    ET.ElementTree(root).write(target, encoding="utf-8", xml_declaration=True)
+
+
+def validate_each(
+    hosts: list[str],
+    junit: Path,
+    runner_vars: Path | None = None,
+    extra_args: list[str] | None = None,
+    timeout: int = 1800,
+    workers: int = 4,
+) -> Validation:
+    """``validate`` with one child pytest per host, side by side; one merged report.
+
+    Hosts are independent machines, so their checks (and canaries) need not wait for each
+    other; on a small machine the engine's own work bounds the gain.
+    """
+    if len(hosts) <= 1:
+        return validate(hosts, junit, runner_vars, extra_args, timeout)
+    # Side by side already: more than two processes per host only compete for the CPU.
+    per_host = 2 if len(hosts) <= 2 else 1
+    started = time.monotonic()
+    parts = [junit.with_name(f"{junit.stem}.{i}{junit.suffix}") for i in range(len(hosts))]
+    with ThreadPoolExecutor(max_workers=max(1, min(workers, len(hosts)))) as pool:
+        results = list(
+            pool.map(
+                lambda pair: validate(
+                    [pair[0]], pair[1], runner_vars, extra_args, timeout, per_host
+                ),
+                zip(hosts, parts, strict=True),
+            )
+        )
+    merge_junit(parts, junit)
+    for part in parts:
+        part.unlink(missing_ok=True)
+    return Validation(
+        rc=max(r.rc for r in results),
+        seconds=time.monotonic() - started,
+        junit=junit,
+        checks=[c for r in results for c in r.checks],
+        output="\n".join(r.output for r in results),
+    )
