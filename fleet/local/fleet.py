@@ -33,11 +33,11 @@ from fleet.local import docker as backend
 from fleet.local import provision, validate
 from fleet.local.engine.bootstrap import Bootstrap, bootstrap
 from fleet.local.engine.engine import client
+from fleet.local.hosts import retire_host
 from fleet.local.observe import HostProbe, HostState, Observation, host_state, observe
 from fleet.local.registration import Registrar, RunnerBusyError
 from fleet.local.serve.jobs_file import JobsFile
 from fleet.local.serve.jobs_file import default_path as default_jobs_path
-from fleet.local.serve.reconciler import retire_host
 from fleet.local.yaml_files import load_mapping
 
 Report = Callable[[str], None]
@@ -439,7 +439,7 @@ class LocalFleet:
         registration: Runner | None,
         busy: Callable[[str], bool] = lambda _name: False,
     ) -> bool:
-        """Deregister first, re-check, then remove (``fleet.serve.retire_host``)."""
+        """Deregister first, re-check, then remove (``fleet.local.hosts.retire_host``)."""
         return retire_host(self, name, registration, self.report, busy)
 
     def retire_idle(self, count: int) -> list[str]:

@@ -33,8 +33,8 @@ from fleet.aws.handlers.runtime import Runtime, shared_runtime
 from fleet.aws.observe import FleetView, observe, runner_name
 from fleet.core.github.client import GitHubError
 from fleet.core.github.ratelimit import RateLimitExceeded
-from fleet.core.github.runners import RunnerBusyError
 from fleet.core.ledger import JobState
+from fleet.core.retire import LEDGER_BUSY, Candidate, retire
 from fleet.core.scaling import Decision, decide
 from fleet.core.webhook import QueuedDelivery
 
@@ -104,55 +104,40 @@ def read_fleet(rt: Runtime, now: datetime) -> tuple[Any, FleetView]:
 def scale_in(
     rt: Runtime, view: FleetView, instance_ids: Sequence[str], *, decrement: bool
 ) -> ScaleInOutcome:
-    """Deregister each instance's runner, re-check, and terminate what is not running a job.
+    """Deregister each instance's runner, re-check, and terminate what is not running a job
+    (``fleet.core.retire``).
 
     GitHub refuses to delete a runner that is running a job (busy); a runner still listed
     after deletion, a GitHub error (uncertain), or an in-progress job the ledger names on it
     (GitHub's busy flag lags) all spare the instance. The ledger is re-read once, after every
     deregistration, so a job that started meanwhile is seen.
     """
-    spared: list[tuple[str, str]] = []
-    deregistered: list[str] = []
-    for instance_id in dict.fromkeys(instance_ids):
-        runner = view.runner_of(instance_id)
-        if runner is None:
-            deregistered.append(instance_id)
-            continue
-        try:
-            rt.github.runners.delete_runner(runner.id)
-        except RunnerBusyError:
-            spared.append((instance_id, "busy: GitHub refused to deregister it"))
-            continue
-        except GITHUB_UNCERTAIN as exc:
-            spared.append((instance_id, f"deregistration uncertain: {exc}"))
-            continue
-        try:
-            again = rt.github.runners.get_runner(runner.id)
-        except GITHUB_UNCERTAIN as exc:
-            spared.append((instance_id, f"re-check uncertain: {exc}"))
-            continue
-        if again is not None:
-            why = "busy" if again.busy else "still registered"
-            spared.append((instance_id, f"{why} after deregistration"))
-            continue
-        deregistered.append(instance_id)
+    runners = rt.github.runners
 
-    terminated: list[str] = []
-    if deregistered:
+    def in_progress(instance_ids: Sequence[str]) -> dict[str, str]:
         running = {
             job.record.runner_name.casefold()
             for job in rt.ledger.open_jobs()
             if job.record.state is JobState.IN_PROGRESS and job.record.runner_name
         }
-        for instance_id in deregistered:
-            if runner_name(rt.settings.fleet_name, instance_id).casefold() in running:
-                spared.append((instance_id, "a job is in progress on it (ledger)"))
-                continue
-            if rt.group.terminate(instance_id, decrement=decrement):
-                terminated.append(instance_id)
-    for instance_id, why in spared:
+        fleet = rt.settings.fleet_name
+        return {
+            instance_id: LEDGER_BUSY
+            for instance_id in instance_ids
+            if runner_name(fleet, instance_id).casefold() in running
+        }
+
+    outcome = retire(
+        [Candidate(i, view.runner_of(i)) for i in instance_ids],
+        deregister=lambda runner: runners.delete_runner(runner.id),
+        recheck=lambda runner: runners.get_runner(runner.id),
+        busy_after=in_progress,
+        remove=lambda instance_id: rt.group.terminate(instance_id, decrement=decrement),
+        uncertain=GITHUB_UNCERTAIN,
+    )
+    for instance_id, why in outcome.spared:
         log.info("not terminating %s: %s", instance_id, why)
-    return ScaleInOutcome(terminated=tuple(terminated), spared=tuple(spared))
+    return ScaleInOutcome(terminated=outcome.removed, spared=outcome.spared)
 
 
 def run_cycle(rt: Runtime, *, now: datetime | None = None) -> CycleReport:

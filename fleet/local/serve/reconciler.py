@@ -47,6 +47,7 @@ from fleet.core.ledger import JobEvent, JobRecord, JobState
 from fleet.core.scaling import Decision, FleetLimits, decide
 from fleet.core.webhook import DEFAULT_MAX_BODY_BYTES, QueuedDelivery, handle_delivery
 from fleet.errors import FleetError
+from fleet.local.hosts import retire_host
 from fleet.local.observe import HostProbe, Observation
 from fleet.local.registration import Registrar, RunnerBusyError
 from fleet.local.serve.jobs_file import MOVE_ASIDE_HINT, JobsFile
@@ -115,36 +116,6 @@ class ServeOptions:
             )
         except ValueError as exc:
             raise FleetError(str(exc), hint="see `python -m fleet serve --help`") from exc
-
-
-def retire_host(
-    fleet: Fleet,
-    name: str,
-    registration: Runner | None,
-    report: Report,
-    busy: Callable[[str], bool] = lambda _name: False,
-) -> bool:
-    """Deregister first, re-check, then remove (property 16). True if the host was removed.
-
-    Kept: a registration GitHub shows busy, a deregistration GitHub refuses (it took a job),
-    and a host that, re-checked after deregistration, runs a job's worker or that ``busy``
-    (the job ledger) says runs a job.
-    """
-    if fleet.registered and registration is not None:
-        if registration.busy:
-            report(f"{name} is busy on GitHub: kept")
-            return False
-        try:
-            fleet.deregister(registration)
-        except RunnerBusyError:
-            report(f"{name} took a job while being retired: kept")
-            return False
-    probe = fleet.probe(name)
-    if probe.worker or busy(name):
-        report(f"{name} found busy after deregistration: kept until its job ends")
-        return False
-    fleet.remove(name)
-    return True
 
 
 # --- jobs from webhooks --------------------------------------------------------------------

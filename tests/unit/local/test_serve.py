@@ -22,6 +22,7 @@ from fleet.core.ledger import JobEvent, JobRecord, JobState
 from fleet.core.webhook import QueuedDelivery
 from fleet.errors import FleetError
 from fleet.local.fleet import HostRow
+from fleet.local.hosts import retire_host
 from fleet.local.observe import HostProbe, observe
 from fleet.local.registration import GitHubSettings, Registrar, RunnerBusyError
 from fleet.local.serve.reconciler import (
@@ -32,7 +33,6 @@ from fleet.local.serve.reconciler import (
     RedeliverySchedule,
     ServeOptions,
     WebhookServer,
-    retire_host,
     stale_jobs,
 )
 from tests.fakes.github import FakeGitHubActions
