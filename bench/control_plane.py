@@ -286,8 +286,8 @@ def bench_jobs_file(held: tuple[int, ...], events: int) -> list[dict[str, Any]]:
 
     from fleet.core.ledger import JobEvent
     from fleet.core.webhook import QueuedDelivery, parse_workflow_job_event
+    from fleet.local.serve.intake import Intake
     from fleet.local.serve.jobs_file import JobsFile
-    from fleet.local.serve.reconciler import Intake
     from tests.unit.control_plane.payloads import workflow_job
 
     def delivery(n: int) -> QueuedDelivery:

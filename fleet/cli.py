@@ -387,10 +387,12 @@ def _webhook_secret(args: argparse.Namespace) -> str | None:
     return os.environ.get(WEBHOOK_SECRET_ENV, "").strip() or None
 
 
-def build_autoscaler(args: argparse.Namespace, report=_say):  # -> serve.Autoscaler
+def build_autoscaler(args: argparse.Namespace, report=_say):  # -> Autoscaler
     """The autoscaler `serve` runs, from parsed arguments (tests run it in a thread)."""
     from fleet.local.engine.bootstrap import bootstrap
-    from fleet.local.serve import reconciler as serve
+    from fleet.local.serve.autoscaler import Autoscaler
+    from fleet.local.serve.catch_up import GitHubJobSource
+    from fleet.local.serve.reconciler import ServeOptions
 
     secret = _webhook_secret(args)
     if args.webhook_port is not None and not secret:
@@ -413,7 +415,7 @@ def build_autoscaler(args: argparse.Namespace, report=_say):  # -> serve.Autosca
     if registrar is not None:
         scope = registrar.settings.scope
         owners = (scope.org or (scope.repository or "").split("/")[0],)
-    options = serve.ServeOptions(
+    options = ServeOptions(
         idle=idle,
         min_size=args.min_size,
         max_size=max(args.max_size, args.min_size),
@@ -432,12 +434,12 @@ def build_autoscaler(args: argparse.Namespace, report=_say):  # -> serve.Autosca
     )
     options.limits()  # bad combinations fail here, before anything starts
     # Catching up on missed webhooks needs the App (the Autoscaler uses it only with webhooks).
-    jobs = serve.GitHubJobSource(registrar) if registrar is not None else None
+    jobs = GitHubJobSource(registrar) if registrar is not None else None
     # Jobs come only from webhooks: without them there is nothing to keep.
     jobs_file = None
     if args.webhook_port is not None:
         jobs_file = JobsFile(args.jobs_file or default_jobs_path(args.name))
-    return serve.Autoscaler(fleet, options, report, jobs=jobs, jobs_file=jobs_file)
+    return Autoscaler(fleet, options, report, jobs=jobs, jobs_file=jobs_file)
 
 
 def _serve(args: argparse.Namespace) -> int:

@@ -25,16 +25,11 @@ from fleet.local.fleet import HostRow
 from fleet.local.hosts import retire_host
 from fleet.local.observe import HostProbe, observe
 from fleet.local.registration import GitHubSettings, Registrar, RunnerBusyError
-from fleet.local.serve.reconciler import (
-    Autoscaler,
-    GitHubJobSource,
-    Intake,
-    Reconciler,
-    RedeliverySchedule,
-    ServeOptions,
-    WebhookServer,
-    stale_jobs,
-)
+from fleet.local.serve.autoscaler import Autoscaler
+from fleet.local.serve.catch_up import GitHubJobSource, RedeliverySchedule, stale_jobs
+from fleet.local.serve.intake import Intake
+from fleet.local.serve.reconciler import Reconciler, ServeOptions
+from fleet.local.serve.webhook_server import WebhookServer
 from tests.fakes.github import FakeGitHubActions
 from tests.fakes.github_jobs import WallClock
 from tests.unit.control_plane.payloads import SECRET, signed, workflow_job

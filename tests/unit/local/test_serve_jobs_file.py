@@ -13,8 +13,11 @@ import requests
 from fleet.core.ledger import JobEvent, JobRecord, JobState
 from fleet.core.webhook import QueuedDelivery, parse_workflow_job_event
 from fleet.errors import FleetError
+from fleet.local.serve.autoscaler import Autoscaler
+from fleet.local.serve.intake import Intake
 from fleet.local.serve.jobs_file import JobsFile, default_path
-from fleet.local.serve.reconciler import Autoscaler, Intake, ServeOptions, WebhookServer
+from fleet.local.serve.reconciler import ServeOptions
+from fleet.local.serve.webhook_server import WebhookServer
 from tests.unit.control_plane.payloads import SECRET, signed, workflow_job
 from tests.unit.local.test_serve import (
     LABELS,
