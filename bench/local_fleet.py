@@ -33,7 +33,7 @@ from typing import Any
 from bench._common import write_section
 from bench.runner_host import _machine
 from fleet.local import docker as backend
-from fleet.local import fleet as local
+from fleet.local.commands import UpOptions, fleet_for, up
 from fleet.local.engine import image as image_module
 from fleet.local.engine.bootstrap import Bootstrap, bootstrap
 from fleet.local.engine.engine import client, privileged_works
@@ -71,10 +71,10 @@ def _machine_busy() -> float:
         return busy_cpu_seconds(handle.readline(), os.sysconf("SC_CLK_TCK"))
 
 
-def _up(options: local.UpOptions) -> tuple[float, float]:
+def _up(options: UpOptions) -> tuple[float, float]:
     """Seconds an `up` took and the CPU seconds the machine worked meanwhile."""
     before = _machine_busy()
-    seconds, rows = _timed(lambda: local.up(options, _quiet))
+    seconds, rows = _timed(lambda: up(options, _quiet))
     cpu = _machine_busy() - before
     bad = [r for r in rows if r.state != "validated"]
     assert not bad, f"hosts not validated: {bad}"
@@ -150,7 +150,7 @@ def measure(runs: int, cold: bool) -> dict[str, Any]:
             tempfile.TemporaryDirectory(prefix="fleet-bench-") as directory,
             serve_agent(Path(directory), backend.network_gateway(fleet)) as agent,
         ):
-            base = local.UpOptions(
+            base = UpOptions(
                 name=fleet,
                 runners=1,
                 agent_url=agent.url,
@@ -158,11 +158,11 @@ def measure(runs: int, cold: bool) -> dict[str, Any]:
                 junit=Path(directory) / "validation.xml",
             )
 
-            def options(runners: int, canary: bool) -> local.UpOptions:
-                return local.UpOptions(**{**base.__dict__, "runners": runners, "canary": canary})
+            def options(runners: int, canary: bool) -> UpOptions:
+                return UpOptions(**{**base.__dict__, "runners": runners, "canary": canary})
 
             print("first up of a new fleet on this machine (bake + one host with the canary)")
-            fleet_obj = local.fleet_for(fleet, boot, options(1, True), None, _quiet)
+            fleet_obj = fleet_for(fleet, boot, options(1, True), None, _quiet)
             figures["bake"], _ = _timed(fleet_obj.ensure_image)
             figures["first host with canary"], _ = _up(options(1, True))
             _remove_hosts(fleet)

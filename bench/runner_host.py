@@ -22,8 +22,8 @@ import yaml
 
 from bench._common import write_section
 from fleet.local import docker as backend
-from fleet.local import fleet as local
 from fleet.local import provision, validate
+from fleet.local.commands import UpOptions, local_extravars
 from fleet.local.engine.bootstrap import bootstrap
 from tests.fakes.runner_agent import serve_agent
 
@@ -66,8 +66,8 @@ def measure(runs: int) -> dict[str, list[float]]:
             tempfile.TemporaryDirectory() as directory,
             serve_agent(Path(directory), backend.network_gateway(fleet)) as agent,
         ):
-            options = local.UpOptions(agent_url=agent.url, agent_sha256=agent.sha256)
-            variables = local.local_extravars(boot, options)
+            options = UpOptions(agent_url=agent.url, agent_sha256=agent.sha256)
+            variables = local_extravars(boot, options)
             vars_file = Path(directory) / "vars.yml"
             vars_file.write_text(yaml.safe_dump(variables))
             for run in range(runs):

@@ -11,7 +11,9 @@ import time
 from pathlib import Path
 
 from fleet.errors import FleetError
-from fleet.local import fleet as local
+from fleet.local.commands import MAX_RUNNERS, UpOptions, down, existing_fleet, scale, status, up
+from fleet.local.enrol import HostRow
+from fleet.local.fleet import DEFAULT_LABELS, check_name
 from fleet.local.serve.jobs_file import JobsFile
 from fleet.local.serve.jobs_file import default_path as default_jobs_path
 
@@ -42,8 +44,8 @@ def _whole(text: str, minimum: int) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from exc
     if value < minimum:
         raise argparse.ArgumentTypeError(f"{value} must be at least {minimum}")
-    if value > local.MAX_RUNNERS:
-        raise argparse.ArgumentTypeError(f"{value} is more than {local.MAX_RUNNERS} runner hosts")
+    if value > MAX_RUNNERS:
+        raise argparse.ArgumentTypeError(f"{value} is more than {MAX_RUNNERS} runner hosts")
     return value
 
 
@@ -135,7 +137,7 @@ def parser() -> argparse.ArgumentParser:
     up = commands.add_parser("up", help="start, converge, validate (and register) a local fleet")
     _fleet_options(up)
     up.add_argument("--runners", type=_positive, default=1, help="runner hosts (default: 1)")
-    _host_options(up, local.DEFAULT_LABELS)
+    _host_options(up, DEFAULT_LABELS)
     up.add_argument("--agent-url", help="runner agent tarball URL (default: the pinned release)")
     up.add_argument("--agent-sha256", help="sha256 of the tarball given with --agent-url")
     up.add_argument(
@@ -251,7 +253,7 @@ def _registrar(args: argparse.Namespace):  # -> Registrar | None
     return Registrar(settings) if settings is not None else None
 
 
-def _rows_table(rows: list[local.HostRow]) -> str:
+def _rows_table(rows: list[HostRow]) -> str:
     return table(
         [
             {
@@ -285,7 +287,7 @@ def _up(args: argparse.Namespace) -> int:
             hint="give both (a tarball is never unpacked without its checksum), or neither",
         )
     registrar = _registrar(args)
-    options = local.UpOptions(
+    options = UpOptions(
         name=args.name,
         runners=args.runners,
         labels=args.labels,
@@ -297,7 +299,7 @@ def _up(args: argparse.Namespace) -> int:
         junit=args.junit,
         canary=not args.no_canary,
     )
-    rows = local.up(options, _say, registrar)
+    rows = up(options, _say, registrar)
     print()
     print(_rows_table(rows))
     print()
@@ -307,15 +309,15 @@ def _up(args: argparse.Namespace) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    if not local.status(args.name):
+    if not status(args.name):
         raise FleetError(
             f"fleet {args.name!r} has no runner hosts", hint="run `python -m fleet up`"
         )
     from fleet.local.engine import bootstrap as boot_module  # engine check only when validating
 
     boot = boot_module.bootstrap(_say)
-    fleet = local.existing_fleet(
-        args.name, boot, local.DEFAULT_LABELS, _registrar(args), _say, vars_file=args.vars_file
+    fleet = existing_fleet(
+        args.name, boot, DEFAULT_LABELS, _registrar(args), _say, vars_file=args.vars_file
     )
     hosts, busy = fleet.checkable()
     if busy:
@@ -346,12 +348,12 @@ def _fleet_labels(name: str, given: tuple[str, ...] | None) -> tuple[str, ...]:
         text = container.labels.get(backend.LABEL_RUNNER_LABELS, "")
         if text:
             return tuple(text.split(","))
-    return local.DEFAULT_LABELS
+    return DEFAULT_LABELS
 
 
 def _scale(args: argparse.Namespace) -> int:
     registrar = _registrar(args)
-    options = local.UpOptions(
+    options = UpOptions(
         name=args.name,
         labels=_fleet_labels(args.name, args.labels),
         vars_file=args.vars_file,
@@ -359,7 +361,7 @@ def _scale(args: argparse.Namespace) -> int:
         junit=args.junit,
         canary=not args.no_canary,
     )
-    rows, retired = local.scale(args.name, args.runners, options, _say, registrar)
+    rows, retired = scale(args.name, args.runners, options, _say, registrar)
     if rows:
         print()
         print(_rows_table(rows))
@@ -367,7 +369,7 @@ def _scale(args: argparse.Namespace) -> int:
         print(_registration_note(registrar, options.labels))
     if retired:
         _say(f"retired {len(retired)} idle host(s): {', '.join(retired)}")
-    live = [r for r in local.status(args.name) if r["state"] == "running"]
+    live = [r for r in status(args.name) if r["state"] == "running"]
     _say(f"fleet {args.name!r} has {len(live)} runner host(s)")
     good = {"registered"} if registrar is not None else {"validated"}
     return 0 if all(r.state in good for r in rows) else 1
@@ -407,7 +409,7 @@ def build_autoscaler(args: argparse.Namespace, report=_say):  # -> Autoscaler
         registrar.check()
     labels = _fleet_labels(args.name, args.labels)
     boot = bootstrap(report, args.cache_dir)
-    fleet = local.existing_fleet(args.name, boot, labels, registrar, report, args.vars_file)
+    fleet = existing_fleet(args.name, boot, labels, registrar, report, args.vars_file)
     idle = args.idle
     if idle is None:
         idle = max(1, len([h for h in fleet.hosts() if h[2].running]))
@@ -456,7 +458,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    rows = local.status(args.name, _registrar(args))
+    rows = status(args.name, _registrar(args))
     print(
         table(rows, ["runner", "state", "runner state", "github", "image", "labels", "started"])
         if rows
@@ -466,7 +468,7 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _down(args: argparse.Namespace) -> int:
-    removed = local.down(args.name, _registrar(args), _say)
+    removed = down(args.name, _registrar(args), _say)
     _say(
         f"removed {removed['containers']} container(s), {removed['volumes']} volume(s), "
         f"{removed['networks']} network(s), {removed['images']} image(s) and "
@@ -510,7 +512,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         if getattr(args, "name", None) is not None:
-            local.check_name(args.name)
+            check_name(args.name)
         return COMMANDS[args.command](args)
     except FleetError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -6,17 +6,27 @@ runs it in a child pytest (argument list, no shell) and reads its JUnit XML.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
+import tempfile
 import time
 import xml.etree.ElementTree as ET
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+import yaml
+
+from fleet.errors import FleetError
 
 ROOT = Path(__file__).resolve().parents[2]
 SUITE = ROOT / "tests" / "runner"
+REPORTS = ROOT / "reports"
+NO_CANARY = ["-k", "not canary"]
 
 
 # pytest plugins the suite needs (loaded explicitly; autoloading is off in the child).
@@ -194,3 +204,38 @@ def validate_each(
         checks=[c for r in results for c in r.checks],
         output="\n".join(r.output for r in results),
     )
+
+
+@contextlib.contextmanager
+def _runner_vars_file(variables: dict[str, Any]) -> Iterator[Path]:
+    """The variables as the validation suite's --runner-vars file, private and gone after."""
+    with tempfile.TemporaryDirectory(prefix="fleet-vars-") as directory:
+        path = Path(directory) / "runner-vars.yml"
+        path.write_text(yaml.safe_dump(variables, sort_keys=True))
+        path.chmod(0o600)
+        yield path
+
+
+def run_validation(
+    name: str,
+    hosts: list[str],
+    variables: dict[str, Any],
+    junit: Path | None,
+    canary: bool = True,
+) -> Validation:
+    """tests/runner against each host of fleet ``name``, hosts side by side (one child
+    pytest per host)."""
+    junit_path = junit or REPORTS / f"{name}-validation.xml"
+    with _runner_vars_file(variables) as runner_vars:
+        outcome = validate_each(
+            [local_host_spec(host) for host in hosts],
+            junit_path,
+            runner_vars,
+            extra_args=None if canary else NO_CANARY,
+        )
+    if not outcome.checks:
+        raise FleetError(
+            "the validation suite ran no checks:\n" + outcome.output[-3000:],
+            hint="run `pytest tests/runner --hosts=docker://HOST` by hand to see why",
+        )
+    return outcome

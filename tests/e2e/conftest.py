@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import pytest
 
 from fleet.local import docker as backend
-from fleet.local import fleet as local
+from fleet.local.commands import UpOptions, local_extravars
 from fleet.local.engine.bootstrap import Bootstrap, bootstrap
 from tests.fakes.runner_agent import ServedAgent, serve_agent
 
@@ -58,5 +58,5 @@ def host(boot: Bootstrap, fleet_name: str) -> str:
 @pytest.fixture(scope="module")
 def local_vars(boot: Bootstrap, agent: ServedAgent) -> dict:
     """The variables `python -m fleet up` would pass, with the fake agent."""
-    options = local.UpOptions(agent_url=agent.url, agent_sha256=agent.sha256)
-    return local.local_extravars(boot, options)
+    options = UpOptions(agent_url=agent.url, agent_sha256=agent.sha256)
+    return local_extravars(boot, options)

@@ -24,7 +24,7 @@ from pytest_httpserver import HTTPServer
 
 from fleet import cli
 from fleet.local import docker as backend
-from fleet.local import fleet as local
+from fleet.local.commands import existing_fleet
 from fleet.local.engine.engine import client
 from fleet.local.registration import Registrar, load_settings
 from fleet.local.serve.jobs_file import default_path as default_jobs_path
@@ -230,7 +230,7 @@ def test_a_busy_runner_is_never_retired_while_its_job_runs(fleet_name, github, c
     # The busy flag lags: GitHub still shows the racing runner idle when retiring starts.
     github.runner_by_name(racing_host)["busy"] = False
     settings = load_settings()
-    fleet = local.existing_fleet(fleet_name, _boot(), LABELS.split(","), Registrar(settings), print)
+    fleet = existing_fleet(fleet_name, _boot(), LABELS.split(","), Registrar(settings), print)
     stale = fleet.observe().by_name()[racing_host].registration
     assert stale is not None and not stale.busy
     assert fleet.retire(racing_host, stale) is False

@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from fleet.core import jobs
-from fleet.local import fleet as local
+from fleet.local.fleet import DEFAULT_LABELS
 from infra.config import parse_config
 
 pytestmark = pytest.mark.unit
@@ -33,7 +33,7 @@ CI = "ci.yml"
 
 # The labels a fleet's runners register with when none are given: the local fleet's
 # (python -m fleet up) and the AWS stack's (runnerLabels unset).
-LOCAL_FLEET_LABELS = local.DEFAULT_LABELS
+LOCAL_FLEET_LABELS = DEFAULT_LABELS
 AWS_FLEET_LABELS = parse_config({"githubScope": "example-org"}).runner_labels
 
 # The self-hosted runner outside the fleet that hosts a local fleet and validates it.

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from fleet.local import fleet as local
+from fleet.local.bake import bake_hash
 from fleet.local.registration import Registrar
 from tests.fakes.runner_agent import build_tarball
 
@@ -29,28 +29,26 @@ def recipe(tmp_path: Path) -> Path:
 
 
 def test_the_bake_hash_follows_playbooks_variables_and_base_image(recipe):
-    base = local.bake_hash({"a": 1}, "img:1", [recipe])
-    assert local.bake_hash({"a": 1}, "img:1", [recipe]) == base
-    assert local.bake_hash({"a": 2}, "img:1", [recipe]) != base
-    assert local.bake_hash({"a": 1}, "img:2", [recipe]) != base
+    base = bake_hash({"a": 1}, "img:1", [recipe])
+    assert bake_hash({"a": 1}, "img:1", [recipe]) == base
+    assert bake_hash({"a": 2}, "img:1", [recipe]) != base
+    assert bake_hash({"a": 1}, "img:2", [recipe]) != base
     (recipe / "roles" / "r" / "tasks" / "main.yml").write_text("- name: y\n")
-    assert local.bake_hash({"a": 1}, "img:1", [recipe]) != base
+    assert bake_hash({"a": 1}, "img:1", [recipe]) != base
 
 
 def test_boot_only_variables_and_caches_do_not_re_bake(recipe):
-    base = local.bake_hash({"a": 1}, "img:1", [recipe])
+    base = bake_hash({"a": 1}, "img:1", [recipe])
     boot_only = {"a": 1, "actions_runner_jitconfig": "secret"}
-    assert local.bake_hash(boot_only, "img:1", [recipe]) == base
+    assert bake_hash(boot_only, "img:1", [recipe]) == base
     # The preload list is baked into the host's preload unit: a change re-bakes.
     preload = [{"name": "debian:trixie", "path": "/var/cache/fleet/preload/debian.tar"}]
-    assert (
-        local.bake_hash({"a": 1, "docker_host_preload_images": preload}, "img:1", [recipe]) != base
-    )
+    assert bake_hash({"a": 1, "docker_host_preload_images": preload}, "img:1", [recipe]) != base
     (recipe / "roles" / "__pycache__").mkdir()
     (recipe / "roles" / "__pycache__" / "x.pyc").write_bytes(b"\0")
     (recipe / ".ansible").mkdir()
     (recipe / ".ansible" / "cache").write_text("x")
-    assert local.bake_hash({"a": 1}, "img:1", [recipe]) == base
+    assert bake_hash({"a": 1}, "img:1", [recipe]) == base
 
 
 def test_the_fake_agent_tarball_is_the_same_every_time():

@@ -3,7 +3,8 @@
 import pytest
 
 from fleet import cli
-from fleet.local import fleet as local
+from fleet.errors import FleetError
+from fleet.local.commands import load_vars_file
 
 pytestmark = pytest.mark.unit
 
@@ -91,8 +92,8 @@ def test_a_missing_github_config_file_is_named(tmp_path, capsys):
 def test_a_vars_file_cannot_smuggle_in_a_jit_config(tmp_path):
     path = tmp_path / "vars.yml"
     path.write_text("actions_runner_jitconfig: abc\n")
-    with pytest.raises(local.FleetError, match="JIT configs are made per host"):
-        local.load_vars_file(path)
+    with pytest.raises(FleetError, match="JIT configs are made per host"):
+        load_vars_file(path)
 
 
 def test_catching_up_with_github_defaults_and_can_be_turned_off():

@@ -6,40 +6,41 @@ import pytest
 
 from fleet import cli
 from fleet.errors import FleetError
-from fleet.local import fleet as local
 from fleet.local import provision, validate
+from fleet.local.commands import load_vars_file
+from fleet.local.fleet import check_name
 
 pytestmark = pytest.mark.unit
 
 
 @pytest.mark.parametrize("name", ["local", "ci-7", "a"])
 def test_good_fleet_names_pass(name):
-    assert local.check_name(name) == name
+    assert check_name(name) == name
 
 
 @pytest.mark.parametrize("name", ["", "Local", "-x", "a_b", "x" * 40, "a b"])
 def test_bad_fleet_names_say_what_is_allowed(name):
     with pytest.raises(FleetError, match="lower-case letters"):
-        local.check_name(name)
+        check_name(name)
 
 
 def test_vars_file_must_be_a_mapping(tmp_path):
     path = tmp_path / "vars.yml"
     path.write_text("- a\n- b\n")
     with pytest.raises(FleetError, match="must be a mapping"):
-        local.load_vars_file(path)
+        load_vars_file(path)
 
 
 def test_vars_file_with_bad_yaml_names_the_file(tmp_path):
     path = tmp_path / "vars.yml"
     path.write_text("a: [unclosed\n")
     with pytest.raises(FleetError, match=str(path)):
-        local.load_vars_file(path)
+        load_vars_file(path)
 
 
 def test_missing_vars_file_is_a_clear_error(tmp_path):
     with pytest.raises(FleetError, match="cannot read vars file"):
-        local.load_vars_file(tmp_path / "nope.yml")
+        load_vars_file(tmp_path / "nope.yml")
 
 
 def test_docker_inventory_reaches_hosts_with_the_connection_mitogen_takes_over():

@@ -21,7 +21,7 @@ from fleet.core.github.runners import Runner, Scope
 from fleet.core.ledger import JobEvent, JobRecord, JobState
 from fleet.core.webhook import QueuedDelivery
 from fleet.errors import FleetError
-from fleet.local.fleet import HostRow
+from fleet.local.enrol import HostRow
 from fleet.local.hosts import retire_host
 from fleet.local.observe import HostProbe, observe
 from fleet.local.registration import GitHubSettings, Registrar, RunnerBusyError
