@@ -196,7 +196,7 @@ def bench_calls_per_cycle(retirements: tuple[int, ...]) -> list[dict[str, Any]]:
 def bench_webhook(events: int) -> list[dict[str, Any]]:
     from moto import mock_aws
 
-    from fleet.aws.adapters import DeliveryQueue
+    from fleet.aws.adapters.sqs import DeliveryQueue
     from fleet.aws.handlers import webhook
     from fleet.aws.handlers.settings import Settings
     from tests.unit.control_plane.payloads import signed, workflow_job

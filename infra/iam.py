@@ -300,11 +300,6 @@ def validation_operator_policy(
     }
 
 
-def statements_by_sid(policy: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Index a policy's statements by Sid (for tests and the control plane)."""
-    return {statement["Sid"]: statement for statement in policy["Statement"] if "Sid" in statement}
-
-
 class RunnerInstanceRoleArgs:
     """Inputs of RunnerInstanceRole; plain values or Outputs."""
 

@@ -176,14 +176,6 @@ def apply(record: JobRecord | None, event: JobEvent) -> tuple[JobRecord, bool]:
     return merged, merged != record
 
 
-def replay(events: Iterable[JobEvent]) -> dict[int, JobRecord]:
-    """Records for every job in ``events``, in whatever order they came."""
-    records: dict[int, JobRecord] = {}
-    for event in events:
-        records[event.job_id], _ = apply(records.get(event.job_id), event)
-    return records
-
-
 def queued_longer_than(
     records: Iterable[JobRecord], *, now: datetime, threshold: timedelta
 ) -> list[JobRecord]:

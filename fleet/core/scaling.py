@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
@@ -209,20 +209,3 @@ def decide(
         overdue_busy=tuple(overdue),
         reasons=tuple(reasons),
     )
-
-
-def mark_busy(runners: Iterable[FleetRunner], names_with_jobs: Iterable[str]) -> list[FleetRunner]:
-    """Runners whose name the job ledger shows running a job become BUSY.
-
-    GitHub's ``busy`` flag can lag a job assignment by tens of seconds; the ledger's
-    ``in_progress`` events (which name the runner) close that gap before ``decide`` runs.
-    """
-    with_jobs = {name.casefold() for name in names_with_jobs}
-    return [
-        replace(r, status=RunnerStatus.BUSY)
-        if r.name is not None
-        and r.name.casefold() in with_jobs
-        and r.status in (RunnerStatus.IDLE, RunnerStatus.OFFLINE)
-        else r
-        for r in runners
-    ]

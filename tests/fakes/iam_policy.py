@@ -182,3 +182,13 @@ def allow_statements(policy: Mapping[str, Any]) -> Iterable[tuple[str, str]]:
         if statement["Effect"] == "Allow":
             for action in as_list(statement["Action"]):
                 yield str(statement.get("Sid") or index), action
+
+
+def decide(policies: Iterable[Mapping[str, Any]], request: Request) -> str:
+    """'Allow', 'ExplicitDeny' or 'ImplicitDeny' for ``request`` against unnamed policies."""
+    return evaluate({str(n): policy for n, policy in enumerate(policies)}, request).decision
+
+
+def statements_by_sid(policy: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """A policy's statements by Sid."""
+    return {s["Sid"]: s for s in as_list(policy["Statement"]) if "Sid" in s}

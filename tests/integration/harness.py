@@ -42,7 +42,7 @@ from moto.core.botocore_stubber import MockRawResponse
 from moto.ec2.models import ec2_backends
 from moto.iam.aws_managed_policies import aws_managed_policies_data
 
-from fleet.aws.adapters import DEFAULT_CONFIG, WEBHOOK_CONFIG, DeliveryQueue, aws_clients
+from fleet.aws.adapters.clients import DEFAULT_CONFIG, WEBHOOK_CONFIG, aws_clients
 from fleet.aws.handlers import lifecycle, reaper, scaler, webhook
 from fleet.aws.handlers.runtime import Runtime
 from fleet.aws.handlers.settings import Settings
@@ -56,6 +56,7 @@ from infra.iam import (
     instance_trust_policy,
     lambda_trust_policy,
 )
+from tests.fakes import sqs_event_source as event_source
 from tests.fakes.github import FakeGitHubActions, Job
 from tests.integration.moto_asg import LAUNCHING, TERMINATING, LifecycleActions, PendingAction
 from tests.integration.moto_iam import PolicyEnforcer
@@ -874,11 +875,11 @@ class Fleet:
         """The SQS event source mapping: batches of 10 to the scaler, with the scaler's role;
         records it reports failed stay on the queue and come back (receive count grows, and
         past ``maxReceiveCount`` SQS moves them to the dead letters)."""
-        queue = DeliveryQueue(self.runtimes["scaler"].clients.sqs, self.aws.queue_url)
+        sqs, url = self.runtimes["scaler"].clients.sqs, self.aws.queue_url
         processed = 0
-        queue.depth()
+        event_source.depth(sqs, url)
         for _ in range(max_batches):
-            messages = queue.receive(10, visibility_timeout=0)
+            messages = event_source.receive(sqs, url, 10, visibility_timeout=0)
             if not messages:
                 break
             records = [
@@ -894,7 +895,7 @@ class Fleet:
             result = self.invoke("scaler", {"Records": records})
             failed = {f["itemIdentifier"] for f in result["batchItemFailures"]}
             done = [m for m in messages if m.message_id not in failed]
-            assert queue.delete(done) == []
+            assert event_source.delete(sqs, url, done) == []
             processed += len(done)
             if not done and failed:
                 break  # everything failed: leave the rest for the next pass

@@ -9,9 +9,12 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from fleet.aws.adapters import AutoScalingGroup, DynamoLedger, DynamoTokenBucket, JitParameters
+from fleet.aws.adapters.autoscaling import AutoScalingGroup
+from fleet.aws.adapters.dynamodb import DynamoLedger, DynamoTokenBucket
+from fleet.aws.adapters.ssm import JitParameters
 from fleet.core.github.ratelimit import RateLimitExceeded
-from fleet.core.ledger import JobEvent, JobState, replay
+from fleet.core.ledger import JobEvent, JobState
+from tests.fakes.ledger import replay
 from tests.integration.harness import OffsetClock, create_ledger_table
 
 pytestmark = pytest.mark.integration

@@ -12,7 +12,7 @@ from __future__ import annotations
 import pytest
 from botocore.exceptions import ClientError
 
-from fleet.aws.adapters import DEFAULT_CONFIG
+from fleet.aws.adapters.clients import DEFAULT_CONFIG
 from tests.fakes.iam_policy import allow_statements
 from tests.integration.harness import APP_PARAMETERS, ASG_NAME, FLEET, Fleet, Throttler
 

@@ -20,19 +20,13 @@ import boto3
 import requests
 from botocore.config import Config
 
-from fleet.aws.adapters import (
-    DEFAULT_CONFIG,
-    AutoScalingGroup,
-    AwsClients,
-    DeliveryQueue,
-    DynamoLedger,
-    DynamoTokenBucket,
-    FleetInstances,
-    JitParameters,
-    Metrics,
-    SecureParameters,
-    aws_clients,
-)
+from fleet.aws.adapters.autoscaling import AutoScalingGroup
+from fleet.aws.adapters.clients import DEFAULT_CONFIG, AwsClients, aws_clients
+from fleet.aws.adapters.cloudwatch import Metrics
+from fleet.aws.adapters.dynamodb import DynamoLedger, DynamoTokenBucket
+from fleet.aws.adapters.ec2 import FleetInstances
+from fleet.aws.adapters.sqs import DeliveryQueue
+from fleet.aws.adapters.ssm import JitParameters, SecureParameters
 from fleet.aws.handlers.settings import Settings
 from fleet.core.github.auth import AppJwtSigner
 from fleet.core.github.client import GitHubApp, GitHubClient, InstallationAuth, RetryPolicy

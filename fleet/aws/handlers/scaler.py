@@ -28,7 +28,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from fleet.aws.adapters import LedgerConflict
+from fleet.aws.adapters.dynamodb import LedgerConflict
 from fleet.aws.handlers.runtime import Runtime, shared_runtime
 from fleet.aws.observe import FleetView, observe, runner_name
 from fleet.core.github.client import GitHubError

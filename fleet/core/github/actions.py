@@ -16,7 +16,6 @@ from fleet.core.github.client import GitHubClient, TokenSource
 from fleet.core.ledger import JobEvent, JobState
 
 # GitHub's job statuses that mean "not started yet" (besides "queued" and "waiting").
-_NOT_STARTED = {"queued", "pending", "requested"}
 
 
 @dataclass(frozen=True)

@@ -356,7 +356,7 @@ class SimAws:
         session = self.admin
         runtime = Runtime.from_env(env, session=session)
         # The function's clients talk to moto: rebuild them on its endpoint.
-        from fleet.aws.adapters import DEFAULT_CONFIG, SERVICES, AwsClients
+        from fleet.aws.adapters.clients import DEFAULT_CONFIG, SERVICES, AwsClients
 
         runtime.clients = AwsClients(
             **{

@@ -9,7 +9,7 @@ import pytest
 from fleet.aws.observe import GroupInstance, instance_id_of, observe, reap_plan, runner_name
 from fleet.core.github.runners import Runner
 from fleet.core.ledger import JobRecord, JobState
-from fleet.core.scaling import FleetLimits, RunnerStatus
+from fleet.core.scaling import FleetLimits, RunnerStatus, decide
 
 pytestmark = pytest.mark.unit
 
@@ -144,3 +144,21 @@ def test_reap_plan_picks_offline_never_registered_and_expired_but_never_busy():
     assert plan.offline == ("i-1",)
     assert plan.expired_idle == ("i-2",)
     assert plan.overdue_busy == ("i-3",)
+
+
+def test_runners_the_ledger_shows_with_a_job_are_treated_as_busy():
+    """GitHub's busy flag lags a job assignment; an in-progress job in the ledger naming the
+    runner (any case) makes it busy before ``decide`` runs, so it is never retired."""
+    instances = [GroupInstance(f"i-000{n}", "InService") for n in (1, 2, 3)]
+    view = view_of(
+        instances,
+        runners=[runner("i-0001"), runner("i-0002")],
+        jobs=[job(7, JobState.IN_PROGRESS, "MAIN-i-0001")],
+    )
+    assert [r.status for r in view.runners] == [
+        RunnerStatus.BUSY,
+        RunnerStatus.IDLE,
+        RunnerStatus.BOOTING,
+    ]
+    d = decide(0, list(view.runners), FleetLimits(idle_grace=timedelta(0)), NOW)
+    assert d.retire == ("i-0002",)

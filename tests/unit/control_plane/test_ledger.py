@@ -20,8 +20,8 @@ from fleet.core.ledger import (
     in_progress_longer_than,
     merge,
     queued_longer_than,
-    replay,
 )
+from tests.fakes.ledger import replay
 
 from .payloads import workflow_job
 

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fleet.core.scaling import Decision, FleetLimits, FleetRunner, RunnerStatus, decide, mark_busy
+from fleet.core.scaling import Decision, FleetLimits, FleetRunner, RunnerStatus, decide
 
 pytestmark = pytest.mark.unit
 
@@ -151,18 +151,6 @@ def test_offline_runners_are_not_available_and_not_touched():
     d = decide(1, [runner(1, OFFLINE, 60 * 24)], LIMITS, NOW)
     assert d.retire == () and d.terminate == ()
     assert (d.desired_capacity, d.launch, d.offline) == (2, 1, 1)
-
-
-def test_runners_the_ledger_shows_with_a_job_are_treated_as_busy():
-    fleet = [
-        runner(1, IDLE, 60, 60, name="Fleet-A-1"),
-        runner(2, IDLE, 60, 60, name="fleet-a-2"),
-        runner(3, BOOTING, 1),
-    ]
-    marked = mark_busy(fleet, ["fleet-a-1"])
-    assert [r.status for r in marked] == [BUSY, IDLE, BOOTING]
-    d = decide(0, marked, FleetLimits(idle_grace=timedelta(0)), NOW)
-    assert d.retire == ("i-0002",)
 
 
 def test_the_same_instance_twice_is_an_error():

@@ -23,10 +23,9 @@ from infra.iam import (
     dead_letter_queue_policy,
     function_policies,
     lambda_trust_policy,
-    statements_by_sid,
 )
 from infra.lambda_package import LAMBDA_SOURCES, build_lambda_package, lambda_requirements
-from tests.fakes.iam_policy import Request, evaluate
+from tests.fakes.iam_policy import Request, evaluate, statements_by_sid
 
 pytestmark = pytest.mark.unit
 
@@ -82,7 +81,8 @@ def test_package_holds_the_handlers_and_their_dependencies_only(tmp_path, lambda
         assert f"fleet/aws/handlers/{module}.py" in files
     assert {
         "fleet/__init__.py",
-        "fleet/aws/adapters.py",
+        "fleet/aws/adapters/sqs.py",
+        "fleet/aws/adapters/dynamodb.py",
         "fleet/core/github/runners.py",
         "fleet/core/github/actions.py",
         "fleet/core/scaling.py",

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import pytest
 from infra_mocks import ACCOUNT, KMS_KEY_ARN, REGION
-from infra_policy_eval import Request, decide
 
 from infra.config import FLEET_TAG, JIT_INSTANCE_TAG
 from infra.iam import (
@@ -18,8 +17,8 @@ from infra.iam import (
     instance_policy,
     instance_trust_policy,
     kms_key_policy,
-    statements_by_sid,
 )
+from tests.fakes.iam_policy import Request, decide, statements_by_sid
 
 pytestmark = pytest.mark.unit
 
