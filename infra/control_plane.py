@@ -25,70 +25,23 @@ import dataclasses
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
 import pulumi
 import pulumi_aws as aws
 
+from infra.alarms import control_plane_alarms
 from infra.config import FLEET_TAG, ResourceNames
-from infra.iam import (
-    FUNCTIONS,
-    LIFECYCLE,
-    OPEN_JOBS_INDEX,
-    REAPER,
-    SCALER,
-    WEBHOOK,
-    ControlPlaneResources,
-    dead_letter_queue_policy,
-    function_policies,
-    lambda_trust_policy,
-)
+from infra.events import Events
+from infra.functions import FUNCTION_SPECS, LAMBDA_ARCHITECTURE, Functions
+from infra.iam import FUNCTIONS, SCALER, ControlPlaneResources, function_policies
 from infra.lambda_package import build_lambda_package
+from infra.ledger_table import ledger_table
+from infra.queues import Queues
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
-LAMBDA_RUNTIME = "python3.12"
-LAMBDA_ARCHITECTURE = "arm64"
-LOG_RETENTION_DAYS = 30
-MAX_RECEIVE_COUNT = 5
 METRICS_NAMESPACE = "RunnerFleet"
 GITHUB_API_URL = "https://api.github.com"
-LAUNCH_EVENT = "EC2 Instance-launch Lifecycle Action"
-TERMINATE_EVENT = "EC2 Instance-terminate Lifecycle Action"
-SPOT_WARNING_EVENT = "EC2 Spot Instance Interruption Warning"
-
-
-@dataclasses.dataclass(frozen=True)
-class FunctionSpec:
-    timeout: int  # seconds
-    memory: int  # MB
-    description: str
-
-
-FUNCTION_SPECS: dict[str, FunctionSpec] = {
-    # GitHub wants an answer within 10 s; the function does one SQS send.
-    WEBHOOK: FunctionSpec(8, 256, "GitHub webhook: signature check, then SQS"),
-    SCALER: FunctionSpec(60, 512, "job ledger and desired capacity"),
-    LIFECYCLE: FunctionSpec(60, 256, "JIT configs on launch, runner release on termination"),
-    REAPER: FunctionSpec(120, 512, "dead, offline and expired runners; reconciler"),
-}
-SCHEDULES = {SCALER: "rate(1 minute)", REAPER: "rate(2 minutes)"}
-# Alarms on the fleet's own metrics (the functions publish them, dimension Fleet):
-# key -> (alarm name after the prefix, metric, statistic, description).
-FLEET_ALARMS = {
-    "queued-too-long": (
-        "jobs-queued-too-long",
-        "JobsQueuedTooLong",
-        "Maximum",
-        "Jobs wait for a runner longer than the threshold",
-    ),
-    "boot-failures": (
-        "boot-failures",
-        "BootFailures",
-        "Sum",
-        "Instances did not register their runner by the boot deadline",
-    ),
-}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -170,22 +123,14 @@ def function_environment(
     }
 
 
-def lifecycle_event_pattern(asg_name: str) -> dict[str, Any]:
-    """EventBridge pattern: this group's launch and terminate lifecycle actions."""
-    return {
-        "source": ["aws.autoscaling"],
-        "detail-type": [LAUNCH_EVENT, TERMINATE_EVENT],
-        "detail": {"AutoScalingGroupName": [asg_name]},
-    }
-
-
-def spot_warning_event_pattern() -> dict[str, Any]:
-    """EventBridge pattern: spot interruption warnings (the function keeps its fleet's)."""
-    return {"source": ["aws.ec2"], "detail-type": [SPOT_WARNING_EVENT]}
-
-
 class ControlPlane(pulumi.ComponentResource):
-    """Webhook, queue, ledger, scaler, lifecycle handler, reaper, alarms (module docstring)."""
+    """Webhook, queue, ledger, scaler, lifecycle handler, reaper, alarms (module docstring).
+
+    Composed of small parts, each in its own module: ``Queues``, the ledger table,
+    ``Functions``, ``Events`` and the alarms. They are plain classes whose resources are
+    children of this component (not components of their own): resource URNs stay what they
+    were, so a stack deployed before the split updates in place.
+    """
 
     def __init__(
         self, name: str, args: ControlPlaneArgs, opts: pulumi.ResourceOptions | None = None
@@ -201,297 +146,55 @@ class ControlPlane(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         tags = dict(args.tags)
         names = ResourceNames(args.name_prefix or f"runner-fleet-{args.fleet_name}")
-        partition = args.partition or aws.get_partition().partition
-        region = args.region or aws.get_region().region
-        account_id = args.account_id or aws.get_caller_identity().account_id
-        dns_suffix = "amazonaws.com.cn" if partition == "aws-cn" else "amazonaws.com"
+        account = _Account.of(args)
         project_root = args.project_root or PROJECT_ROOT
         self.package = build_lambda_package(
             project_root, args.build_dir or project_root / "build", architecture=LAMBDA_ARCHITECTURE
         )
         function_names = {fn: names.function(fn) for fn in FUNCTIONS}
-
-        # Queue and dead letters.
-        self.dead_letter_queue = aws.sqs.Queue(
-            f"{name}-dead-letters",
-            name=names.dead_letter_queue,
-            message_retention_seconds=14 * 24 * 3600,
-            sqs_managed_sse_enabled=True,
-            tags=tags,
-            opts=child,
-        )
-        self.queue = aws.sqs.Queue(
-            f"{name}-deliveries",
-            name=names.deliveries_queue,
+        queues = Queues(
+            name,
+            names,
             # Six times the consumer's timeout, as Lambda recommends for SQS sources.
-            visibility_timeout_seconds=6 * FUNCTION_SPECS[SCALER].timeout,
-            message_retention_seconds=4 * 24 * 3600,
-            sqs_managed_sse_enabled=True,
-            redrive_policy=self.dead_letter_queue.arn.apply(
-                lambda arn: json.dumps(
-                    {"deadLetterTargetArn": arn, "maxReceiveCount": MAX_RECEIVE_COUNT}
-                )
-            ),
+            visibility_timeout=6 * FUNCTION_SPECS[SCALER].timeout,
             tags=tags,
             opts=child,
         )
-
-        # Job ledger.
-        self.table = aws.dynamodb.Table(
-            f"{name}-ledger",
-            name=names.ledger_table,
-            billing_mode="PAY_PER_REQUEST",
-            hash_key="pk",
-            attributes=[
-                aws.dynamodb.TableAttributeArgs(name="pk", type="S"),
-                aws.dynamodb.TableAttributeArgs(name="open_fleet", type="S"),
-                aws.dynamodb.TableAttributeArgs(name="queued_at", type="S"),
-            ],
-            global_secondary_indexes=[
-                aws.dynamodb.TableGlobalSecondaryIndexArgs(
-                    name=OPEN_JOBS_INDEX,
-                    key_schemas=[
-                        aws.dynamodb.TableGlobalSecondaryIndexKeySchemaArgs(
-                            attribute_name="open_fleet", key_type="HASH"
-                        ),
-                        aws.dynamodb.TableGlobalSecondaryIndexKeySchemaArgs(
-                            attribute_name="queued_at", key_type="RANGE"
-                        ),
-                    ],
-                    projection_type="ALL",
-                )
-            ],
-            ttl=aws.dynamodb.TableTtlArgs(attribute_name="expires_at", enabled=True),
-            point_in_time_recovery=aws.dynamodb.TablePointInTimeRecoveryArgs(enabled=True),
+        self.dead_letter_queue, self.queue = queues.dead_letters, queues.deliveries
+        self.table = ledger_table(name, names, tags=tags, opts=child)
+        self.policy_documents = self._policies(args, account, function_names)
+        parts = Functions(
+            name,
+            fleet_name=args.fleet_name,
+            names=names,
+            package=self.package,
+            policies=self.policy_documents,
+            environment=self._environment(args, account),
+            dns_suffix=account.dns_suffix,
+            tags=tags,
+            parent=self,
+        )
+        self.functions, self.log_groups = parts.functions, parts.log_groups
+        self.webhook_url = parts.webhook_url
+        parts.feed_scaler(name, self.queue, child)
+        Events(
+            name,
+            fleet_name=args.fleet_name,
+            asg_name=args.asg_name,
+            functions=self.functions,
+            dead_letters=self.dead_letter_queue,
             tags=tags,
             opts=child,
         )
-
-        # Roles, log groups, functions.
-        def render_policies(values: Sequence[str]) -> dict[str, str]:
-            kms_key_arn, queue_arn, dlq_arn, table_arn = values
-            resources = ControlPlaneResources(
-                partition=partition,
-                region=region,
-                account_id=account_id,
-                fleet_name=args.fleet_name,
-                asg_name=args.asg_name,
-                parameter_root=args.parameter_root,
-                kms_key_arn=kms_key_arn,
-                queue_arn=queue_arn,
-                dead_letter_queue_arn=dlq_arn,
-                table_arn=table_arn,
-                metrics_namespace=args.metrics_namespace,
-                github_app_parameter_names=args.github_app_parameter_names,
-                function_names=function_names,
-            )
-            return {fn: json.dumps(doc) for fn, doc in function_policies(resources).items()}
-
-        self.policy_documents = pulumi.Output.all(
-            args.kms_key_arn,
-            self.queue.arn,
-            self.dead_letter_queue.arn,
-            self.table.arn,
-        ).apply(render_policies)
-        environment = pulumi.Output.all(args.kms_key_arn, self.queue.url, self.table.name).apply(
-            lambda values: function_environment(
-                args,
-                asg_name=args.asg_name,
-                kms_key_arn=values[0],
-                queue_url=values[1],
-                ledger_table=values[2],
-                partition=partition,
-                account_id=account_id,
-            )
-        )
-        self.functions: dict[str, aws.lambda_.Function] = {}
-        self.log_groups: dict[str, aws.cloudwatch.LogGroup] = {}
-        for fn in FUNCTIONS:
-            spec = FUNCTION_SPECS[fn]
-            role = aws.iam.Role(
-                f"{name}-{fn}-role",
-                description=f"runner fleet {args.fleet_name}: {fn} function",
-                assume_role_policy=json.dumps(lambda_trust_policy(dns_suffix)),
-                tags=tags,
-                opts=child,
-            )
-            policy = aws.iam.RolePolicy(
-                f"{name}-{fn}-policy",
-                role=role.id,
-                policy=self.policy_documents.apply(lambda docs, fn=fn: docs[fn]),
-                opts=child,
-            )
-            log_group = aws.cloudwatch.LogGroup(
-                f"{name}-{fn}-logs",
-                name=names.log_group(fn),
-                retention_in_days=LOG_RETENTION_DAYS,
-                tags=tags,
-                opts=child,
-            )
-            self.log_groups[fn] = log_group
-            self.functions[fn] = aws.lambda_.Function(
-                f"{name}-{fn}",
-                name=function_names[fn],
-                description=spec.description,
-                runtime=LAMBDA_RUNTIME,
-                architectures=[LAMBDA_ARCHITECTURE],
-                handler=f"fleet.aws.handlers.{fn}.handler",
-                code=pulumi.FileArchive(str(self.package.path)),
-                source_code_hash=self.package.source_code_hash,
-                role=role.arn,
-                timeout=spec.timeout,
-                memory_size=spec.memory,
-                environment=aws.lambda_.FunctionEnvironmentArgs(variables=environment),
-                logging_config=aws.lambda_.FunctionLoggingConfigArgs(
-                    log_format="JSON", log_group=log_group.name
-                ),
-                tags=tags,
-                opts=pulumi.ResourceOptions(parent=self, depends_on=[policy, log_group]),
-            )
-
-        # Webhook endpoint: a function URL, open to the internet; the signature is the auth.
-        webhook = self.functions[WEBHOOK]
-        self.webhook_url = aws.lambda_.FunctionUrl(
-            f"{name}-webhook-url",
-            function_name=webhook.name,
-            authorization_type="NONE",
-            invoke_mode="BUFFERED",
-            opts=child,
-        )
-        aws.lambda_.Permission(
-            f"{name}-webhook-url-public",
-            action="lambda:InvokeFunctionUrl",
-            function=webhook.name,
-            principal="*",
-            function_url_auth_type="NONE",
-            opts=child,
-        )
-        aws.lambda_.Permission(
-            f"{name}-webhook-invoke-via-url",
-            action="lambda:InvokeFunction",
-            function=webhook.name,
-            principal="*",
-            invoked_via_function_url=True,
-            opts=child,
-        )
-
-        # Deliveries -> scaler, partial batch responses, bounded concurrency.
-        aws.lambda_.EventSourceMapping(
-            f"{name}-deliveries-to-scaler",
-            event_source_arn=self.queue.arn,
-            function_name=self.functions[SCALER].arn,
-            batch_size=100,
-            maximum_batching_window_in_seconds=2,
-            function_response_types=["ReportBatchItemFailures"],
-            scaling_config=aws.lambda_.EventSourceMappingScalingConfigArgs(maximum_concurrency=2),
-            opts=child,
-        )
-
-        # EventBridge: schedules and the group's events.
-        rules: dict[str, aws.cloudwatch.EventRule] = {}
-        for fn, expression in SCHEDULES.items():
-            rules[f"{fn}-schedule"] = aws.cloudwatch.EventRule(
-                f"{name}-{fn}-schedule",
-                description=f"runner fleet {args.fleet_name}: run the {fn}",
-                schedule_expression=expression,
-                tags=tags,
-                opts=child,
-            )
-        rules["lifecycle"] = aws.cloudwatch.EventRule(
-            f"{name}-lifecycle-events",
-            description=f"runner fleet {args.fleet_name}: lifecycle actions of its group",
-            event_pattern=json.dumps(lifecycle_event_pattern(args.asg_name)),
+        self.alarms = control_plane_alarms(
+            name,
+            names,
+            fleet_name=args.fleet_name,
+            metrics_namespace=args.metrics_namespace,
+            dead_letters=self.dead_letter_queue,
             tags=tags,
             opts=child,
         )
-        rules["spot"] = aws.cloudwatch.EventRule(
-            f"{name}-spot-warnings",
-            description=f"runner fleet {args.fleet_name}: spot interruption warnings",
-            event_pattern=json.dumps(spot_warning_event_pattern()),
-            tags=tags,
-            opts=child,
-        )
-        targets = {
-            "scaler-schedule": SCALER,
-            "reaper-schedule": REAPER,
-            "lifecycle": LIFECYCLE,
-            "spot": LIFECYCLE,
-        }
-        for key, fn in targets.items():
-            rule = rules[key]
-            aws.cloudwatch.EventTarget(
-                f"{name}-{key}-target",
-                rule=rule.name,
-                arn=self.functions[fn].arn,
-                retry_policy=aws.cloudwatch.EventTargetRetryPolicyArgs(
-                    maximum_event_age_in_seconds=600, maximum_retry_attempts=8
-                ),
-                dead_letter_config=aws.cloudwatch.EventTargetDeadLetterConfigArgs(
-                    arn=self.dead_letter_queue.arn
-                ),
-                opts=child,
-            )
-            aws.lambda_.Permission(
-                f"{name}-{key}-invoke",
-                action="lambda:InvokeFunction",
-                function=self.functions[fn].name,
-                principal="events.amazonaws.com",
-                source_arn=rule.arn,
-                opts=child,
-            )
-        aws.sqs.QueuePolicy(
-            f"{name}-dead-letters-policy",
-            queue_url=self.dead_letter_queue.id,
-            policy=pulumi.Output.all(
-                self.dead_letter_queue.arn, *[rule.arn for rule in rules.values()]
-            ).apply(
-                lambda values: json.dumps(
-                    dead_letter_queue_policy(queue_arn=values[0], rule_arns=values[1:])
-                )
-            ),
-            opts=child,
-        )
-        # Async invocations that fail every retry go to the dead-letter queue too.
-        for fn in (SCALER, LIFECYCLE, REAPER):
-            aws.lambda_.FunctionEventInvokeConfig(
-                f"{name}-{fn}-async",
-                function_name=self.functions[fn].name,
-                maximum_retry_attempts=2,
-                # A launch hook waits at most 10 minutes for its JIT config.
-                maximum_event_age_in_seconds=600,
-                destination_config=aws.lambda_.FunctionEventInvokeConfigDestinationConfigArgs(
-                    on_failure=aws.lambda_.FunctionEventInvokeConfigDestinationConfigOnFailureArgs(
-                        destination=self.dead_letter_queue.arn
-                    )
-                ),
-                opts=child,
-            )
-
-        # Alarms (no actions: subscribe your paging to them, see docs/deploy-aws.md).
-        self.alarms = {
-            "dead-letters": self._nonzero_alarm(
-                f"{name}-dead-letters-alarm",
-                alarm_name=names.alarm("dead-letters-not-empty"),
-                description="A webhook delivery or control plane event failed every retry",
-                namespace="AWS/SQS",
-                metric_name="ApproximateNumberOfMessagesVisible",
-                dimensions={"QueueName": self.dead_letter_queue.name},
-                statistic="Maximum",
-                tags=tags,
-            )
-        }
-        for key, (name_suffix, metric_name, statistic, description) in FLEET_ALARMS.items():
-            self.alarms[key] = self._nonzero_alarm(
-                f"{name}-{key}-alarm",
-                alarm_name=names.alarm(name_suffix),
-                description=description,
-                namespace=args.metrics_namespace,
-                metric_name=metric_name,
-                dimensions={"Fleet": args.fleet_name},
-                statistic=statistic,
-                tags=tags,
-            )
-
         self.webhook_url_value = self.webhook_url.function_url
         self.queue_url = self.queue.url
         self.dead_letter_queue_url = self.dead_letter_queue.url
@@ -506,33 +209,69 @@ class ControlPlane(pulumi.ComponentResource):
             }
         )
 
-    def _nonzero_alarm(
-        self,
-        resource_name: str,
-        *,
-        alarm_name: str,
-        description: str,
-        namespace: pulumi.Input[str],
-        metric_name: str,
-        dimensions: Mapping[str, pulumi.Input[str]],
-        statistic: str,
-        tags: Mapping[str, str],
-    ) -> aws.cloudwatch.MetricAlarm:
-        """An alarm (child of the control plane) that fires when a 5-minute statistic is above 0;
-        no data counts as fine."""
-        return aws.cloudwatch.MetricAlarm(
-            resource_name,
-            name=alarm_name,
-            alarm_description=description,
-            namespace=namespace,
-            metric_name=metric_name,
-            dimensions=dimensions,
-            statistic=statistic,
-            period=300,
-            evaluation_periods=1,
-            threshold=0,
-            comparison_operator="GreaterThanThreshold",
-            treat_missing_data="notBreaching",
-            tags=tags,
-            opts=pulumi.ResourceOptions(parent=self),
+    def _policies(
+        self, args: ControlPlaneArgs, account: _Account, function_names: dict[str, str]
+    ) -> pulumi.Output[dict[str, str]]:
+        """Each function's policy document (infra/iam.py), as JSON, once the ARNs are known."""
+
+        def render(values: Sequence[str]) -> dict[str, str]:
+            kms_key_arn, queue_arn, dlq_arn, table_arn = values
+            resources = ControlPlaneResources(
+                partition=account.partition,
+                region=account.region,
+                account_id=account.account_id,
+                fleet_name=args.fleet_name,
+                asg_name=args.asg_name,
+                parameter_root=args.parameter_root,
+                kms_key_arn=kms_key_arn,
+                queue_arn=queue_arn,
+                dead_letter_queue_arn=dlq_arn,
+                table_arn=table_arn,
+                metrics_namespace=args.metrics_namespace,
+                github_app_parameter_names=args.github_app_parameter_names,
+                function_names=function_names,
+            )
+            return {fn: json.dumps(doc) for fn, doc in function_policies(resources).items()}
+
+        return pulumi.Output.all(
+            args.kms_key_arn,
+            self.queue.arn,
+            self.dead_letter_queue.arn,
+            self.table.arn,
+        ).apply(render)
+
+    def _environment(
+        self, args: ControlPlaneArgs, account: _Account
+    ) -> pulumi.Output[dict[str, str]]:
+        return pulumi.Output.all(args.kms_key_arn, self.queue.url, self.table.name).apply(
+            lambda values: function_environment(
+                args,
+                asg_name=args.asg_name,
+                kms_key_arn=values[0],
+                queue_url=values[1],
+                ledger_table=values[2],
+                partition=account.partition,
+                account_id=account.account_id,
+            )
         )
+
+
+@dataclasses.dataclass(frozen=True)
+class _Account:
+    """Where the control plane is deployed (looked up when the args do not say)."""
+
+    partition: str
+    region: str
+    account_id: str
+
+    @classmethod
+    def of(cls, args: ControlPlaneArgs) -> _Account:
+        return cls(
+            partition=args.partition or aws.get_partition().partition,
+            region=args.region or aws.get_region().region,
+            account_id=args.account_id or aws.get_caller_identity().account_id,
+        )
+
+    @property
+    def dns_suffix(self) -> str:
+        return "amazonaws.com.cn" if self.partition == "aws-cn" else "amazonaws.com"

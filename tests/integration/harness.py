@@ -107,7 +107,7 @@ def make_session(**credentials: str) -> boto3.session.Session:
 
 
 def create_ledger_table(dynamodb: Any, name: str) -> None:
-    """The job ledger table as infra/control_plane.py declares it (key pk, open-jobs index)."""
+    """The job ledger table as infra/ledger_table.py declares it (key pk, open-jobs index)."""
     dynamodb.create_table(
         TableName=name,
         BillingMode="PAY_PER_REQUEST",

@@ -1,0 +1,140 @@
+"""What starts the functions besides webhooks: EventBridge schedules (scaler, reaper), the
+group's lifecycle actions and EC2 spot warnings (lifecycle). Events that fail every retry, and
+async invocations that do, land in the dead-letter queue."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import pulumi
+import pulumi_aws as aws
+
+from infra.iam import LIFECYCLE, REAPER, SCALER, dead_letter_queue_policy
+
+SCHEDULES = {SCALER: "rate(1 minute)", REAPER: "rate(2 minutes)"}
+LAUNCH_EVENT = "EC2 Instance-launch Lifecycle Action"
+TERMINATE_EVENT = "EC2 Instance-terminate Lifecycle Action"
+SPOT_WARNING_EVENT = "EC2 Spot Instance Interruption Warning"
+# Rule key -> the function it starts.
+TARGETS = {
+    "scaler-schedule": SCALER,
+    "reaper-schedule": REAPER,
+    "lifecycle": LIFECYCLE,
+    "spot": LIFECYCLE,
+}
+
+
+def lifecycle_event_pattern(asg_name: str) -> dict[str, Any]:
+    """EventBridge pattern: this group's launch and terminate lifecycle actions."""
+    return {
+        "source": ["aws.autoscaling"],
+        "detail-type": [LAUNCH_EVENT, TERMINATE_EVENT],
+        "detail": {"AutoScalingGroupName": [asg_name]},
+    }
+
+
+def spot_warning_event_pattern() -> dict[str, Any]:
+    """EventBridge pattern: spot interruption warnings (the function keeps its fleet's)."""
+    return {"source": ["aws.ec2"], "detail-type": [SPOT_WARNING_EVENT]}
+
+
+class Events:
+    """Rules, their targets and invoke permissions, the dead-letter queue's policy, and the
+    async invocation settings; children of ``opts``'s parent."""
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        fleet_name: str,
+        asg_name: str,
+        functions: Mapping[str, aws.lambda_.Function],
+        dead_letters: aws.sqs.Queue,
+        tags: Mapping[str, str],
+        opts: pulumi.ResourceOptions,
+    ) -> None:
+        self.rules = self._rules(name, fleet_name, asg_name, tags, opts)
+        for key, fn in TARGETS.items():
+            rule = self.rules[key]
+            aws.cloudwatch.EventTarget(
+                f"{name}-{key}-target",
+                rule=rule.name,
+                arn=functions[fn].arn,
+                retry_policy=aws.cloudwatch.EventTargetRetryPolicyArgs(
+                    maximum_event_age_in_seconds=600, maximum_retry_attempts=8
+                ),
+                dead_letter_config=aws.cloudwatch.EventTargetDeadLetterConfigArgs(
+                    arn=dead_letters.arn
+                ),
+                opts=opts,
+            )
+            aws.lambda_.Permission(
+                f"{name}-{key}-invoke",
+                action="lambda:InvokeFunction",
+                function=functions[fn].name,
+                principal="events.amazonaws.com",
+                source_arn=rule.arn,
+                opts=opts,
+            )
+        aws.sqs.QueuePolicy(
+            f"{name}-dead-letters-policy",
+            queue_url=dead_letters.id,
+            policy=pulumi.Output.all(
+                dead_letters.arn, *[rule.arn for rule in self.rules.values()]
+            ).apply(
+                lambda values: json.dumps(
+                    dead_letter_queue_policy(queue_arn=values[0], rule_arns=values[1:])
+                )
+            ),
+            opts=opts,
+        )
+        # Async invocations that fail every retry go to the dead-letter queue too.
+        for fn in (SCALER, LIFECYCLE, REAPER):
+            aws.lambda_.FunctionEventInvokeConfig(
+                f"{name}-{fn}-async",
+                function_name=functions[fn].name,
+                maximum_retry_attempts=2,
+                # A launch hook waits at most 10 minutes for its JIT config.
+                maximum_event_age_in_seconds=600,
+                destination_config=aws.lambda_.FunctionEventInvokeConfigDestinationConfigArgs(
+                    on_failure=aws.lambda_.FunctionEventInvokeConfigDestinationConfigOnFailureArgs(
+                        destination=dead_letters.arn
+                    )
+                ),
+                opts=opts,
+            )
+
+    @staticmethod
+    def _rules(
+        name: str,
+        fleet_name: str,
+        asg_name: str,
+        tags: Mapping[str, str],
+        opts: pulumi.ResourceOptions,
+    ) -> dict[str, aws.cloudwatch.EventRule]:
+        rules: dict[str, aws.cloudwatch.EventRule] = {}
+        for fn, expression in SCHEDULES.items():
+            rules[f"{fn}-schedule"] = aws.cloudwatch.EventRule(
+                f"{name}-{fn}-schedule",
+                description=f"runner fleet {fleet_name}: run the {fn}",
+                schedule_expression=expression,
+                tags=tags,
+                opts=opts,
+            )
+        rules["lifecycle"] = aws.cloudwatch.EventRule(
+            f"{name}-lifecycle-events",
+            description=f"runner fleet {fleet_name}: lifecycle actions of its group",
+            event_pattern=json.dumps(lifecycle_event_pattern(asg_name)),
+            tags=tags,
+            opts=opts,
+        )
+        rules["spot"] = aws.cloudwatch.EventRule(
+            f"{name}-spot-warnings",
+            description=f"runner fleet {fleet_name}: spot interruption warnings",
+            event_pattern=json.dumps(spot_warning_event_pattern()),
+            tags=tags,
+            opts=opts,
+        )
+        return rules
