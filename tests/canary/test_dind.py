@@ -1,4 +1,7 @@
-"""Docker-in-Docker as a privileged service container, the way jobs run `docker:dind`."""
+"""Docker-in-Docker as a privileged service container, the way jobs run `docker:dind`.
+
+Property and fault scenario numbers are those of docs/security.md.
+"""
 
 from __future__ import annotations
 

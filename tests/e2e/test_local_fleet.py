@@ -4,6 +4,8 @@ One fleet, baked once, registered with the FAKE GitHub (tests/fakes/github_jobs.
 unit tests' fake plus a job broker) and running the FAKE agent (tests/fakes/runner_agent.py),
 which takes jobs from that fake as an ephemeral runner does. The tests run in file order and
 share the fleet; `serve --once` drives reconcile cycles so nothing waits on a timer.
+
+Property and fault scenario numbers are those of docs/security.md.
 """
 
 from __future__ import annotations

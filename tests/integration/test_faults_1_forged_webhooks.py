@@ -1,6 +1,9 @@
 """Fault scenario 1: forged, unsigned or replayed webhooks are rejected or a no-op; nothing is
 launched. Properties 12 (signature) and 14 (deduplication on X-GitHub-Delivery), end to end
-through the deployed webhook function, SQS and the scaler (moto, fake GitHub)."""
+through the deployed webhook function, SQS and the scaler (moto, fake GitHub).
+
+Property and fault scenario numbers are those of docs/security.md.
+"""
 
 from __future__ import annotations
 

@@ -1,7 +1,10 @@
 """Fault scenario 2: a storm of hundreds of queued events in seconds, delivered twice and out of
 order, with AWS throttling injected on the functions' calls -> the fleet stays within its
 maximum, retries are bounded, every job is served. Property 25 (bounded scale-up, rate-limited
-JIT issuance, retries with backoff, nothing dropped)."""
+JIT issuance, retries with backoff, nothing dropped).
+
+Property and fault scenario numbers are those of docs/security.md.
+"""
 
 from __future__ import annotations
 

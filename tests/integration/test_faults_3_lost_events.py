@@ -1,6 +1,9 @@
 """Fault scenario 3: out-of-order or lost events (in_progress before queued; completed never
 arrives; a queued delivery that failed) -> the reconciler converges; nothing leaked, nothing
-stranded. Property 15 (redelivery of failed deliveries, queued jobs compared with GitHub)."""
+stranded. Property 15 (redelivery of failed deliveries, queued jobs compared with GitHub).
+
+Property and fault scenario numbers are those of docs/security.md.
+"""
 
 from __future__ import annotations
 

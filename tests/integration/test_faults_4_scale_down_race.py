@@ -1,6 +1,9 @@
 """Fault scenario 4: a job lands on a runner just as scale-down checks it -> the runner is not
 terminated. Property 16: scale-down deregisters first, and never terminates a runner found busy
-on a re-check after deregistration, or whose job is in progress (GitHub's busy flag lags)."""
+on a re-check after deregistration, or whose job is in progress (GitHub's busy flag lags).
+
+Property and fault scenario numbers are those of docs/security.md.
+"""
 
 from __future__ import annotations
 

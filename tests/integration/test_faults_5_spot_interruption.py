@@ -1,5 +1,8 @@
 """Fault scenario 5: spot interruption mid-job (and a runner that dies mid-job) -> deregistered,
-job recorded for retry and re-run, instance gone, no ghost runner. Property 18."""
+job recorded for retry and re-run, instance gone, no ghost runner. Property 18.
+
+Property and fault scenario numbers are those of docs/security.md.
+"""
 
 from __future__ import annotations
 

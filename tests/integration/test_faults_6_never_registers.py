@@ -1,5 +1,8 @@
 """Fault scenario 6: an instance boots but never registers -> terminated after the deadline,
-capacity replaced, the job served. Property 19."""
+capacity replaced, the job served. Property 19.
+
+Property and fault scenario numbers are those of docs/security.md.
+"""
 
 from __future__ import annotations
 

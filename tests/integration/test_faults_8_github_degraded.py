@@ -1,7 +1,10 @@
 """Fault scenario 8: GitHub degraded (403/429 with retry-after or a rate-limit reset, 5xx, a
 revoked token, clock skew) -> backoff, no busy loop, nothing terminated on uncertain state,
 recovery when GitHub returns. Property 24 (JWT backdating, token refresh, retry-after and
-x-ratelimit-reset honoured), through the deployed functions (moto, fake GitHub)."""
+x-ratelimit-reset honoured), through the deployed functions (moto, fake GitHub).
+
+Property and fault scenario numbers are those of docs/security.md.
+"""
 
 from __future__ import annotations
 

@@ -1,6 +1,8 @@
 """The whole flow, step by step, against moto (IAM enforced with infra/iam.py's documents) and
 the fake GitHub: webhook -> SQS -> scaler -> desired capacity -> launch hook -> JIT config in
 SSM -> the instance reads and deletes it -> job runs -> instance leaves -> reaper: nothing left.
+
+Property and fault scenario numbers are those of docs/security.md.
 """
 
 from __future__ import annotations

@@ -5,6 +5,8 @@ moto authenticates every call below with the caller's own role; ``PolicyEnforcer
 resources and conditions too (moto alone ignores conditions: they are also asserted on the
 documents in tests/unit/infra/test_infra_control_plane.py). One test keeps moto's own
 evaluation to show enforcement is on regardless of the harness.
+
+Property and fault scenario numbers are those of docs/security.md.
 """
 
 from __future__ import annotations

@@ -1,4 +1,7 @@
-"""The GitHub Actions agent: installed, unprivileged, its secret never on a command line."""
+"""The GitHub Actions agent: installed, unprivileged, its secret never on a command line.
+
+Property and fault scenario numbers are those of docs/security.md.
+"""
 
 from __future__ import annotations
 

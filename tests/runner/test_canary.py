@@ -2,6 +2,8 @@
 
 It runs the way a job runs a suite (`pytest -n auto`, testcontainers against the host's
 engine, a privileged DinD service container); see tests/canary.
+
+Property and fault scenario numbers are those of docs/security.md.
 """
 
 from __future__ import annotations

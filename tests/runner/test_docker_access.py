@@ -1,4 +1,7 @@
-"""What jobs do with Docker, done as the runner user: reach the engine, DinD, isolation."""
+"""What jobs do with Docker, done as the runner user: reach the engine, DinD, isolation.
+
+Property and fault scenario numbers are those of docs/security.md.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""The Docker engine of a runner host: service, daemon.json, socket, storage, cleanup."""
+"""The Docker engine of a runner host: service, daemon.json, socket, storage, cleanup.
+
+Property and fault scenario numbers are those of docs/security.md.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""The account jobs run as: unprivileged, in the docker group, no sudo."""
+"""The account jobs run as: unprivileged, in the docker group, no sudo.
+
+Property and fault scenario numbers are those of docs/security.md.
+"""
 
 from __future__ import annotations
 

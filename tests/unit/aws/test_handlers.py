@@ -1,5 +1,8 @@
 """Handlers without AWS: the webhook function's answers (properties 12, 13) and the scaler's
-partial batch responses (property 25), with a stand-in runtime."""
+partial batch responses (property 25), with a stand-in runtime.
+
+Property and fault scenario numbers are those of docs/security.md.
+"""
 
 from __future__ import annotations
 

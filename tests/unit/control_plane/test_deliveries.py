@@ -1,4 +1,7 @@
-"""Finding failed webhook deliveries and redelivering them (property 15), against the fake."""
+"""Finding failed webhook deliveries and redelivering them (property 15), against the fake.
+
+Property and fault scenario numbers are those of docs/security.md.
+"""
 
 from __future__ import annotations
 

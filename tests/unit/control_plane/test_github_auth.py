@@ -1,4 +1,7 @@
-"""App JWTs (property 24) and installation tokens, against the fake GitHub where it matters."""
+"""App JWTs (property 24) and installation tokens, against the fake GitHub where it matters.
+
+Property and fault scenario numbers are those of docs/security.md.
+"""
 
 from __future__ import annotations
 

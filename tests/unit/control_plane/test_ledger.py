@@ -1,4 +1,7 @@
-"""The job ledger state machine (fault scenario 3): order and duplicates do not matter."""
+"""The job ledger state machine (fault scenario 3): order and duplicates do not matter.
+
+Property and fault scenario numbers are those of docs/security.md.
+"""
 
 from __future__ import annotations
 

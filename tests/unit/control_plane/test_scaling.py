@@ -1,4 +1,7 @@
-"""Scaling decisions (properties 16, 19, 25; fault scenarios 2, 4, 6) by example and by property."""
+"""Scaling decisions (properties 16, 19, 25; fault scenarios 2, 4, 6) by example and by property.
+
+Property and fault scenario numbers are those of docs/security.md.
+"""
 
 from __future__ import annotations
 

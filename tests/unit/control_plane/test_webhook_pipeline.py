@@ -1,5 +1,8 @@
 """The webhook pipeline (properties 12-14, fault scenario 1): every bad delivery gets the right
-status and enqueues nothing; a good one enqueues one compact event keyed by its delivery id."""
+status and enqueues nothing; a good one enqueues one compact event keyed by its delivery id.
+
+Property and fault scenario numbers are those of docs/security.md.
+"""
 
 from __future__ import annotations
 

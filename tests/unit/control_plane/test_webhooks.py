@@ -1,4 +1,7 @@
-"""X-Hub-Signature-256 verification (property 12), including GitHub's published test vector."""
+"""X-Hub-Signature-256 verification (property 12), including GitHub's published test vector.
+
+Property and fault scenario numbers are those of docs/security.md.
+"""
 
 from __future__ import annotations
 

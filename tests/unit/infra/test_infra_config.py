@@ -1,4 +1,7 @@
-"""Stack configuration: defaults, every rejected value with its message, the Pulumi reader."""
+"""Stack configuration: defaults, every rejected value with its message, the Pulumi reader.
+
+Property and fault scenario numbers are those of docs/security.md.
+"""
 
 from __future__ import annotations
 

@@ -3,6 +3,8 @@ function policies as pure documents (conditions included, which moto does not ev
 
 The integration tests run these same documents under moto's IAM enforcement; here they are
 checked statement by statement and with a policy evaluator for their conditions.
+
+Property and fault scenario numbers are those of docs/security.md.
 """
 
 from __future__ import annotations

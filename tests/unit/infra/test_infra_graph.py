@@ -2,7 +2,7 @@
 
 Each test runs the real program (config -> RunnerFleet) with Pulumi.example.yaml's settings
 (plus overrides) and inspects what would be sent to AWS. Properties that need real AWS are
-asserted here on the inputs, as SECURITY.md allows; the numbers refer to its list.
+asserted here on the inputs, as docs/security.md allows; the numbers refer to its list.
 """
 
 from __future__ import annotations

@@ -4,6 +4,8 @@ playbook bundle, and leaving its own fleet's group; everything else is denied.
 Proved on the pure policy documents the program deploys (infra/iam.py), with exact statements
 and with a small evaluator for the conditions (moto ignores Condition blocks). The policies'
 use in the deployed graph is checked in test_infra_graph.py.
+
+Property and fault scenario numbers are those of docs/security.md.
 """
 
 from __future__ import annotations

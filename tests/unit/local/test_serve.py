@@ -2,6 +2,8 @@
 
 The in-memory fleet stands in for Docker and GitHub (hosts with probes, registrations);
 the cycle, the decisions (fleet.core.scaling) and the retire procedure are the real ones.
+
+Property and fault scenario numbers are those of docs/security.md.
 """
 
 from __future__ import annotations
