@@ -17,6 +17,7 @@ import pytest
 from moto import mock_aws
 from moto.core.authorization import enable_iam_authentication
 
+from tests.fakes import moto_dynamodb_speed
 from tests.fakes.github import FakeGitHubActions, app_key_pair
 from tests.integration import moto_asg
 from tests.integration.harness import (
@@ -35,6 +36,8 @@ from tests.integration.harness import (
 from tests.integration.moto_iam import PolicyEnforcer
 
 MakeFleet = Callable[..., Fleet]
+
+moto_dynamodb_speed.install()
 
 
 @pytest.fixture(scope="session")

@@ -17,6 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 
 Clock = Callable[[], float]
 
@@ -28,7 +30,7 @@ DEFAULT_TOKEN_REFRESH_SECONDS = 300
 
 def make_app_jwt(
     app_id: int | str,
-    private_key: str | bytes,
+    private_key: str | bytes | RSAPrivateKey,
     *,
     now: float,
     ttl: int = DEFAULT_JWT_TTL_SECONDS,
@@ -49,6 +51,17 @@ def make_app_jwt(
     return jwt.encode(claims, private_key, algorithm="RS256")
 
 
+def _rsa_private_key(private_key: str | bytes) -> RSAPrivateKey | str | bytes:
+    """The PEM's RSA private key, or the text unchanged if it is not one (``make_app_jwt``
+    then refuses it with PyJWT's own error)."""
+    data = private_key.encode() if isinstance(private_key, str) else private_key
+    try:
+        key = serialization.load_pem_private_key(data, password=None)
+    except (ValueError, TypeError):
+        return private_key
+    return key if isinstance(key, RSAPrivateKey) else private_key
+
+
 class AppJwtSigner:
     """Makes App JWTs and reuses one until it is close to expiry."""
 
@@ -64,14 +77,16 @@ class AppJwtSigner:
         if reuse_margin >= ttl:
             raise ValueError(f"reuse_margin ({reuse_margin}s) must be shorter than ttl ({ttl}s)")
         self.app_id = str(app_id)
-        self._key = private_key
+        # Parsed once: loading (and checking) an RSA key costs tens of milliseconds, which
+        # every JWT paid when the PEM text was handed to PyJWT.
+        self._key = _rsa_private_key(private_key)
         self._clock = clock
         self._ttl = ttl
         self._reuse_margin = reuse_margin
         self._cached: tuple[str, float] | None = None
         self._lock = threading.Lock()
         # Fail at start-up, not at the first webhook, if the key is not an RSA private key.
-        make_app_jwt(self.app_id, private_key, now=clock(), ttl=ttl)
+        make_app_jwt(self.app_id, self._key, now=clock(), ttl=ttl)
 
     def __repr__(self) -> str:
         return f"AppJwtSigner(app_id={self.app_id!r})"

@@ -39,16 +39,15 @@ pulumi.runtime.set_mocks(MOCKS, project=PROJECT, stack="unit", preview=False, mo
 from infra.iam import instance_policy  # noqa: E402
 
 
-@pytest.fixture
-def playbooks_dir(tmp_path: Path) -> Path:
-    """A stand-in project: playbooks/ with the two entry points the boot script runs, and the
-    canary suite the bake installs (tests/canary/)."""
-    canary = tmp_path / "tests" / "canary"
+def make_project(root: Path) -> Path:
+    """A stand-in project under ``root``: playbooks/ with the two entry points the boot script
+    runs, and the canary suite the bake installs (tests/canary/). Returns playbooks/."""
+    canary = root / "tests" / "canary"
     canary.mkdir(parents=True)
     (canary / "test_canary.py").write_text("def test_runs():\n    pass\n")
     (canary / "__pycache__").mkdir()
     (canary / "__pycache__" / "test_canary.cpython-311.pyc").write_bytes(b"never shipped")
-    directory = tmp_path / "playbooks"
+    directory = root / "playbooks"
     (directory / "roles" / "docker_host" / "tasks").mkdir(parents=True)
     (directory / "bake.yml").write_text("- hosts: runners\n  roles: [docker_host]\n")
     (directory / "boot.yml").write_text("- hosts: runners\n  tasks: []\n")
@@ -56,18 +55,26 @@ def playbooks_dir(tmp_path: Path) -> Path:
     return directory
 
 
-@pytest.fixture(autouse=True)
-def lambda_dependencies(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, ...]]:
-    """pip stand-in for the control plane package: one small module, no network, no wait.
-    Returns the (requirements..., platform, python) of each install it was asked for."""
-    calls: list[tuple[str, ...]] = []
+@pytest.fixture
+def playbooks_dir(tmp_path: Path) -> Path:
+    return make_project(tmp_path)
 
+
+def fake_pip_install(calls: list[tuple[str, ...]]):
     def install(requirements, target: Path, platform: str, python: str) -> None:
         calls.append((*requirements, platform, python))
         (target / "fake_dependency").mkdir(parents=True, exist_ok=True)
         (target / "fake_dependency" / "__init__.py").write_text("VERSION = '1.0'\n")
 
-    monkeypatch.setattr("infra.lambda_package.pip_install", install)
+    return install
+
+
+@pytest.fixture(autouse=True)
+def lambda_dependencies(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, ...]]:
+    """pip stand-in for the control plane package: one small module, no network, no wait.
+    Returns the (requirements..., platform, python) of each install it was asked for."""
+    calls: list[tuple[str, ...]] = []
+    monkeypatch.setattr("infra.lambda_package.pip_install", fake_pip_install(calls))
     return calls
 
 
@@ -78,20 +85,45 @@ def mocks() -> FleetMocks:
     return MOCKS
 
 
+def build(
+    mocks: FleetMocks,
+    project_root: Path,
+    build_dir: Path,
+    overrides: dict[str, Any] | None = None,
+    drop: tuple[str, ...] = (),
+) -> Graph:
+    """Run the program with the example settings plus ``overrides``; return its Graph."""
+    settings = {**example_settings(), **(overrides or {})}
+    for key in drop:
+        settings.pop(key, None)
+    set_stack_config(settings)
+    mocks.reset()
+    fleet, resolved = run_program(build_dir, project_root=project_root)
+    return Graph(list(mocks.resources), resolved, fleet, list(mocks.registrations))
+
+
 @pytest.fixture
 def build_graph(mocks: FleetMocks, playbooks_dir: Path, tmp_path: Path):
     """Run the program with the example settings plus `overrides`; return its Graph."""
 
-    def build(overrides: dict[str, Any] | None = None, drop: tuple[str, ...] = ()) -> Graph:
-        settings = {**example_settings(), **(overrides or {})}
-        for key in drop:
-            settings.pop(key, None)
-        set_stack_config(settings)
-        mocks.reset()
-        fleet, resolved = run_program(tmp_path / "build", project_root=playbooks_dir.parent)
-        return Graph(list(mocks.resources), resolved, fleet, list(mocks.registrations))
+    def build_one(overrides: dict[str, Any] | None = None, drop: tuple[str, ...] = ()) -> Graph:
+        return build(mocks, playbooks_dir.parent, tmp_path / "build", overrides, drop)
 
-    return build
+    return build_one
+
+
+@pytest.fixture(scope="session")
+def default_graph(tmp_path_factory: pytest.TempPathFactory) -> Graph:
+    """The program with the example settings, built once per test process: for the many
+    tests that only read it (each one building it again took most of this layer's time)."""
+    root = tmp_path_factory.mktemp("default-project")
+    make_project(root)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("infra.lambda_package.pip_install", fake_pip_install([]))
+        MOCKS.image_architecture = None
+        graph = build(MOCKS, root, root / "build")
+    MOCKS.reset()
+    return graph
 
 
 @pytest.fixture

@@ -147,8 +147,8 @@ def test_missing_pins_are_a_clear_error(tmp_path):
 # -- the resources ----------------------------------------------------------------------------
 
 
-def test_functions_run_the_package_with_their_own_role_and_log_group(build_graph):
-    graph = build_graph()
+def test_functions_run_the_package_with_their_own_role_and_log_group(default_graph):
+    graph = default_graph
     functions = {f.inputs["name"]: f.inputs for f in graph.of_type("aws:lambda/function:Function")}
     assert set(functions) == {f"{PREFIX}-{fn}" for fn in FUNCTIONS}
     for fn in FUNCTIONS:
@@ -164,8 +164,8 @@ def test_functions_run_the_package_with_their_own_role_and_log_group(build_graph
     assert {g["retentionInDays"] for g in groups.values()} == {30}
 
 
-def test_function_environment_is_what_the_handlers_read_and_holds_no_secret(build_graph):
-    graph = build_graph()
+def test_function_environment_is_what_the_handlers_read_and_holds_no_secret(default_graph):
+    graph = default_graph
     for function in graph.of_type("aws:lambda/function:Function"):
         variables = function.inputs["environment"]["variables"]
         for value in SECRETS.values():
@@ -180,8 +180,8 @@ def test_function_environment_is_what_the_handlers_read_and_holds_no_secret(buil
         assert settings.allow_public_repositories is False
 
 
-def test_webhook_url_is_public_and_the_signature_is_its_auth(build_graph):
-    graph = build_graph()
+def test_webhook_url_is_public_and_the_signature_is_its_auth(default_graph):
+    graph = default_graph
     url = graph.one("aws:lambda/functionUrl:FunctionUrl")
     assert url["authorizationType"] == "NONE"
     assert url["functionName"] == f"{PREFIX}-webhook"
@@ -201,9 +201,9 @@ def test_webhook_url_is_public_and_the_signature_is_its_auth(build_graph):
 
 
 def test_property_25_queue_redrives_to_alarmed_dead_letters_and_batches_report_failures(
-    build_graph,
+    default_graph,
 ):
-    graph = build_graph()
+    graph = default_graph
     queues = {q.inputs["name"]: q.inputs for q in graph.of_type("aws:sqs/queue:Queue")}
     deliveries = queues[f"{PREFIX}-deliveries"]
     assert json.loads(deliveries["redrivePolicy"]) == {
@@ -236,8 +236,8 @@ def test_property_25_queue_redrives_to_alarmed_dead_letters_and_batches_report_f
     assert {a["threshold"] for a in alarms.values()} == {0}
 
 
-def test_ledger_table_indexes_open_jobs_and_expires_finished_ones(build_graph):
-    table = build_graph().one("aws:dynamodb/table:Table")
+def test_ledger_table_indexes_open_jobs_and_expires_finished_ones(default_graph):
+    table = default_graph.one("aws:dynamodb/table:Table")
     assert table["hashKey"] == "pk" and table["billingMode"] == "PAY_PER_REQUEST"
     (index,) = table["globalSecondaryIndexes"]
     assert index["name"] == "open-jobs"
@@ -246,8 +246,8 @@ def test_ledger_table_indexes_open_jobs_and_expires_finished_ones(build_graph):
     assert table["pointInTimeRecovery"]["enabled"] is True
 
 
-def test_rules_schedule_the_scaler_and_reaper_and_route_this_groups_events(build_graph):
-    graph = build_graph()
+def test_rules_schedule_the_scaler_and_reaper_and_route_this_groups_events(default_graph):
+    graph = default_graph
     rules = {r.name: r.inputs for r in graph.of_type("aws:cloudwatch/eventRule:EventRule")}
     assert rules["main-control-plane-scaler-schedule"]["scheduleExpression"] == "rate(1 minute)"
     assert rules["main-control-plane-reaper-schedule"]["scheduleExpression"] == "rate(2 minutes)"
@@ -264,8 +264,8 @@ def test_rules_schedule_the_scaler_and_reaper_and_route_this_groups_events(build
     }
 
 
-def test_deployed_function_policies_are_the_pure_documents(build_graph):
-    graph = build_graph()
+def test_deployed_function_policies_are_the_pure_documents(default_graph):
+    graph = default_graph
     for fn in FUNCTIONS:
         deployed = graph.named("aws:iam/rolePolicy:RolePolicy", f"main-control-plane-{fn}-policy")
         assert json.loads(deployed["policy"]) == POLICIES[fn], fn

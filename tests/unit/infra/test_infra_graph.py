@@ -124,27 +124,27 @@ def user_data(graph) -> str:
     return base64.b64decode(template["userData"]).decode("utf-8")
 
 
-def test_example_stack_resource_graph(build_graph):
-    graph = build_graph()
+def test_example_stack_resource_graph(default_graph):
+    graph = default_graph
     assert graph.counts() == EXAMPLE_GRAPH + CONTROL_PLANE_GRAPH + VALIDATION_GRAPH
     assert graph.counts(custom=False) == COMPONENTS
 
 
-def test_children_are_named_after_their_component(build_graph):
-    graph = build_graph()
+def test_children_are_named_after_their_component(default_graph):
+    graph = default_graph
     assert all(r.name == "main" or r.name.startswith("main-") for r in graph.resources)
 
 
-def test_property_1_imds_v2_required_hop_limit_1_endpoint_enabled(build_graph):
-    options = build_graph().one("aws:ec2/launchTemplate:LaunchTemplate")["metadataOptions"]
+def test_property_1_imds_v2_required_hop_limit_1_endpoint_enabled(default_graph):
+    options = default_graph.one("aws:ec2/launchTemplate:LaunchTemplate")["metadataOptions"]
     assert options["httpTokens"] == "required"
     assert options["httpPutResponseHopLimit"] == 1
     assert options["httpEndpoint"] == "enabled"
     assert options["instanceMetadataTags"] == "disabled"
 
 
-def test_property_4_root_and_docker_volumes_encrypted_and_deleted_on_termination(build_graph):
-    mappings = build_graph().one("aws:ec2/launchTemplate:LaunchTemplate")["blockDeviceMappings"]
+def test_property_4_root_and_docker_volumes_encrypted_and_deleted_on_termination(default_graph):
+    mappings = default_graph.one("aws:ec2/launchTemplate:LaunchTemplate")["blockDeviceMappings"]
     assert [m["deviceName"] for m in mappings] == ["/dev/xvda", "/dev/xvdb"]  # root from the AMI
     for mapping in mappings:
         assert mapping["ebs"]["encrypted"] is True
@@ -174,8 +174,8 @@ def test_no_public_ip_unless_asked(build_graph):
     assert interface["associatePublicIpAddress"] == "true"
 
 
-def test_property_5_secrets_are_securestrings_under_the_fleets_own_key(build_graph):
-    graph = build_graph()
+def test_property_5_secrets_are_securestrings_under_the_fleets_own_key(default_graph):
+    graph = default_graph
     parameters = graph.of_type("aws:ssm/parameter:Parameter")
     assert sorted(p.inputs["name"] for p in parameters) == [
         "/runner-fleet/main/github-app/app-id",
@@ -203,8 +203,8 @@ def test_property_5_with_an_existing_key_no_key_is_created(build_graph):
     assert graph.outputs["kmsKeyArn"] == existing
 
 
-def test_property_7_no_secret_in_user_data_resources_or_stack_outputs(build_graph):
-    graph = build_graph()
+def test_property_7_no_secret_in_user_data_resources_or_stack_outputs(default_graph):
+    graph = default_graph
     text = user_data(graph)
     exported = json.dumps(graph.outputs)
     for name, value in SECRETS.items():
@@ -219,8 +219,8 @@ def test_property_7_no_secret_in_user_data_resources_or_stack_outputs(build_grap
     assert "SECRET" not in text and "SECRET" not in exported
 
 
-def test_property_7_user_data_holds_names_and_paths_only(build_graph):
-    document = yaml.safe_load(user_data(build_graph()))
+def test_property_7_user_data_holds_names_and_paths_only(default_graph):
+    document = yaml.safe_load(user_data(default_graph))
     env = next(f for f in document["write_files"] if f["path"] == "/etc/runner-fleet/fleet.env")
     keys = {line.split("=", 1)[0] for line in env["content"].splitlines()}
     assert keys == {
@@ -242,8 +242,8 @@ def test_property_7_user_data_holds_names_and_paths_only(build_graph):
     assert "BUNDLE_BUCKET=main-bundle-bucket-a1b2c3d\n" in env["content"]
 
 
-def test_property_9_runner_group_closed_to_public_repositories_by_default(build_graph):
-    graph = build_graph()
+def test_property_9_runner_group_closed_to_public_repositories_by_default(default_graph):
+    graph = default_graph
     settings = graph.fleet.control_plane.settings
     assert settings["allow_public_repositories"] is False
     assert settings["runner_group"] == "runner-fleet"
@@ -252,8 +252,8 @@ def test_property_9_runner_group_closed_to_public_repositories_by_default(build_
     assert "public repositor" in docs.lower() and "pull request" in docs.lower()
 
 
-def test_property_17_busy_runners_are_not_taken_by_the_group(build_graph):
-    group = build_graph().one("aws:autoscaling/group:Group")
+def test_property_17_busy_runners_are_not_taken_by_the_group(default_graph):
+    group = default_graph.one("aws:autoscaling/group:Group")
     assert group["protectFromScaleIn"] is True
     assert "AZRebalance" in group["suspendedProcesses"]
     assert group["instanceRefresh"]["preferences"]["scaleInProtectedInstances"] == "Ignore"
@@ -328,8 +328,8 @@ def test_existing_subnets_create_no_network_but_the_security_group(build_graph):
     assert len(graph.of_type("aws:ec2/vpcEndpoint:VpcEndpoint")) == 3
 
 
-def test_s3_bundle_bucket_is_locked_down(build_graph):
-    graph = build_graph()
+def test_s3_bundle_bucket_is_locked_down(default_graph):
+    graph = default_graph
     block = graph.named(
         "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock", "main-bundle-public-access"
     )
@@ -395,9 +395,9 @@ def test_bundle_key_changes_with_the_playbooks(build_graph, playbooks_dir):
 
 
 def test_property_3_deployed_instance_policy_is_the_pure_document(
-    build_graph, example_instance_policy
+    default_graph, example_instance_policy
 ):
-    graph = build_graph()
+    graph = default_graph
     deployed = json.loads(
         graph.named("aws:iam/rolePolicy:RolePolicy", "main-instance-policy")["policy"]
     )
@@ -408,8 +408,8 @@ def test_property_3_deployed_instance_policy_is_the_pure_document(
     assert trust["Statement"][0]["Principal"] == {"Service": "ec2.amazonaws.com"}
 
 
-def test_group_uses_a_mixed_instances_policy_across_the_types(build_graph):
-    graph = build_graph()
+def test_group_uses_a_mixed_instances_policy_across_the_types(default_graph):
+    graph = default_graph
     group = graph.one("aws:autoscaling/group:Group")
     policy = group["mixedInstancesPolicy"]
     assert [o["instanceType"] for o in policy["launchTemplate"]["overrides"]] == [
@@ -430,8 +430,8 @@ def test_group_uses_a_mixed_instances_policy_across_the_types(build_graph):
     assert "warmPool" not in group
 
 
-def test_lifecycle_hook_names_are_exported_for_the_control_plane(build_graph):
-    graph = build_graph()
+def test_lifecycle_hook_names_are_exported_for_the_control_plane(default_graph):
+    graph = default_graph
     group = graph.one("aws:autoscaling/group:Group")
     hooks = {h["lifecycleTransition"]: h for h in group["initialLifecycleHooks"]}
     launch = hooks["autoscaling:EC2_INSTANCE_LAUNCHING"]
@@ -523,8 +523,8 @@ def test_bundle_key_changes_with_the_canary(build_graph, playbooks_dir):
     assert build_graph().outputs["bundleKey"] != before
 
 
-def test_stack_outputs_are_identifiers_only(build_graph):
-    outputs = build_graph().outputs
+def test_stack_outputs_are_identifiers_only(default_graph):
+    outputs = default_graph.outputs
     assert set(outputs) == {
         "vpcId",
         "subnetIds",

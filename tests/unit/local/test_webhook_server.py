@@ -89,11 +89,11 @@ def post_signed(port: int, delivery: str) -> tuple[requests.Response, float]:
     return answer, time.monotonic() - started
 
 
-@pytest.mark.parametrize("server", [{"read_timeout": 3.0}], indirect=True)
+@pytest.mark.parametrize("server", [{"read_timeout": 2.0}], indirect=True)
 def test_a_thousand_stalled_connections_do_not_delay_a_signed_delivery(server):
     """Half a request line, or headers and no body, on 1,000 connections: a signed delivery
     is still answered within 1 s, the threads stay bounded, and every stalled connection is
-    answered 408 and closed by the server within 15 s (here the read timeout is 3 s)."""
+    answered 408 and closed by the server within 15 s (here the read timeout is 2 s)."""
     threads_before = threading.active_count()
     stalled = [
         connect(server.port, HEADERS_AND_NO_BODY if n % 2 else HALF_A_REQUEST_LINE)
