@@ -111,6 +111,8 @@ def lifecycle_hooks(cfg: FleetConfig) -> list[aws.autoscaling.GroupInitialLifecy
 class RunnerGroup(pulumi.ComponentResource):
     """Auto Scaling group of one-job runners."""
 
+    # Long on purpose: a component's resources declared in dependency order in its constructor, as
+    # Pulumi's examples do.
     def __init__(
         self, name: str, args: RunnerGroupArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:

@@ -107,6 +107,8 @@ class PlaybookBundleArgs:
 class PlaybookBundle(pulumi.ComponentResource):
     """Bucket locked down (no public access, SSE-KMS, versioning, TLS only) + the zip object."""
 
+    # Long on purpose: a component's resources declared in dependency order in its constructor, as
+    # Pulumi's examples do.
     def __init__(
         self, name: str, args: PlaybookBundleArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:

@@ -1,7 +1,7 @@
 """The control plane: webhook, queue, job ledger, scaler, lifecycle handler, reaper, alarms.
 
 Four Lambda functions run `fleet.aws.handlers` from one package (infra/lambda_package.py), each
-with its own role whose policy is a pure document from infra/iam.py:
+with its own role whose policy is a pure document from infra/iam_functions.py:
 
 * webhook (function URL, auth NONE: the `X-Hub-Signature-256` check is the authentication)
   -> SQS deliveries queue (SSE, redrive to a dead-letter queue after 5 receives);
@@ -33,7 +33,7 @@ from infra.alarms import control_plane_alarms
 from infra.config import FLEET_TAG, ResourceNames
 from infra.events import Events
 from infra.functions import FUNCTION_SPECS, LAMBDA_ARCHITECTURE, Functions
-from infra.iam import FUNCTIONS, SCALER, ControlPlaneResources, function_policies
+from infra.iam_functions import FUNCTIONS, SCALER, ControlPlaneResources, function_policies
 from infra.lambda_package import build_lambda_package
 from infra.ledger_table import ledger_table
 from infra.queues import Queues
@@ -132,6 +132,8 @@ class ControlPlane(pulumi.ComponentResource):
     were, so a stack deployed before the split updates in place.
     """
 
+    # Long on purpose: the composition of the control plane's parts, each one call; the outputs are
+    # registered last.
     def __init__(
         self, name: str, args: ControlPlaneArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
@@ -212,7 +214,7 @@ class ControlPlane(pulumi.ComponentResource):
     def _policies(
         self, args: ControlPlaneArgs, account: _Account, function_names: dict[str, str]
     ) -> pulumi.Output[dict[str, str]]:
-        """Each function's policy document (infra/iam.py), as JSON, once the ARNs are known."""
+        """Each function's policy document (infra/iam_functions.py) as JSON, once ARNs are known."""
 
         def render(values: Sequence[str]) -> dict[str, str]:
             kms_key_arn, queue_arn, dlq_arn, table_arn = values

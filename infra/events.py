@@ -11,7 +11,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from infra.iam import LIFECYCLE, REAPER, SCALER, dead_letter_queue_policy
+from infra.iam_functions import LIFECYCLE, REAPER, SCALER, dead_letter_queue_policy
 
 SCHEDULES = {SCALER: "rate(1 minute)", REAPER: "rate(2 minutes)"}
 LAUNCH_EVENT = "EC2 Instance-launch Lifecycle Action"
@@ -44,6 +44,8 @@ class Events:
     """Rules, their targets and invoke permissions, the dead-letter queue's policy, and the
     async invocation settings; children of ``opts``'s parent."""
 
+    # Long on purpose: a component's resources declared in dependency order in its constructor, as
+    # Pulumi's examples do.
     def __init__(
         self,
         name: str,

@@ -119,6 +119,8 @@ def control_plane_args(
 class RunnerFleet(pulumi.ComponentResource):
     """One fleet of one-job runners for one GitHub organisation or repository."""
 
+    # Long on purpose: the top component wires every other one (network, IAM, key, bundle, launch
+    # template, group, control plane) in dependency order.
     def __init__(
         self, name: str, args: RunnerFleetArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:

@@ -12,7 +12,7 @@ import pulumi
 import pulumi_aws as aws
 
 from infra.config import ResourceNames
-from infra.iam import FUNCTIONS, LIFECYCLE, REAPER, SCALER, WEBHOOK, lambda_trust_policy
+from infra.iam_functions import FUNCTIONS, LIFECYCLE, REAPER, SCALER, WEBHOOK, lambda_trust_policy
 from infra.lambda_package import LambdaPackage
 
 LAMBDA_RUNTIME = "python3.12"

@@ -146,6 +146,8 @@ class RunnerLaunchTemplateArgs:
 class RunnerLaunchTemplate(pulumi.ComponentResource):
     """Launch template shared by every runner instance of the fleet."""
 
+    # Long on purpose: a component's resources declared in dependency order in its constructor, as
+    # Pulumi's examples do.
     def __init__(
         self, name: str, args: RunnerLaunchTemplateArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:

@@ -9,7 +9,7 @@ import pulumi
 import pulumi_aws as aws
 
 from infra.config import ResourceNames
-from infra.iam import OPEN_JOBS_INDEX
+from infra.iam_functions import OPEN_JOBS_INDEX
 
 
 def ledger_table(

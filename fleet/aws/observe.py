@@ -75,6 +75,8 @@ class FleetView:
         return self.registrations.get(instance_id)
 
 
+# Long on purpose: one pass that joins the group, GitHub and the ledger; its branches are the
+# status rules, which read best together.
 def observe(
     *,
     fleet: str,

@@ -119,6 +119,8 @@ def _oldest(runners: Iterable[FleetRunner], count: int) -> list[FleetRunner]:
     return heapq.nsmallest(count, runners, key=lambda r: (r.launched_at, r.instance_id))
 
 
+# Long on purpose: the scaling decision as one sequence (count, clamp, retire, terminate, launch),
+# each step feeding the next; the property tests check it as a whole.
 def decide(
     queued: int, runners: Sequence[FleetRunner], limits: FleetLimits, now: datetime
 ) -> Decision:

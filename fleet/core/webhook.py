@@ -62,6 +62,8 @@ def _validation_summary(exc: ValidationError) -> str:
     return f"invalid workflow_job payload ({exc.error_count()} error(s) at: {shown})"
 
 
+# Long on purpose: the checks in their security order (size, signature, then parsing), read top to
+# bottom.
 def handle_delivery(
     headers: Mapping[str, str],
     body: bytes,

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fleet.core.clock import Report
-from fleet.core.github.client import GitHubError
+from fleet.core.github.errors import GitHubError
 from fleet.errors import FleetError
 from fleet.local import docker as backend
 from fleet.local import provision

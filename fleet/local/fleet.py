@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from fleet.core.clock import Report
-from fleet.core.github.client import GitHubError
+from fleet.core.github.errors import GitHubError
 from fleet.core.github.runners import Runner
 from fleet.errors import FleetError
 from fleet.local import bake, enrol, hosts, validate

@@ -12,17 +12,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from fleet.core.github.app import GitHubApp
 from fleet.core.github.auth import AppJwtSigner
-from fleet.core.github.client import (
-    DEFAULT_BASE_URL,
-    GitHubApp,
-    GitHubAuthError,
-    GitHubClient,
-    GitHubError,
-    GitHubForbidden,
-    GitHubNotFound,
-    TokenSource,
-)
+from fleet.core.github.client import DEFAULT_BASE_URL, GitHubClient, TokenSource
+from fleet.core.github.errors import GitHubAuthError, GitHubError, GitHubForbidden, GitHubNotFound
 from fleet.core.github.runners import JitConfig, Runner, RunnerBusyError, RunnersAPI, Scope
 from fleet.errors import FleetError
 from fleet.local.yaml_files import load_mapping

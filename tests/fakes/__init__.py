@@ -1,0 +1,12 @@
+"""Every test double of the project, in one place.
+
+- GitHub: ``github_api`` (the REST API: App JWTs, installation tokens, runners, runner groups,
+  hook deliveries, injected failures), grown by ``github`` (workflow jobs, re-runs,
+  redeliveries played back to a webhook; the integration layer) and by ``github_jobs`` (a job
+  broker for the fake runner agent; serve and the e2e layer), with ``runner_agent`` the agent
+  itself; ``payloads`` makes signed ``workflow_job`` deliveries.
+- AWS: ``imds`` (IMDSv2 with the hop limit), ``iam_policy`` (an IAM policy evaluator),
+  ``sqs_event_source`` (Lambda's SQS event source mapping), ``moto_dynamodb_speed`` (moto's
+  DynamoDB answers without its slow generic serializer).
+- ``ledger``: the job ledger folded over a list of events, as a reference.
+"""

@@ -2,8 +2,8 @@
 uses: workflow jobs (get, re-run), runner-group settings, and redeliveries that can be played
 back to the webhook.
 
-The base fake lives in tests/unit/control_plane/fake_github.py (unit tests import it from
-there); this module only adds to it.
+The base fake is tests/fakes/github_api.py (the unit tests use it as it is); this module only
+adds to it, as tests/fakes/github_jobs.py does for the fake runner agents.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 
 from werkzeug import Request, Response
 
-from tests.unit.control_plane.fake_github import FakeClock, FakeGitHub, app_key_pair
+from tests.fakes.github_api import FakeClock, FakeGitHub, app_key_pair
 
 __all__ = ["FakeClock", "FakeGitHub", "FakeGitHubActions", "Job", "app_key_pair"]
 

@@ -1,6 +1,6 @@
 """A FAKE GitHub that also hands jobs to FAKE runner agents (tests only).
 
-It is the unit tests' fake (``tests/unit/control_plane/fake_github.py``: App JWTs,
+It is the unit tests' fake (``tests/fakes/github_api.py``: App JWTs,
 installation tokens, the runners API) plus what GitHub's job service does for a runner:
 
 * ``generate-jitconfig`` answers with a JIT config the fake agent understands (base64 JSON
@@ -36,7 +36,7 @@ import requests
 from werkzeug import Request, Response
 
 from fleet.core.github.signature import compute_signature
-from tests.unit.control_plane.fake_github import FakeGitHub
+from tests.fakes.github_api import FakeGitHub
 
 
 class WallClock:

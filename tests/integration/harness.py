@@ -3,7 +3,7 @@
 ``AwsWorld`` builds what the Pulumi program deploys, in moto: the group (with its tags and
 scale-in protection), queue and dead letters, ledger table, KMS key, the GitHub App's
 SecureStrings, the playbook bundle, and one role per function plus the instance role, each
-with the exact policy document infra/iam.py produces. Every call after set-up is signed with
+with the exact policy document infra/iam*.py produces. Every call after set-up is signed with
 the credentials of the role that would make it and checked by ``PolicyEnforcer``.
 
 ``Fleet`` plays everyone else, one step at a time:
@@ -50,18 +50,13 @@ from fleet.aws.handlers.settings import Settings
 from fleet.aws.observe import runner_name
 from infra.config import FLEET_TAG, JIT_INSTANCE_TAG
 from infra.control_plane import ControlPlaneArgs, function_environment
-from infra.iam import (
-    ControlPlaneResources,
-    function_policies,
-    instance_policy,
-    instance_trust_policy,
-    lambda_trust_policy,
-)
+from infra.iam import instance_policy, instance_trust_policy
+from infra.iam_functions import ControlPlaneResources, function_policies, lambda_trust_policy
 from tests.fakes import sqs_event_source as event_source
 from tests.fakes.github import FakeGitHubActions, Job
+from tests.fakes.payloads import signed, workflow_job
 from tests.integration.moto_asg import LAUNCHING, TERMINATING, LifecycleActions, PendingAction
 from tests.integration.moto_iam import PolicyEnforcer
-from tests.unit.control_plane.payloads import signed, workflow_job
 
 ACCOUNT = "123456789012"
 REGION = "eu-west-1"

@@ -12,8 +12,8 @@ import json
 import pytest
 
 from fleet.core.github.signature import compute_signature
+from tests.fakes.payloads import signed
 from tests.integration.harness import LABELS, REPOSITORY, WEBHOOK_SECRET
-from tests.unit.control_plane.payloads import signed
 
 pytestmark = pytest.mark.integration
 

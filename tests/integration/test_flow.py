@@ -1,4 +1,4 @@
-"""The whole flow, step by step, against moto (IAM enforced with infra/iam.py's documents) and
+"""The whole flow, step by step, against moto (IAM enforced with infra/iam*.py's documents) and
 the fake GitHub: webhook -> SQS -> scaler -> desired capacity -> launch hook -> JIT config in
 SSM -> the instance reads and deletes it -> job runs -> instance leaves -> reaper: nothing left.
 
@@ -131,7 +131,7 @@ def test_deployed_entry_points_read_their_settings_from_the_environment(make_fle
     monkeypatch.setattr(runtime_module, "_RUNTIME", None)
 
     job = fleet.github.new_job("acme/app", LABELS, fleet.clock.now())
-    from tests.unit.control_plane.payloads import signed
+    from tests.fakes.payloads import signed
 
     headers, body = signed(fleet.payload(job, "queued"), secret="integration-webhook-secret")
     event = {

@@ -1,5 +1,5 @@
 """IAM, enforced: the functions and the instances run with exactly the policy documents
-infra/iam.py produces, and those documents grant exactly what the code calls.
+infra/iam*.py produce, and those documents grant exactly what the code calls.
 
 moto authenticates every call below with the caller's own role; ``PolicyEnforcer`` evaluates
 resources and conditions too (moto alone ignores conditions: they are also asserted on the

@@ -33,7 +33,7 @@ from typing import Any
 
 from fleet.aws.handlers.runtime import Runtime, shared_runtime
 from fleet.aws.observe import runner_name
-from fleet.core.github.client import GitHubError
+from fleet.core.github.errors import GitHubError
 from fleet.core.github.ratelimit import RateLimitExceeded
 from fleet.core.github.runners import RunnerBusyError
 from fleet.core.ledger import JobState

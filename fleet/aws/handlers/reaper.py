@@ -33,15 +33,16 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from fleet.aws.adapters.dynamodb import StoredJob
 from fleet.aws.handlers.runtime import Runtime, shared_runtime
 from fleet.aws.handlers.scaler import read_fleet, run_cycle, scale_in
 from fleet.aws.observe import ACTIVE_LIFECYCLE_STATES, reap_plan
 from fleet.core.github.actions import get_job, rerun_job, set_runner_group_public_access
-from fleet.core.github.client import GitHubError, GitHubNotFound
 from fleet.core.github.deliveries import redeliver_failed
+from fleet.core.github.errors import GitHubError, GitHubNotFound
 from fleet.core.github.ratelimit import RateLimitExceeded
 from fleet.core.github.runners import RunnerBusyError
-from fleet.core.ledger import JobState, in_progress_longer_than, queued_longer_than
+from fleet.core.ledger import JobRecord, JobState, in_progress_longer_than, queued_longer_than
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +113,16 @@ def reap(rt: Runtime, report: ReapReport, now: datetime) -> None:
 
 
 def reconcile(rt: Runtime, report: ReapReport, now: datetime) -> None:
+    """Catch up with GitHub: redeliver failed deliveries, look up stale jobs, re-run jobs whose
+    runner was taken away, and keep the runner group closed to public repositories."""
+    _redeliver(rt, report, now)
+    open_jobs = rt.ledger.open_jobs()
+    _look_up_stale_jobs(rt, report, now, [job.record for job in open_jobs])
+    _rerun_interrupted_jobs(rt, report, open_jobs)
+    _close_runner_group(rt, report)
+
+
+def _redeliver(rt: Runtime, report: ReapReport, now: datetime) -> None:
     s = rt.settings
     github = rt.github
     try:
@@ -123,8 +134,12 @@ def reconcile(rt: Runtime, report: ReapReport, now: datetime) -> None:
     except GITHUB_UNCERTAIN as exc:
         report.errors.append(f"redelivery: {exc}")
 
-    open_jobs = rt.ledger.open_jobs()
-    records = [job.record for job in open_jobs]
+
+def _look_up_stale_jobs(
+    rt: Runtime, report: ReapReport, now: datetime, records: list[JobRecord]
+) -> None:
+    s = rt.settings
+    github = rt.github
     stale = queued_longer_than(records, now=now, threshold=s.queued_too_long)
     stale += in_progress_longer_than(
         records, now=now, threshold=s.job_timeout + s.limits.boot_deadline
@@ -150,6 +165,9 @@ def reconcile(rt: Runtime, report: ReapReport, now: datetime) -> None:
         r.job_id for r in stale if r.state is JobState.QUEUED and r.job_id not in checked
     ]
 
+
+def _rerun_interrupted_jobs(rt: Runtime, report: ReapReport, open_jobs: list[StoredJob]) -> None:
+    github = rt.github
     for job in open_jobs:
         if job.retry != "requested":
             continue
@@ -167,6 +185,10 @@ def reconcile(rt: Runtime, report: ReapReport, now: datetime) -> None:
         rt.ledger.settle_retry(job.job_id, "rerun")
         report.rerun_jobs.append(job.job_id)
 
+
+def _close_runner_group(rt: Runtime, report: ReapReport) -> None:
+    s = rt.settings
+    github = rt.github
     scope = s.scope
     if scope.org is not None:
         try:

@@ -28,8 +28,9 @@ from fleet.aws.adapters.ec2 import FleetInstances
 from fleet.aws.adapters.sqs import DeliveryQueue
 from fleet.aws.adapters.ssm import JitParameters, SecureParameters
 from fleet.aws.handlers.settings import Settings
+from fleet.core.github.app import GitHubApp, InstallationAuth
 from fleet.core.github.auth import AppJwtSigner
-from fleet.core.github.client import GitHubApp, GitHubClient, InstallationAuth, RetryPolicy
+from fleet.core.github.client import GitHubClient, RetryPolicy
 from fleet.core.github.runners import RunnersAPI
 
 Clock = Callable[[], float]

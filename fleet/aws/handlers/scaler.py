@@ -31,7 +31,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from fleet.aws.adapters.dynamodb import LedgerConflict
 from fleet.aws.handlers.runtime import Runtime, shared_runtime
 from fleet.aws.observe import FleetView, observe, runner_name
-from fleet.core.github.client import GitHubError
+from fleet.core.github.errors import GitHubError
 from fleet.core.github.ratelimit import RateLimitExceeded
 from fleet.core.ledger import JobState
 from fleet.core.retire import LEDGER_BUSY, Candidate, retire

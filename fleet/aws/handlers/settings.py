@@ -136,6 +136,8 @@ class Settings:
     def instance_arn(self, instance_id: str) -> str:
         return f"arn:{self.partition}:ec2:{self.region}:{self.account_id}:instance/{instance_id}"
 
+    # Long on purpose: one line per environment variable, the list infra/control_plane.py's
+    # function_environment writes; split, the two lists would no longer read side by side.
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
         """Parse and validate; raises ``SettingsError`` naming every bad variable."""

@@ -23,13 +23,19 @@ import random
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import requests
 
-from fleet.core.github.auth import AppJwtSigner, InstallationToken, InstallationTokenCache
+from fleet.core.github.errors import (
+    ERROR_BY_STATUS,
+    GitHubAuthError,
+    GitHubError,
+    GitHubRateLimited,
+    GitHubServerError,
+    GitHubUnavailable,
+)
 
 DEFAULT_BASE_URL = "https://api.github.com"
 API_VERSION = "2022-11-28"
@@ -58,106 +64,6 @@ class StaticToken:
 
     def invalidate(self) -> None:
         return None
-
-
-@dataclass(frozen=True)
-class InstallationAuth:
-    """Token source for one installation, backed by a shared ``InstallationTokenCache``."""
-
-    cache: InstallationTokenCache
-    installation_id: int
-
-    def token(self) -> str:
-        return self.cache.token(self.installation_id)
-
-    def invalidate(self) -> None:
-        self.cache.invalidate(self.installation_id)
-
-
-class GitHubError(Exception):
-    """A GitHub API call failed. ``status`` is None when no response arrived."""
-
-    transient = False
-
-    def __init__(
-        self,
-        method: str,
-        path: str,
-        status: int | None,
-        message: str,
-        *,
-        documentation_url: str | None = None,
-        request_id: str | None = None,
-        errors: tuple[Any, ...] = (),
-    ) -> None:
-        self.method = method
-        self.path = path
-        self.status = status
-        self.message = message
-        self.documentation_url = documentation_url
-        self.request_id = request_id
-        self.errors = errors
-        super().__init__(str(self))
-
-    def __str__(self) -> str:
-        status = "no response" if self.status is None else str(self.status)
-        text = f"GitHub {self.method} {self.path} -> {status}: {self.message}"
-        if self.errors:
-            text += f" (errors: {list(self.errors)})"
-        if self.request_id:
-            text += f" [request id {self.request_id}]"
-        return text
-
-
-class GitHubAuthError(GitHubError):
-    """401: the JWT or token was refused (wrong key or App id, revoked token, clock skew)."""
-
-
-class GitHubForbidden(GitHubError):
-    """403 that is not a rate limit: the App lacks a permission or the resource is not its."""
-
-
-class GitHubNotFound(GitHubError):
-    """404: no such resource, or the App cannot see it."""
-
-
-class GitHubConflict(GitHubError):
-    """409: e.g. a runner with that name already exists."""
-
-
-class GitHubValidationError(GitHubError):
-    """422: GitHub refused the request's content (see ``errors``)."""
-
-
-class GitHubRateLimited(GitHubError):
-    """Rate limited for longer than the client may wait; retry at ``retry_at`` (epoch s)."""
-
-    transient = True
-
-    def __init__(self, *args: Any, retry_at: float, **kwargs: Any) -> None:
-        self.retry_at = retry_at
-        super().__init__(*args, **kwargs)
-
-
-class GitHubServerError(GitHubError):
-    """5xx after all retries."""
-
-    transient = True
-
-
-class GitHubUnavailable(GitHubError):
-    """No response (connection error or timeout) after all retries."""
-
-    transient = True
-
-
-_BY_STATUS: dict[int, type[GitHubError]] = {
-    401: GitHubAuthError,
-    403: GitHubForbidden,
-    404: GitHubNotFound,
-    409: GitHubConflict,
-    422: GitHubValidationError,
-}
 
 
 @dataclass(frozen=True)
@@ -256,6 +162,8 @@ class GitHubClient:
 
     # -- requests -------------------------------------------------------------------------
 
+    # Long on purpose: the retry loop: success, 401, rate limit, 5xx and connection errors each
+    # decide the next attempt, and the order of those decisions is the point.
     def request(
         self,
         method: str,
@@ -421,7 +329,7 @@ class GitHubClient:
             message = str(body.get("message") or message)
             documentation_url = body.get("documentation_url")
             errors = tuple(body.get("errors") or ())
-        cls = _BY_STATUS.get(response.status_code)
+        cls = ERROR_BY_STATUS.get(response.status_code)
         if cls is None:
             cls = GitHubServerError if response.status_code >= 500 else GitHubError
         return cls(
@@ -472,65 +380,3 @@ class GitHubClient:
             raise GitHubError(
                 method, self._url(path)[1], response.status_code, f"answer is not JSON: {exc}"
             ) from exc
-
-
-def _parse_expiry(value: Any, *, path: str) -> float:
-    try:
-        return datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
-    except ValueError as exc:
-        raise GitHubError("POST", path, 201, f"bad expires_at {value!r} in token answer") from exc
-
-
-class GitHubApp:
-    """A GitHub App: JWT-authenticated App endpoints and cached installation tokens."""
-
-    def __init__(
-        self,
-        client: GitHubClient,
-        signer: AppJwtSigner,
-        *,
-        clock: Clock = time.time,
-        refresh_before: float = 300,
-        permissions: Mapping[str, str] | None = None,
-    ) -> None:
-        self.client = client
-        self.signer = signer
-        # Least privilege: ask for only these permissions on each installation token.
-        self.permissions = dict(permissions) if permissions else None
-        self.tokens = InstallationTokenCache(
-            self.create_installation_token, clock=clock, refresh_before=refresh_before
-        )
-
-    @property
-    def jwt_auth(self) -> TokenSource:
-        """Token source for endpoints that need the App JWT (``/app/...``)."""
-        return self.signer
-
-    def installation_id_for_org(self, org: str) -> int:
-        """The App's installation id on ``org`` (GET /orgs/{org}/installation)."""
-        return int(self.client.get_json(f"/orgs/{org}/installation", auth=self.signer)["id"])
-
-    def installation_id_for_repo(self, full_name: str) -> int:
-        """The App's installation id for ``owner/repo`` (GET /repos/{owner}/{repo}/installation)."""
-        owner, _, repo = full_name.partition("/")
-        if not owner or not repo or "/" in repo:
-            raise ValueError(f"repository must be 'owner/name', got {full_name!r}")
-        path = f"/repos/{owner}/{repo}/installation"
-        return int(self.client.get_json(path, auth=self.signer)["id"])
-
-    def create_installation_token(self, installation_id: int) -> InstallationToken:
-        """A new installation token (POST /app/installations/{id}/access_tokens)."""
-        path = f"/app/installations/{int(installation_id)}/access_tokens"
-        body = {"permissions": self.permissions} if self.permissions else None
-        answer = self.client.post_json(path, auth=self.signer, json=body)
-        if not isinstance(answer, dict) or not answer.get("token"):
-            raise GitHubError("POST", path, 201, "token answer has no 'token'")
-        return InstallationToken(
-            token=str(answer["token"]),
-            expires_at=_parse_expiry(answer.get("expires_at"), path=path),
-            installation_id=int(installation_id),
-        )
-
-    def installation_auth(self, installation_id: int) -> InstallationAuth:
-        """Token source for ``installation_id`` (cached, refreshed before expiry)."""
-        return InstallationAuth(self.tokens, int(installation_id))

@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from fleet.core.github.client import GitHubClient, GitHubError, TokenSource
+from fleet.core.github.client import GitHubClient, TokenSource
+from fleet.core.github.errors import GitHubError
 
 REDELIVERY_WINDOW = timedelta(days=3)
 

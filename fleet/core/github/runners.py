@@ -13,13 +13,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from fleet.core.github.client import (
-    GitHubClient,
+from fleet.core.github.client import GitHubClient, TokenSource
+from fleet.core.github.errors import (
     GitHubConflict,
     GitHubError,
     GitHubNotFound,
     GitHubValidationError,
-    TokenSource,
 )
 from fleet.core.github.ratelimit import Sleep, TokenBucket
 

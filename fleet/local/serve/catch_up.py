@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from typing import Protocol
 
 from fleet.core.github.actions import WorkflowJobStatus, get_job
-from fleet.core.github.client import GitHubApp
+from fleet.core.github.app import GitHubApp
 from fleet.core.github.deliveries import RedeliveryReport, redeliver_failed
 from fleet.core.ledger import JobRecord, JobState
 from fleet.local.registration import Registrar

@@ -18,7 +18,7 @@ from datetime import timedelta
 from typing import Any, Protocol
 
 from fleet.core.clock import Clock, Report, utc_now
-from fleet.core.github.client import (
+from fleet.core.github.errors import (
     GitHubError,
     GitHubForbidden,
     GitHubNotFound,

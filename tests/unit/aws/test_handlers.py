@@ -18,7 +18,7 @@ from botocore.exceptions import ClientError
 from fleet.aws.handlers import lifecycle, scaler, webhook
 from fleet.aws.handlers.settings import Settings
 from fleet.core.webhook import QueuedDelivery
-from tests.unit.control_plane.payloads import signed, workflow_job
+from tests.fakes.payloads import signed, workflow_job
 
 pytestmark = pytest.mark.unit
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from fleet.core.github.app import GitHubApp
 from fleet.core.github.auth import AppJwtSigner
-from fleet.core.github.client import GitHubApp, GitHubClient, RetryPolicy
-
-from .fake_github import FakeClock, FakeGitHub, app_key_pair
+from fleet.core.github.client import GitHubClient, RetryPolicy
+from tests.fakes.github_api import FakeClock, FakeGitHub, app_key_pair
 
 APP_ID = "424242"
 

@@ -9,13 +9,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from fleet.core.github.client import GitHubServerError
 from fleet.core.github.deliveries import (
     HookDelivery,
     failed_deliveries,
     list_deliveries,
     redeliver_failed,
 )
+from fleet.core.github.errors import GitHubServerError
 
 pytestmark = pytest.mark.unit
 

@@ -8,13 +8,14 @@ from __future__ import annotations
 import jwt
 import pytest
 
+from fleet.core.github.app import GitHubApp
 from fleet.core.github.auth import (
     AppJwtSigner,
     InstallationToken,
     InstallationTokenCache,
     make_app_jwt,
 )
-from fleet.core.github.client import GitHubApp, GitHubAuthError, GitHubNotFound
+from fleet.core.github.errors import GitHubAuthError, GitHubNotFound
 
 from .conftest import APP_ID
 

@@ -7,10 +7,9 @@ import time
 import pytest
 import requests
 
-from fleet.core.github.client import (
-    API_VERSION,
+from fleet.core.github.client import API_VERSION, GitHubClient, RetryPolicy, StaticToken
+from fleet.core.github.errors import (
     GitHubAuthError,
-    GitHubClient,
     GitHubConflict,
     GitHubError,
     GitHubForbidden,
@@ -19,11 +18,8 @@ from fleet.core.github.client import (
     GitHubServerError,
     GitHubUnavailable,
     GitHubValidationError,
-    RetryPolicy,
-    StaticToken,
 )
-
-from .fake_github import FakeClock, FakeGitHub
+from tests.fakes.github_api import FakeClock, FakeGitHub
 
 pytestmark = pytest.mark.unit
 
@@ -66,8 +62,8 @@ def test_sends_githubs_versioned_json_headers_and_the_bearer_token(client, fake_
 def test_enterprise_server_base_url_with_api_v3_path(httpserver, app_keys, clock):
     ghes = FakeGitHub(httpserver, "424242", app_keys[1], clock, prefix="/api/v3")
     ghes.install("acme", 9)
+    from fleet.core.github.app import GitHubApp
     from fleet.core.github.auth import AppJwtSigner
-    from fleet.core.github.client import GitHubApp
 
     client = GitHubClient(ghes.base_url, sleep=clock.sleep, clock=clock)
     assert ghes.base_url.endswith("/api/v3")

@@ -8,8 +8,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from fleet.core.jobs import labels_match, normalize_labels, parse_workflow_job_event
-
-from .payloads import without, workflow_job
+from tests.fakes.payloads import without, workflow_job
 
 pytestmark = pytest.mark.unit
 

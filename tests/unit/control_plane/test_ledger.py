@@ -25,8 +25,7 @@ from fleet.core.ledger import (
     queued_longer_than,
 )
 from tests.fakes.ledger import replay
-
-from .payloads import workflow_job
+from tests.fakes.payloads import workflow_job
 
 pytestmark = pytest.mark.unit
 

@@ -7,8 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fleet.core.github.ratelimit import BucketState, RateLimitExceeded, TokenBucket
-
-from .fake_github import FakeClock
+from tests.fakes.github_api import FakeClock
 
 pytestmark = pytest.mark.unit
 

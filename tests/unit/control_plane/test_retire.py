@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import pytest
 
-from fleet.core.github.client import GitHubServerError
+from fleet.core.github.errors import GitHubServerError
 from fleet.core.github.runners import Runner, RunnerBusyError
 from fleet.core.retire import BUSY_ON_GITHUB, LEDGER_BUSY, REFUSED, Candidate, retire
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from fleet.core.github.client import GitHubConflict, GitHubValidationError
+from fleet.core.github.errors import GitHubConflict, GitHubValidationError
 from fleet.core.github.ratelimit import RateLimitExceeded, TokenBucket
 from fleet.core.github.runners import (
     JitConfig,

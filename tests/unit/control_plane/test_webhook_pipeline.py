@@ -13,8 +13,7 @@ import pytest
 from fleet.core import webhook as pipeline
 from fleet.core.ledger import JobState
 from fleet.core.webhook import QueuedDelivery, handle_delivery
-
-from .payloads import FLEET_LABELS, SECRET, signed, without, workflow_job
+from tests.fakes.payloads import FLEET_LABELS, SECRET, signed, without, workflow_job
 
 pytestmark = pytest.mark.unit
 

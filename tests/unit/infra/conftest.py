@@ -8,7 +8,7 @@ the program registered with its inputs, plus the resolved stack outputs.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -79,10 +79,13 @@ def lambda_dependencies(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, ...]
 
 
 @pytest.fixture
-def mocks() -> FleetMocks:
+def mocks() -> Iterator[FleetMocks]:
     MOCKS.reset()
     MOCKS.image_architecture = None
-    return MOCKS
+    yield MOCKS
+    # The mocks are global: a test that changed them leaves them as the next one expects.
+    MOCKS.reset()
+    MOCKS.image_architecture = None
 
 
 def build(

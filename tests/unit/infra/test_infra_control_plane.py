@@ -19,7 +19,7 @@ import pytest
 from infra_mocks import ACCOUNT, KMS_KEY_ARN, PROJECT_ROOT, REGION, SECRETS
 
 from fleet.aws.handlers.settings import Settings
-from infra.iam import (
+from infra.iam_functions import (
     FUNCTIONS,
     ControlPlaneResources,
     dead_letter_queue_policy,

@@ -14,12 +14,7 @@ import pytest
 from infra_mocks import ACCOUNT, KMS_KEY_ARN, REGION
 
 from infra.config import FLEET_TAG, JIT_INSTANCE_TAG
-from infra.iam import (
-    bundle_bucket_policy,
-    instance_policy,
-    instance_trust_policy,
-    kms_key_policy,
-)
+from infra.iam import bundle_bucket_policy, instance_policy, instance_trust_policy, kms_key_policy
 from tests.fakes.iam_policy import Request, decide, statements_by_sid
 
 pytestmark = pytest.mark.unit

@@ -17,8 +17,9 @@ import pytest
 import requests
 
 from fleet.core.github.actions import WorkflowJobStatus
-from fleet.core.github.client import GitHubClient, GitHubNotFound, GitHubServerError
+from fleet.core.github.client import GitHubClient
 from fleet.core.github.deliveries import RedeliveryReport
+from fleet.core.github.errors import GitHubNotFound, GitHubServerError
 from fleet.core.github.runners import Runner, Scope
 from fleet.core.ledger import JobEvent, JobRecord, JobState
 from fleet.core.webhook import QueuedDelivery
@@ -34,7 +35,7 @@ from fleet.local.serve.reconciler import Reconciler, ServeOptions
 from fleet.local.serve.webhook_server import WebhookServer
 from tests.fakes.github import FakeGitHubActions
 from tests.fakes.github_jobs import WallClock
-from tests.unit.control_plane.payloads import SECRET, signed, workflow_job
+from tests.fakes.payloads import SECRET, signed, workflow_job
 
 pytestmark = pytest.mark.unit
 

@@ -18,7 +18,7 @@ from fleet.local.serve.intake import Intake
 from fleet.local.serve.jobs_file import JobsFile, default_path
 from fleet.local.serve.reconciler import ServeOptions
 from fleet.local.serve.webhook_server import WebhookServer
-from tests.unit.control_plane.payloads import SECRET, signed, workflow_job
+from tests.fakes.payloads import SECRET, signed, workflow_job
 from tests.unit.local.test_serve import (
     LABELS,
     MemoryFleet,
