@@ -199,7 +199,7 @@ def bench_webhook(events: int) -> list[dict[str, Any]]:
     from fleet.aws.adapters.sqs import DeliveryQueue
     from fleet.aws.handlers import webhook
     from fleet.aws.handlers.settings import Settings
-    from tests.unit.control_plane.payloads import signed, workflow_job
+    from tests.fakes.payloads import signed, workflow_job
 
     secret = "bench-secret"  # noqa: S105 - a throwaway secret for timing
     env = {
@@ -288,7 +288,7 @@ def bench_jobs_file(held: tuple[int, ...], events: int) -> list[dict[str, Any]]:
     from fleet.core.webhook import QueuedDelivery, parse_workflow_job_event
     from fleet.local.serve.intake import Intake
     from fleet.local.serve.jobs_file import JobsFile
-    from tests.unit.control_plane.payloads import workflow_job
+    from tests.fakes.payloads import workflow_job
 
     def delivery(n: int) -> QueuedDelivery:
         payload = workflow_job("queued", job_id=n, labels=["self-hosted", "linux"])
