@@ -81,6 +81,8 @@ def instance_trust_policy(dns_suffix: str = "amazonaws.com") -> dict[str, Any]:
     return service_trust_policy("ec2", dns_suffix)
 
 
+# Long on purpose: it is one policy document, statement by statement; each statement carries its
+# reason.
 def instance_policy(
     *,
     partition: str,
@@ -222,6 +224,8 @@ def bundle_bucket_policy(*, bucket_arn: str) -> dict[str, Any]:
 SSM_SESSION_DOCUMENT = "SSM-SessionManagerRunShell"
 
 
+# Long on purpose: it is one policy document, statement by statement; each statement carries its
+# reason.
 def validation_operator_policy(
     *,
     partition: str,

@@ -61,6 +61,8 @@ class ValidationAccessArgs:
 class ValidationAccess(pulumi.ComponentResource):
     """The SSM file-transfer bucket and the validation operator's managed policy."""
 
+    # Long on purpose: a component's resources declared in dependency order in its constructor, as
+    # Pulumi's examples do.
     def __init__(
         self, name: str, args: ValidationAccessArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:

@@ -20,10 +20,10 @@ from ansible.parsing.dataloader import DataLoader
 from ansible.plugins.loader import init_plugin_loader
 from ansible.vars.manager import VariableManager
 from infra_mocks import ACCOUNT, KMS_KEY_ARN, PROJECT_ROOT, REGION
-from infra_policy_eval import Request, decide
 from moto import mock_aws
 
 from infra.iam import validation_operator_policy
+from tests.fakes.iam_policy import Request, decide
 
 pytestmark = pytest.mark.unit
 
