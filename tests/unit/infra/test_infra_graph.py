@@ -446,7 +446,9 @@ def test_lifecycle_hook_names_are_exported_for_the_control_plane(build_graph):
 
 
 def test_warm_pool_uses_the_launch_template_directly(build_graph):
-    graph = build_graph({"warmPoolSize": 2, "instanceTypes": ["m7i.xlarge"]})
+    graph = build_graph(
+        {"warmPoolSize": 2, "instanceTypes": ["m7i.xlarge"], "imagePipeline": False}
+    )
     group = graph.one("aws:autoscaling/group:Group")
     assert "mixedInstancesPolicy" not in group
     assert group["launchTemplate"]["id"] == "lt-0123456789abcdef0"
