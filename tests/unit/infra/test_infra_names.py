@@ -193,6 +193,11 @@ NAMED = {
     "aws:cloudwatch/metricAlarm:MetricAlarm": "name",
     "aws:kms/alias:Alias": "name",
     "aws:ssm/parameter:Parameter": "name",
+    "aws:imagebuilder/component:Component": "name",
+    "aws:imagebuilder/imageRecipe:ImageRecipe": "name",
+    "aws:imagebuilder/infrastructureConfiguration:InfrastructureConfiguration": "name",
+    "aws:imagebuilder/distributionConfiguration:DistributionConfiguration": "name",
+    "aws:imagebuilder/imagePipeline:ImagePipeline": "name",
 }
 # Autonamed resources: Pulumi appends '-' and 7 random characters to the logical name.
 AUTONAME_SUFFIX = 8
@@ -210,9 +215,7 @@ LONGEST = {"fleetName": "f" * 24, "ssmParameterPrefix": "p" * 29}
 def test_every_name_the_program_sends_is_one_the_config_derived(build_graph, overrides):
     graph = build_graph(overrides)
     cfg = parse_config({**example_settings(), **overrides})
-    derived = {name for _, name in cfg.names.every_name()} | set(
-        cfg.github_app_parameter_names.values()
-    )
+    derived = {name for _, name in cfg.names.every_name()} | set(cfg.parameter_names)
     sent = {
         resource.inputs[field]
         for resource in graph.resources
