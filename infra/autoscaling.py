@@ -188,7 +188,9 @@ class RunnerGroup(pulumi.ComponentResource):
                 preferences=aws.autoscaling.GroupInstanceRefreshPreferencesArgs(
                     min_healthy_percentage=100,
                     max_healthy_percentage=200,
-                    skip_matching=True,
+                    # AWS refuses skip matching when the launch template's image is an SSM
+                    # parameter (the image pipeline); protected runners are skipped anyway.
+                    skip_matching=not cfg.image_pipeline,
                     scale_in_protected_instances="Ignore",
                     standby_instances="Ignore",
                 ),

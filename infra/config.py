@@ -69,6 +69,10 @@ DEFAULT_INSTANCE_TYPES = {
 # Networks Docker creates on runners (docker0 and the docker_host role's default address pool).
 DOCKER_ADDRESS_POOLS = ("172.17.0.0/16", "10.210.0.0/16")
 
+# When the image pipeline bakes by default: Sundays 04:00 UTC. Image Builder's cron takes six
+# fields (minute hour day-of-month month day-of-week year) inside cron(...).
+DEFAULT_IMAGE_PIPELINE_SCHEDULE = "cron(0 4 ? * sun *)"
+
 # AWS bounds for an Auto Scaling group's max_instance_lifetime (when set): 1 day to 365 days.
 ASG_MIN_INSTANCE_LIFETIME_S = 86_400
 ASG_MAX_INSTANCE_LIFETIME_S = 31_536_000
@@ -81,6 +85,8 @@ ASG_MAX_INSTANCE_LIFETIME_S = 31_536_000
 
 # The control plane functions (fleet/handlers/<name>.py), one Lambda function each.
 CONTROL_PLANE_FUNCTIONS = ("webhook", "scaler", "lifecycle", "reaper")
+# The image pipeline's function (infra/image_pipeline.py): starts a bake.
+BAKE_FUNCTION = "bake"
 # Name suffixes of the control plane's alarms (infra/control_plane.py).
 ALARM_SUFFIXES = ("dead-letters-not-empty", "jobs-queued-too-long", "boot-failures")
 # The longest instance id EC2 hands out (i- and 17 hex digits), for the JIT parameter's name.
@@ -147,6 +153,13 @@ NAME_RULES: dict[str, NameRule] = {
         256,
         re.compile(r"alias/(?!aws/)[A-Za-z0-9/_-]+"),
         "alias/ then letters, digits, - _ / (not alias/aws/)",
+    ),
+    "image_builder": NameRule(
+        "Image Builder resource name",
+        128,
+        re.compile(r"[-_A-Za-z0-9][-_A-Za-z0-9 ]{1,126}[-_A-Za-z0-9]"),
+        "letters, digits, - and _ (spaces inside)",
+        3,
     ),
     "parameter": NameRule(
         "SSM parameter name",
@@ -216,6 +229,22 @@ class ResourceNames:
     def alarm(self, suffix: str) -> str:
         return f"{self.prefix}-{suffix}"
 
+    @property
+    def image_builder(self) -> str:
+        """The image pipeline's component, recipe, configurations and pipeline (one name per
+        kind). Lowercase: Image Builder lowercases names in ARNs and log group names."""
+        return f"{self.prefix.lower()}-image"
+
+    @property
+    def image_build_log_group(self) -> str:
+        """Where Image Builder's build instance writes its logs (/aws/imagebuilder/<image>)."""
+        return f"/aws/imagebuilder/{self.image_builder}"
+
+    @property
+    def bake_function(self) -> str:
+        """The function that starts a pipeline run when the bundle or the recipe changes."""
+        return self.function(BAKE_FUNCTION)
+
     def every_name(self) -> list[tuple[str, str]]:
         """(rule, name) for every name above."""
         names = [
@@ -233,6 +262,12 @@ class ResourceNames:
                 ("log_group", self.log_group(function)),
             ]
         names += [("alarm", self.alarm(suffix)) for suffix in ALARM_SUFFIXES]
+        names += [
+            ("image_builder", self.image_builder),
+            ("log_group", self.image_build_log_group),
+            ("function", self.bake_function),
+            ("log_group", self.log_group(BAKE_FUNCTION)),
+        ]
         return names
 
 
@@ -264,6 +299,8 @@ KEYS: dict[str, str] = {
     "amiId": "image id; when omitted the newest image of amiFamily is used",
     "amiFamily": "debian-13 or ubuntu-24.04: the official image looked up by filter",
     "bakedImage": "the image already carries the bake part of the playbooks",
+    "imagePipeline": "bake images with EC2 Image Builder; runners launch from the newest bake",
+    "imagePipelineSchedule": "when the pipeline bakes again: Image Builder cron, six fields, UTC",
     "rootVolumeGiB": "encrypted gp3 root volume size",
     "dockerVolumeGiB": "encrypted gp3 volume mounted at /var/lib/docker",
     "kmsKeyArn": "existing customer-managed KMS key; omit to create one",
@@ -314,6 +351,8 @@ class FleetSettings(_RequiredSettings, total=False):
     amiId: str
     amiFamily: Literal["debian-13", "ubuntu-24.04"]
     bakedImage: bool
+    imagePipeline: bool
+    imagePipelineSchedule: str
     rootVolumeGiB: int
     dockerVolumeGiB: int
     kmsKeyArn: str
@@ -369,6 +408,8 @@ class FleetConfig:
     ssm_parameter_prefix: str
     tags: Mapping[str, str]
     runner_vars: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    image_pipeline: bool = True
+    image_pipeline_schedule: str = DEFAULT_IMAGE_PIPELINE_SCHEDULE
 
     # Derived names: one place, so IAM, user data and the control plane agree.
 
@@ -405,6 +446,14 @@ class FleetConfig:
         }
 
     @property
+    def image_parameter_name(self) -> str:
+        """The SSM parameter (data type aws:ec2:image) runners launch from: Image Builder's
+        distribution writes each new image's id into it. Under /imagebuilder/ because that is
+        where Image Builder's service-linked role may write parameters
+        (AWSServiceRoleForImageBuilder: ssm:PutParameter on parameter/imagebuilder/*)."""
+        return f"/imagebuilder{self.parameter_root}/image-id"
+
+    @property
     def names(self) -> ResourceNames:
         """Every explicit AWS resource name of the fleet (validated by parse_config)."""
         return ResourceNames(f"{self.ssm_parameter_prefix.replace('/', '-')}-{self.fleet_name}")
@@ -427,10 +476,13 @@ class FleetConfig:
     @property
     def parameter_names(self) -> list[str]:
         """Every SSM parameter name the fleet uses (a JIT config with the longest instance id)."""
-        return [
+        names = [
             *self.github_app_parameter_names.values(),
             self.jit_parameter_template.format(instance_id=LONGEST_INSTANCE_ID),
         ]
+        if self.image_pipeline:
+            names.append(self.image_parameter_name)
+        return names
 
     @property
     def on_demand_percentage_above_base(self) -> int:
@@ -597,6 +649,15 @@ def parse_config(raw: Mapping[str, Any]) -> FleetConfig:
         )
     if warm_pool > max_size:
         r.fail("warmPoolSize", f"warmPoolSize ({warm_pool}) exceeds maxSize ({max_size})")
+    image_pipeline = r.boolean("imagePipeline", True)
+    if warm_pool and image_pipeline:
+        r.fail(
+            "warmPoolSize",
+            "the image pipeline (imagePipeline, on by default) launches runners from an SSM "
+            "parameter (resolve:ssm: in the launch template), and AWS Auto Scaling does not "
+            "support warm pools with such a launch template: set warmPoolSize to 0, or turn the "
+            "pipeline off for a warm pool (pulumi config set imagePipeline false)",
+        )
     if warm_pool and (spot or len(instance_types) != 1):
         r.fail(
             "warmPoolSize",
@@ -673,12 +734,88 @@ def parse_config(raw: Mapping[str, Any]) -> FleetConfig:
         ssm_parameter_prefix=_ssm_prefix(r),
         tags=_tags(r),
         runner_vars=_runner_vars(r),
+        image_pipeline=image_pipeline,
+        image_pipeline_schedule=_image_pipeline_schedule(r),
     )
     if not any(key in ("fleetName", "ssmParameterPrefix") for key, _ in r.problems):
         _check_names(r, config)
     if r.problems:
         raise ConfigError(r.problems)
     return config
+
+
+def _image_pipeline_schedule(r: _Reader) -> str:
+    # Checked even with the pipeline off, so turning it on later cannot fail on it.
+    schedule = r.string("imagePipelineSchedule", DEFAULT_IMAGE_PIPELINE_SCHEDULE)
+    problem = image_builder_cron_problem(schedule or "")
+    if problem:
+        r.fail(
+            "imagePipelineSchedule",
+            f"{schedule!r} {problem}; for example weekly on Sunday at 04:00 UTC: pulumi config "
+            f"set imagePipelineSchedule '{DEFAULT_IMAGE_PIPELINE_SCHEDULE}'",
+        )
+        return DEFAULT_IMAGE_PIPELINE_SCHEDULE
+    return schedule or DEFAULT_IMAGE_PIPELINE_SCHEDULE
+
+
+# Image Builder's cron (docs: "Use cron expressions in Image Builder"): six fields, each a
+# list of values, ranges and increments, plus ? L W # where the field allows them.
+_MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
+_WEEKDAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
+_CRON_FIELDS: tuple[tuple[str, int, int, tuple[str, ...]], ...] = (
+    ("minute", 0, 59, ()),
+    ("hour", 0, 23, ()),
+    ("day-of-month", 1, 31, ()),
+    ("month", 1, 12, _MONTHS),
+    ("day-of-week", 1, 7, _WEEKDAYS),
+    ("year", 1970, 2199, ()),
+)
+
+
+def _cron_value(text: str, low: int, high: int, names: tuple[str, ...]) -> bool:
+    if text.lower() in names:
+        return True
+    return text.isdigit() and low <= int(text) <= high
+
+
+def _cron_item(field: str, item: str, low: int, high: int, names: tuple[str, ...]) -> bool:
+    """One comma-separated item of a field."""
+    if field == "day-of-month" and (item in ("L", "LW") or item.endswith("W")):
+        return item in ("L", "LW") or _cron_value(item[:-1], low, high, ())
+    if field == "day-of-week":
+        if item == "L" or (item.endswith("L") and _cron_value(item[:-1], low, high, names)):
+            return True
+        if "#" in item:
+            day, _, week = item.partition("#")
+            return _cron_value(day, low, high, names) and week in ("1", "2", "3", "4", "5")
+    base, slash, step = item.partition("/")
+    if slash and not (step.isdigit() and int(step) >= 1):
+        return False
+    if base == "*":
+        return True
+    start, dash, end = base.partition("-")
+    return _cron_value(start, low, high, names) and (not dash or _cron_value(end, low, high, names))
+
+
+def image_builder_cron_problem(expression: str) -> str | None:
+    """Why Image Builder would refuse `expression` as a pipeline schedule, or None."""
+    if not (expression.startswith("cron(") and expression.endswith(")")):
+        return "is not a cron(...) expression"
+    fields = expression[len("cron(") : -1].split(" ")
+    if len(fields) != len(_CRON_FIELDS):
+        return (
+            f"has {len(fields)} fields separated by single spaces; Image Builder takes six: "
+            "minute hour day-of-month month day-of-week year"
+        )
+    for text, (field, low, high, names) in zip(fields, _CRON_FIELDS, strict=True):
+        if text == "?" and field in ("day-of-month", "day-of-week"):
+            continue
+        if not all(_cron_item(field, item, low, high, names) for item in text.split(",")):
+            allowed = f"{low}-{high}" + (f" or {names[0]}-{names[-1]}" if names else "")
+            return f"has an invalid {field} field {text!r} (values {allowed})"
+    if (fields[2] == "?") == (fields[4] == "?"):
+        return "must have ? in exactly one of day-of-month and day-of-week"
+    return None
 
 
 def _github_scope(r: _Reader) -> str | None:
@@ -1012,6 +1149,7 @@ _STRING_KEYS = {
     "kmsKeyArn",
     "ebsKmsKeyArn",
     "ssmParameterPrefix",
+    "imagePipelineSchedule",
 }
 
 

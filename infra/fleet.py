@@ -20,11 +20,13 @@ from infra.config import (
 )
 from infra.control_plane import ControlPlane, ControlPlaneArgs
 from infra.iam import RunnerInstanceRole, RunnerInstanceRoleArgs
+from infra.image_pipeline import RunnerImagePipeline, RunnerImagePipelineArgs
 from infra.launch_template import (
     RunnerLaunchTemplate,
     RunnerLaunchTemplateArgs,
     check_instance_types,
     resolve_image,
+    user_data_settings,
 )
 from infra.network import FleetNetwork, FleetNetworkArgs
 from infra.secrets import FleetSecrets, FleetSecretsArgs
@@ -46,10 +48,10 @@ class RunnerFleetArgs:
     build_dir: Path | None = None
 
 
-def check_bundle_sources(project_root: Path, baked_image: bool) -> None:
-    """The boot script runs boot.yml (and bake.yml unless the image is baked), and the bake
-    installs the canary suite: what the bundle ships must exist."""
-    needed = ["playbooks/boot.yml"] if baked_image else ["playbooks/bake.yml", "playbooks/boot.yml"]
+def check_bundle_sources(project_root: Path, bakes: bool) -> None:
+    """The boot script runs boot.yml (and bake.yml when instances or the image pipeline bake),
+    and the bake installs the canary suite: what the bundle ships must exist."""
+    needed = ["playbooks/bake.yml", "playbooks/boot.yml"] if bakes else ["playbooks/boot.yml"]
     missing = [name for name in needed if not (project_root / name).is_file()]
     missing += [f"{d}/" for d in BUNDLE_DIRS if not (project_root / d).is_dir()]
     if missing:
@@ -129,7 +131,7 @@ class RunnerFleet(pulumi.ComponentResource):
         project_root = args.project_root or PROJECT_ROOT
         build_dir = args.build_dir or project_root / "build"
         # Everything that can still reject the settings runs before the first resource.
-        check_bundle_sources(project_root, cfg.baked_image)
+        check_bundle_sources(project_root, bakes=not cfg.baked_image or cfg.image_pipeline)
         image = resolve_image(cfg)
         partition = aws.get_partition()
         account_id = aws.get_caller_identity().account_id
@@ -213,6 +215,36 @@ class RunnerFleet(pulumi.ComponentResource):
             ),
             child,
         )
+        # Baked images: Image Builder bakes on the stock image and writes each new image's id
+        # to a parameter the launch template resolves at every launch.
+        self.images: RunnerImagePipeline | None = None
+        if cfg.image_pipeline:
+            self.images = RunnerImagePipeline(
+                f"{name}-image",
+                RunnerImagePipelineArgs(
+                    config=cfg,
+                    stock_image=image,
+                    user_data_settings=pulumi.Output.all(
+                        self.bundle.bucket_name, self.bundle.key
+                    ).apply(
+                        lambda values: user_data_settings(
+                            cfg, region=region, bundle_bucket=values[0], bundle_key=values[1]
+                        )
+                    ),
+                    partition=partition.partition,
+                    dns_suffix=partition.dns_suffix,
+                    region=region,
+                    account_id=account_id,
+                    kms_key_arn=self.secrets.kms_key_arn,
+                    bundle_bucket=self.bundle.bucket_name,
+                    bundle_key=self.bundle.key,
+                    bundle_object=self.bundle.object,
+                    subnet_ids=self.network.subnet_ids,
+                    security_group_id=self.network.security_group_id,
+                    tags=tags,
+                ),
+                child,
+            )
         self.launch_template = RunnerLaunchTemplate(
             f"{name}-template",
             RunnerLaunchTemplateArgs(
@@ -224,6 +256,7 @@ class RunnerFleet(pulumi.ComponentResource):
                 bundle_bucket=self.bundle.bucket_name,
                 bundle_key=self.bundle.key,
                 tags=tags,
+                launch_image_id=self.images.launch_image_id if self.images else None,
             ),
             child,
         )
@@ -275,6 +308,10 @@ def stack_outputs(fleet: RunnerFleet) -> dict[str, pulumi.Input[object]]:
         "bundleKey": fleet.bundle.key,
         "instanceRoleArn": fleet.instance_role.role_arn,
         "imageId": fleet.image_id,
+        # With the image pipeline: the parameter runners launch from, and the pipeline
+        # (docs/deploy-aws.md: aws imagebuilder start-image-pipeline-execution).
+        "imageParameter": fleet.images.image_parameter_name if fleet.images else None,
+        "imagePipelineArn": fleet.images.pipeline_arn if fleet.images else None,
         "launchTemplateId": fleet.launch_template.id,
         "autoscalingGroupName": fleet.group.group_name,
         "autoscalingGroupArn": fleet.group.arn,

@@ -113,6 +113,24 @@ def check_instance_types(cfg: FleetConfig, region: str) -> None:
         raise ConfigError(problems)
 
 
+def user_data_settings(
+    cfg: FleetConfig, *, region: str, bundle_bucket: str, bundle_key: str
+) -> UserDataSettings:
+    """What every instance is told, and what the image pipeline's bake is told."""
+    return UserDataSettings(
+        fleet_name=cfg.fleet_name,
+        region=region,
+        asg_name=cfg.asg_name,
+        launch_hook_name=cfg.launch_hook_name,
+        parameter_root=cfg.parameter_root,
+        bundle_bucket=bundle_bucket,
+        bundle_key=bundle_key,
+        baked_image=cfg.baked_image,
+        docker_volume_gib=cfg.docker_volume_gib,
+        jit_wait_seconds=cfg.registration_timeout_minutes * 60,
+    )
+
+
 def encode_user_data(text: str) -> str:
     """User data as the launch template wants it (base64)."""
     return base64.b64encode(text.encode("utf-8")).decode("ascii")
@@ -132,9 +150,13 @@ class RunnerLaunchTemplateArgs:
         bundle_bucket: pulumi.Input[str],
         bundle_key: pulumi.Input[str],
         tags: dict[str, str],
+        launch_image_id: pulumi.Input[str] | None = None,
     ) -> None:
         self.config = config
         self.image = image
+        # What the template launches: `resolve:ssm:<parameter>` with the image pipeline,
+        # else the image's id.
+        self.launch_image_id = launch_image_id if launch_image_id is not None else image.id
         self.region = region
         self.instance_profile_arn = instance_profile_arn
         self.security_group_id = security_group_id
@@ -154,23 +176,12 @@ class RunnerLaunchTemplate(pulumi.ComponentResource):
         super().__init__("fleet:launch_template:RunnerLaunchTemplate", name, None, opts)
         cfg = args.config
 
-        def settings(values: list[str]) -> UserDataSettings:
-            bucket, key = values
-            return UserDataSettings(
-                fleet_name=cfg.fleet_name,
-                region=args.region,
-                asg_name=cfg.asg_name,
-                launch_hook_name=cfg.launch_hook_name,
-                parameter_root=cfg.parameter_root,
-                bundle_bucket=bucket,
-                bundle_key=key,
-                baked_image=cfg.baked_image,
-                docker_volume_gib=cfg.docker_volume_gib,
-                jit_wait_seconds=cfg.registration_timeout_minutes * 60,
-            )
-
         self.user_data = pulumi.Output.all(args.bundle_bucket, args.bundle_key).apply(
-            lambda values: render_user_data(settings(values))
+            lambda values: render_user_data(
+                user_data_settings(
+                    cfg, region=args.region, bundle_bucket=values[0], bundle_key=values[1]
+                )
+            )
         )
 
         def volume(device: str, size: int) -> aws.ec2.LaunchTemplateBlockDeviceMappingArgs:
@@ -189,7 +200,7 @@ class RunnerLaunchTemplate(pulumi.ComponentResource):
         self.launch_template = aws.ec2.LaunchTemplate(
             f"{name}-lt",
             description=f"runner fleet {cfg.fleet_name}",
-            image_id=args.image.id,
+            image_id=args.launch_image_id,
             # Only a warm pool needs the type here; mixed instances policies override it.
             instance_type=cfg.instance_types[0] if cfg.warm_pool_size else None,
             iam_instance_profile=aws.ec2.LaunchTemplateIamInstanceProfileArgs(

@@ -5,8 +5,23 @@
 # prepared and again when it enters service. Settings come from /etc/runner-fleet/fleet.env and
 # are names and paths only; the JIT config is fetched from SSM here and never passes through
 # user data, a command line or the journal.
+#
+# `runner-bootstrap --bake-only` (EC2 Image Builder's build step, infra/image_pipeline.py)
+# makes an image instead: tools, bundle, bake, the baked marker, exit 0. It reads no IMDS
+# lifecycle state, fetches no JIT config, leaves the Docker volume alone (an image has none)
+# and never terminates its instance: a failure exits non-zero and Image Builder reports it.
 set -Eeuo pipefail
 umask 077
+
+BAKE_ONLY=false
+case "$#:${1:-}" in
+  0:) ;;
+  1:--bake-only) BAKE_ONLY=true ;;
+  *)
+    printf 'usage: runner-bootstrap [--bake-only]\n' >&2
+    exit 2
+    ;;
+esac
 
 # This boot's settings are the ones cloud-init writes from this instance's user data: on an
 # image made from a configured instance the file on disk may still be the old instance's.
@@ -50,6 +65,10 @@ on_error() {
   if [[ "$stopping" == true || "$(systemctl is-system-running 2>/dev/null)" == stopping ]]; then
     log "stopped by a shutdown or reboot (exit $status); the next boot goes on from here"
     exit 143
+  fi
+  if [[ "$BAKE_ONLY" == true ]]; then
+    log "bake failed (exit $status); no image is made from this instance"
+    exit "$status"
   fi
   log "boot failed (exit $status); this instance leaves its group"
   /usr/local/sbin/runner-terminate-self "boot failed" || true
@@ -206,6 +225,25 @@ PY
   rm -f "$WORK/jitconfig"
 }
 
+# The image build: what an instance would do before its bake, the bake, and the marker that
+# makes every instance launched from the image skip it.
+bake_only() {
+  mkdir -p "$WORK" "$STATE"
+  chmod 700 "$WORK"
+  trap on_error ERR
+  trap on_stop TERM
+  trap cleanup EXIT
+
+  log "baking an image (--bake-only)"
+  install_tools
+  log "tools installed"
+  fetch_bundle
+  log "running the bake part"
+  run_playbook bake.yml
+  touch "$STATE/baked"
+  log "bake done; the image is ready"
+}
+
 main() {
   local state instance_id
   mkdir -p "$WORK" "$STATE"
@@ -246,4 +284,8 @@ main() {
   fi
 }
 
-main "$@"
+if [[ "$BAKE_ONLY" == true ]]; then
+  bake_only
+else
+  main
+fi

@@ -225,6 +225,9 @@ class SimAws:
             "rootVolumeGiB": 30,
             "dockerVolumeGiB": 20,
             "registrationTimeoutMinutes": 5,
+            # The simulation plays Auto Scaling with the launch template's image id and warm
+            # pools; the Image Builder pipeline (resolve:ssm:) is proved under the mocks.
+            "imagePipeline": False,
             **overrides,
         }
 

@@ -64,6 +64,7 @@ class Registration:
     custom: bool
     parent: str
     dependencies: frozenset[str]
+    ignore_changes: tuple[str, ...] = ()
 
 
 class FleetMonitor(MockMonitor):
@@ -82,6 +83,7 @@ class FleetMonitor(MockMonitor):
                 custom=bool(request.custom),
                 parent=request.parent,
                 dependencies=frozenset(dependencies),
+                ignore_changes=tuple(request.ignoreChanges),
             )
         )
         return response
@@ -134,6 +136,13 @@ class FleetMocks(pulumi.runtime.Mocks):
             state["functionUrl"] = "https://abcdefghij.lambda-url.eu-west-1.on.aws/"
         elif args.typ == "aws:cloudwatch/eventRule:EventRule":
             arn = f"arn:aws:events:{REGION}:{ACCOUNT}:rule/{args.name}"
+        elif args.typ.startswith("aws:imagebuilder/"):
+            # As Image Builder writes them: kind/<lowercase name>[/<version>[/<build>]].
+            kind, suffix = IMAGE_BUILDER_ARNS[args.typ]
+            arn = (
+                f"arn:aws:imagebuilder:{REGION}:{ACCOUNT}:{kind}/{state['name'].lower()}"
+                + suffix.format(**state)
+            )
         elif args.typ == "aws:autoscaling/group:Group":
             arn = (
                 f"arn:aws:autoscaling:{REGION}:{ACCOUNT}:autoScalingGroup:"
@@ -182,6 +191,22 @@ class FleetMocks(pulumi.runtime.Mocks):
         if args.token == "aws:ec2/getSubnet:getSubnet":
             return {"id": args.args["id"], "vpcId": "vpc-0existing0000000"}
         raise AssertionError(f"unexpected invoke {args.token}")
+
+
+# Image Builder resource types: the ARN's resource kind and what follows the name.
+IMAGE_BUILDER_ARNS = {
+    "aws:imagebuilder/component:Component": ("component", "/{version}/1"),
+    "aws:imagebuilder/imageRecipe:ImageRecipe": ("image-recipe", "/{version}"),
+    "aws:imagebuilder/infrastructureConfiguration:InfrastructureConfiguration": (
+        "infrastructure-configuration",
+        "",
+    ),
+    "aws:imagebuilder/distributionConfiguration:DistributionConfiguration": (
+        "distribution-configuration",
+        "",
+    ),
+    "aws:imagebuilder/imagePipeline:ImagePipeline": ("image-pipeline", ""),
+}
 
 
 def example_settings() -> dict[str, Any]:

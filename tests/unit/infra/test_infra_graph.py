@@ -104,6 +104,27 @@ VALIDATION_GRAPH = Counter(
     }
 )
 
+# Baked images (infra/image_pipeline.py): Image Builder's component, recipe, build
+# infrastructure (role, policy, SSM core, profile, log group), distribution and pipeline, the
+# image parameter, and the bake function (role, policy, log group) with its invocation.
+IMAGE_PIPELINE_GRAPH = Counter(
+    {
+        "aws:imagebuilder/component:Component": 1,
+        "aws:imagebuilder/imageRecipe:ImageRecipe": 1,
+        "aws:imagebuilder/infrastructureConfiguration:InfrastructureConfiguration": 1,
+        "aws:imagebuilder/distributionConfiguration:DistributionConfiguration": 1,
+        "aws:imagebuilder/imagePipeline:ImagePipeline": 1,
+        "aws:ssm/parameter:Parameter": 1,
+        "aws:iam/role:Role": 2,
+        "aws:iam/rolePolicy:RolePolicy": 2,
+        "aws:iam/rolePolicyAttachment:RolePolicyAttachment": 1,
+        "aws:iam/instanceProfile:InstanceProfile": 1,
+        "aws:cloudwatch/logGroup:LogGroup": 2,
+        "aws:lambda/function:Function": 1,
+        "aws:lambda/invocation:Invocation": 1,
+    }
+)
+
 COMPONENTS = Counter(
     {
         "fleet:fleet:RunnerFleet": 1,
@@ -115,6 +136,8 @@ COMPONENTS = Counter(
         "fleet:autoscaling:RunnerGroup": 1,
         "fleet:control_plane:ControlPlane": 1,
         "fleet:validation:ValidationAccess": 1,
+        "fleet:image_pipeline:RunnerImagePipeline": 1,
+        "fleet:image_pipeline:BakeFunction": 1,
     }
 )
 
@@ -124,10 +147,18 @@ def user_data(graph) -> str:
     return base64.b64decode(template["userData"]).decode("utf-8")
 
 
-def test_example_stack_resource_graph(default_graph):
+def test_example_stack_resource_graph(default_graph, build_graph):
     graph = default_graph
-    assert graph.counts() == EXAMPLE_GRAPH + CONTROL_PLANE_GRAPH + VALIDATION_GRAPH
+    assert graph.counts() == (
+        EXAMPLE_GRAPH + CONTROL_PLANE_GRAPH + VALIDATION_GRAPH + IMAGE_PIPELINE_GRAPH
+    )
     assert graph.counts(custom=False) == COMPONENTS
+    # Without the pipeline: the program as before it.
+    plain = build_graph({"imagePipeline": False})
+    assert plain.counts() == EXAMPLE_GRAPH + CONTROL_PLANE_GRAPH + VALIDATION_GRAPH
+    assert plain.counts(custom=False) == COMPONENTS - Counter(
+        {"fleet:image_pipeline:RunnerImagePipeline": 1, "fleet:image_pipeline:BakeFunction": 1}
+    )
 
 
 def test_children_are_named_after_their_component(default_graph):
@@ -178,11 +209,16 @@ def test_property_5_secrets_are_securestrings_under_the_fleets_own_key(default_g
     graph = default_graph
     parameters = graph.of_type("aws:ssm/parameter:Parameter")
     assert sorted(p.inputs["name"] for p in parameters) == [
+        "/imagebuilder/runner-fleet/main/image-id",  # an image id, no secret (test_infra_images)
         "/runner-fleet/main/github-app/app-id",
         "/runner-fleet/main/github-app/private-key",
         "/runner-fleet/main/github-app/webhook-secret",
     ]
     for parameter in parameters:
+        if parameter.inputs["name"].startswith("/imagebuilder/"):
+            assert parameter.inputs["type"] == "String"
+            assert "value" not in parameter.inputs  # insecureValue: the stock image's id
+            continue
         assert parameter.inputs["type"] == "SecureString"
         assert parameter.inputs["keyId"] == KMS_KEY_ARN
         assert "aws/ssm" not in parameter.inputs["keyId"]
@@ -199,7 +235,13 @@ def test_property_5_with_an_existing_key_no_key_is_created(build_graph):
     existing = f"arn:aws:kms:{REGION}:{ACCOUNT}:key/11111111-2222-3333-4444-555555555555"
     graph = build_graph({"kmsKeyArn": existing})
     assert graph.of_type("aws:kms/key:Key") == []
-    assert {p.inputs["keyId"] for p in graph.of_type("aws:ssm/parameter:Parameter")} == {existing}
+    secure = [
+        p
+        for p in graph.of_type("aws:ssm/parameter:Parameter")
+        if p.inputs["type"] == "SecureString"
+    ]
+    assert len(secure) == 3
+    assert {p.inputs["keyId"] for p in secure} == {existing}
     assert graph.outputs["kmsKeyArn"] == existing
 
 
@@ -402,8 +444,10 @@ def test_property_3_deployed_instance_policy_is_the_pure_document(
         graph.named("aws:iam/rolePolicy:RolePolicy", "main-instance-policy")["policy"]
     )
     assert deployed == example_instance_policy(graph.outputs["bundleKey"])
-    (attachment,) = graph.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment")
-    assert attachment.inputs["policyArn"] == "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"
+    attachment = graph.named(
+        "aws:iam/rolePolicyAttachment:RolePolicyAttachment", "main-instance-ssm-core"
+    )
+    assert attachment["policyArn"] == "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"
     trust = json.loads(graph.named("aws:iam/role:Role", "main-instance-role")["assumeRolePolicy"])
     assert trust["Statement"][0]["Principal"] == {"Service": "ec2.amazonaws.com"}
 
@@ -446,7 +490,9 @@ def test_lifecycle_hook_names_are_exported_for_the_control_plane(default_graph):
 
 
 def test_warm_pool_uses_the_launch_template_directly(build_graph):
-    graph = build_graph({"warmPoolSize": 2, "instanceTypes": ["m7i.xlarge"]})
+    graph = build_graph(
+        {"warmPoolSize": 2, "instanceTypes": ["m7i.xlarge"], "imagePipeline": False}
+    )
     group = graph.one("aws:autoscaling/group:Group")
     assert "mixedInstancesPolicy" not in group
     assert group["launchTemplate"]["id"] == "lt-0123456789abcdef0"
@@ -535,6 +581,8 @@ def test_stack_outputs_are_identifiers_only(default_graph):
         "bundleKey",
         "instanceRoleArn",
         "imageId",
+        "imageParameter",
+        "imagePipelineArn",
         "launchTemplateId",
         "autoscalingGroupName",
         "autoscalingGroupArn",

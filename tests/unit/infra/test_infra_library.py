@@ -114,7 +114,8 @@ def test_the_example_builds_two_complete_fleets(example):
     assert set(fleets) == set(outputs) == {"x64", "arm64"}
     per_type = Counter(r.typ for r in resources if r.custom)
     assert per_type["aws:autoscaling/group:Group"] == 2
-    assert per_type["aws:lambda/function:Function"] == 8
+    assert per_type["aws:lambda/function:Function"] == 10  # 4 + the bake function, each
+    assert per_type["aws:imagebuilder/imagePipeline:ImagePipeline"] == 2
     assert outputs["x64"]["autoscalingGroupName"] == "runner-fleet-x64"
     assert outputs["arm64"]["autoscalingGroupName"] == "runner-fleet-arm64"
     assert outputs["x64"]["webhookUrl"] and outputs["arm64"]["webhookUrl"]
@@ -153,7 +154,7 @@ def test_each_example_fleet_keeps_its_own_app(example):
     values = {
         r.inputs["name"]: json.dumps(r.inputs["value"])
         for r in resources
-        if r.typ == "aws:ssm/parameter:Parameter"
+        if r.typ == "aws:ssm/parameter:Parameter" and "/github-app/" in r.inputs["name"]
     }
     for fleet, secrets in APPS.items():
         webhook_secret = values[f"/runner-fleet/{fleet}/github-app/webhook-secret"]

@@ -2,7 +2,8 @@
 
 The rules below are written from the AWS API references (CreateFunction, CreateQueue,
 CreateAlias, CreateTable, CreateLogGroup, PutMetricAlarm, PutLifecycleHook, PutParameter,
-CreateAutoScalingGroup, the tagging pattern, the Lambda quotas page), independently of
+CreateAutoScalingGroup, Image Builder's Create* calls, the tagging pattern, the Lambda quotas
+page), independently of
 infra/config.py. The property: any config parse_config accepts yields only names, tags and
 function environments these rules accept. The graph tests tie the rule to what is deployed:
 every explicit name the program sends is one the config derived.
@@ -35,6 +36,9 @@ AWS_NAME_RULES = {
     "table": (r"[a-zA-Z0-9_.\-]+", 3, 255),
     "alarm": (r"[^\x00-\x1f]+", 1, 255),
     "kms_alias": (r"alias/[a-zA-Z0-9/_\-]+", 1, 256),
+    # CreateComponent, CreateImageRecipe, CreateInfrastructureConfiguration,
+    # CreateDistributionConfiguration, CreateImagePipeline: name pattern.
+    "image_builder": (r"[-_A-Za-z-0-9][-_A-Za-z0-9 ]{1,126}[-_A-Za-z-0-9]", 3, 128),
 }
 # SSM: the whole ARN (this prefix and the name) at most 1011 characters, 15 levels.
 LONG_PARAMETER_ARN = "arn:aws-us-gov:ssm:ap-southeast-7:123456789012:parameter"
@@ -189,6 +193,11 @@ NAMED = {
     "aws:cloudwatch/metricAlarm:MetricAlarm": "name",
     "aws:kms/alias:Alias": "name",
     "aws:ssm/parameter:Parameter": "name",
+    "aws:imagebuilder/component:Component": "name",
+    "aws:imagebuilder/imageRecipe:ImageRecipe": "name",
+    "aws:imagebuilder/infrastructureConfiguration:InfrastructureConfiguration": "name",
+    "aws:imagebuilder/distributionConfiguration:DistributionConfiguration": "name",
+    "aws:imagebuilder/imagePipeline:ImagePipeline": "name",
 }
 # Autonamed resources: Pulumi appends '-' and 7 random characters to the logical name.
 AUTONAME_SUFFIX = 8
@@ -206,9 +215,7 @@ LONGEST = {"fleetName": "f" * 24, "ssmParameterPrefix": "p" * 29}
 def test_every_name_the_program_sends_is_one_the_config_derived(build_graph, overrides):
     graph = build_graph(overrides)
     cfg = parse_config({**example_settings(), **overrides})
-    derived = {name for _, name in cfg.names.every_name()} | set(
-        cfg.github_app_parameter_names.values()
-    )
+    derived = {name for _, name in cfg.names.every_name()} | set(cfg.parameter_names)
     sent = {
         resource.inputs[field]
         for resource in graph.resources

@@ -23,7 +23,7 @@ CONTROL_PLANE = "fleet:control_plane:ControlPlane"
 SHAPES = {
     "example": {},
     "instances at once": {"minSize": 2},
-    "warm pool": {"warmPoolSize": 2, "instanceTypes": ["m7i.xlarge"]},
+    "warm pool": {"warmPoolSize": 2, "instanceTypes": ["m7i.xlarge"], "imagePipeline": False},
 }
 
 
@@ -72,7 +72,9 @@ def test_the_group_depends_on_every_control_plane_resource(build_graph, override
 
 
 def test_no_control_plane_resource_depends_on_the_group(build_graph):
-    graph = build_graph({"warmPoolSize": 2, "instanceTypes": ["m7i.xlarge"]})
+    graph = build_graph(
+        {"warmPoolSize": 2, "instanceTypes": ["m7i.xlarge"], "imagePipeline": False}
+    )
     group, control_plane = _group_and_control_plane(graph)
     for resource in control_plane:
         assert group.urn not in _transitive_dependencies(graph, resource.urn), resource.name
@@ -102,7 +104,9 @@ def test_the_group_waits_for_its_playbooks_and_instance_role(build_graph):
     assert {bundle.urn, policy.urn} <= group.dependencies
 
 
-@pytest.mark.parametrize("overrides", [{}, {"warmPoolSize": 2, "instanceTypes": ["m7i.xlarge"]}])
+@pytest.mark.parametrize(
+    "overrides", [{}, {"warmPoolSize": 2, "instanceTypes": ["m7i.xlarge"], "imagePipeline": False}]
+)
 def test_destroy_drains_the_group_through_its_terminate_hook(build_graph, overrides):
     # A forced delete drops pending lifecycle actions; a drained group terminates each
     # instance through the terminate hook, which the control plane (still there) answers.

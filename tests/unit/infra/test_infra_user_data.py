@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -166,3 +167,140 @@ def test_baked_flag_reaches_the_instance():
     document = cloud_config(baked)
     env = files(document)["/etc/runner-fleet/fleet.env"]["content"]
     assert "BAKED_IMAGE=true\n" in env
+
+
+# -- runner-bootstrap --bake-only, run for real in a sandbox -----------------------------------
+#
+# The script's absolute paths are moved under a temporary root and every command that would
+# reach the machine or AWS is a stub on PATH that records its arguments; python3, bash and
+# coreutils are the real ones. The real boot is the instance simulation's (tests/e2e).
+
+ROOT_PATHS = (
+    "/etc/runner-fleet",
+    "/opt/runner-fleet",
+    "/var/lib/runner-fleet",
+    "/run/runner-fleet",
+    "/usr/local/sbin/runner-terminate-self",
+)
+RECORDING_STUB = """#!/bin/sh
+printf '%s %s\\n' "$(basename "$0")" "$*" >>"$CALLS"
+"""
+
+
+def sandboxed(tmp_path: Path, *, bake_status: int = 0) -> tuple[Path, dict[str, str]]:
+    """The boot script with its paths under tmp_path, and an environment of stubs."""
+    root = tmp_path / "root"
+    script = (HERE / "bootstrap.sh").read_text()
+    for path in ROOT_PATHS:
+        assert path in script
+        script = script.replace(path, f"{root}{path}")
+    target = tmp_path / "runner-bootstrap"
+    target.write_text(script)
+    env_file = root / "etc/runner-fleet/fleet.env"
+    env_file.parent.mkdir(parents=True)
+    env_file.write_text(fleet_env(SETTINGS))
+    # A bundle as PlaybookBundle ships it.
+    bundle = tmp_path / "bundle.zip"
+    with zipfile.ZipFile(bundle, "w") as archive:
+        archive.writestr("playbooks/bake.yml", "- hosts: runners\n")
+        archive.writestr("playbooks/boot.yml", "- hosts: runners\n")
+        archive.writestr("runner-vars.yml", "{}\n")
+    stubs = tmp_path / "stubs"
+    venv_bin = root / "opt/runner-fleet/venv/bin"
+    for directory in (stubs, venv_bin, root / "usr/local/sbin"):
+        directory.mkdir(parents=True, exist_ok=True)
+    scripts = {
+        # Anything that touches the machine, IMDS or the lifecycle: recorded, and it fails.
+        stubs / name: RECORDING_STUB + "exit 97\n"
+        for name in ("curl", "mkfs.ext4", "mount", "mountpoint", "blkid", "lsblk", "apt-get")
+    }
+    scripts[stubs / "dpkg"] = RECORDING_STUB
+    scripts[stubs / "systemctl"] = RECORDING_STUB + "echo running\n"
+    scripts[root / "usr/local/sbin/runner-terminate-self"] = RECORDING_STUB
+    scripts[venv_bin / "aws"] = (
+        RECORDING_STUB + 'if [ "$1 $2" = "s3 cp" ]; then exec cp "$BUNDLE_ZIP" "$5"; fi\nexit 97\n'
+    )
+    scripts[venv_bin / "ansible-playbook"] = (
+        RECORDING_STUB + 'printf "cwd %s\\n" "$PWD" >>"$CALLS"\n' + f"exit {bake_status}\n"
+    )
+    for path, text in scripts.items():
+        path.write_text(text)
+        path.chmod(0o755)
+    env = {
+        "PATH": f"{stubs}:/usr/bin:/bin",
+        "CALLS": str(tmp_path / "calls"),
+        "BUNDLE_ZIP": str(bundle),
+        "HOME": str(tmp_path),
+    }
+    return target, env
+
+
+def run_sandboxed(script: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        ["bash", str(script), *args], env=env, capture_output=True, text=True, timeout=60
+    )
+
+
+def calls(env: dict[str, str]) -> list[str]:
+    path = Path(env["CALLS"])
+    return path.read_text().splitlines() if path.exists() else []
+
+
+def test_bake_only_bakes_leaves_the_marker_and_touches_nothing_else(tmp_path):
+    script, env = sandboxed(tmp_path)
+    result = run_sandboxed(script, env, "--bake-only")
+    assert result.returncode == 0, result.stderr
+    root = tmp_path / "root"
+    assert (root / "var/lib/runner-fleet/baked").is_file()
+    made = calls(env)
+    bundle = f"s3://{SETTINGS.bundle_bucket}/{SETTINGS.bundle_key}"
+    assert f"aws s3 cp --only-show-errors {bundle} {root}/run/runner-fleet/bundle.zip" in made
+    playbooks = [c for c in made if c.startswith("ansible-playbook")]
+    assert playbooks == [
+        f"ansible-playbook -i {root}/etc/runner-fleet/inventory.yml bake.yml "
+        f"-e @{root}/opt/runner-fleet/bundle/runner-vars.yml"
+    ]
+    assert f"cwd {root}/opt/runner-fleet/bundle/playbooks" in made
+    # No IMDS (lifecycle state, instance id), no JIT config, no Docker volume, no leaving.
+    assert not [c for c in made if c.split()[0] in {"curl", "mkfs.ext4", "mount", "blkid"}]
+    assert not [c for c in made if c.startswith(("aws ssm", "aws autoscaling"))]
+    assert not [c for c in made if c.startswith("runner-terminate-self")]
+    assert "bake done; the image is ready" in result.stderr
+
+
+def test_a_failed_bake_exits_non_zero_and_terminates_nothing(tmp_path):
+    script, env = sandboxed(tmp_path, bake_status=3)
+    result = run_sandboxed(script, env, "--bake-only")
+    assert result.returncode == 3
+    assert not (tmp_path / "root/var/lib/runner-fleet/baked").exists()
+    assert not [c for c in calls(env) if c.startswith("runner-terminate-self")]
+    assert "bake failed (exit 3); no image is made from this instance" in result.stderr
+
+
+def test_a_missing_bundle_fails_the_bake_only_run_without_terminating(tmp_path):
+    script, env = sandboxed(tmp_path)
+    env["BUNDLE_ZIP"] = str(tmp_path / "nothing-here.zip")
+    result = run_sandboxed(script, env, "--bake-only")
+    assert result.returncode != 0
+    assert "cannot download the bundle" in result.stderr
+    assert not [c for c in calls(env) if c.startswith(("runner-terminate-self", "ansible"))]
+
+
+def test_the_normal_boot_still_leaves_its_group_when_it_fails(tmp_path):
+    # Without --bake-only a failure ends the instance, as before (here: no Docker volume).
+    script, env = sandboxed(tmp_path)
+    result = run_sandboxed(script, env)
+    assert result.returncode != 0
+    assert "this instance leaves its group" in result.stderr
+    assert [c for c in calls(env) if c.startswith("runner-terminate-self")] == [
+        "runner-terminate-self boot failed"
+    ]
+
+
+@pytest.mark.parametrize("args", [("--bake",), ("--bake-only", "extra"), ("boot",)])
+def test_unknown_arguments_are_refused_before_anything_runs(tmp_path, args):
+    script, env = sandboxed(tmp_path)
+    result = run_sandboxed(script, env, *args)
+    assert result.returncode == 2
+    assert result.stderr == "usage: runner-bootstrap [--bake-only]\n"
+    assert calls(env) == []
