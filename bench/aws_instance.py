@@ -54,14 +54,17 @@ def one_life(sim: Simulation, image: str, *, commit_as: str | None = None) -> di
     job = wait_job(sim.github.queue_job("echo benchmark-job"), 300)
     left_the_group(sim.aws, launched)
     log = launched.vm.boot_log()
+    # This instance's first cloud-init line (an image carries its maker's journal too).
     cloud_init = launched.vm.shell(
-        "journalctl --no-pager -o short-iso-precise -t cloud-init | head -1"
+        f"journalctl --no-pager -o short-iso-precise _HOSTNAME={launched.vm.hostname} "
+        "-t cloud-init | head -1"
     )[1]
     moments = boot_phases(log)
     moments["cloud-init start"] = datetime.fromisoformat(cloud_init.split(" ", 1)[0])
     # The agent's own line when it reported online to GitHub (the stand-in agent here).
     online = launched.vm.shell(
-        "journalctl --no-pager -o short-iso-precise -u actions-runner | grep -m1 'online as'"
+        f"journalctl --no-pager -o short-iso-precise _HOSTNAME={launched.vm.hostname} "
+        "-u actions-runner | grep -m1 'online as'"
     )[1]
     moments["runner online"] = datetime.fromisoformat(online.split(" ", 1)[0])
     assert job.completed_at is not None
