@@ -106,6 +106,8 @@ def render(results: dict[str, list[dict[str, float]]], machine: str) -> str:
         "program renders, moto for AWS (IAM enforced), the fake IMDS, GitHub and agent. Seconds",
         "after cloud-init's first line, from the instance's own journal; the real EC2 VM boot",
         f"before cloud-init is not included. Median of {runs} runs (each run in brackets).",
+        "The first stock run is also committed as the baked image when its bake is done (the",
+        "container is paused for it): its steps after `bake done` include that pause.",
         "",
         "| phase | stock image | baked image |",
         "| --- | --- | --- |",
