@@ -28,6 +28,7 @@ import pulumi
 import pulumi_aws as aws
 import yaml
 
+from infra.buckets import private_bucket
 from infra.iam import bundle_bucket_policy
 
 # Never shipped: caches and editor or Ansible leftovers.
@@ -114,35 +115,9 @@ class PlaybookBundle(pulumi.ComponentResource):
     ) -> None:
         super().__init__("fleet:bundle:PlaybookBundle", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        bucket = aws.s3.Bucket(f"{name}-bucket", force_destroy=True, tags=args.tags, opts=child)
-        ownership = aws.s3.BucketOwnershipControls(
-            f"{name}-ownership",
-            bucket=bucket.id,
-            rule=aws.s3.BucketOwnershipControlsRuleArgs(object_ownership="BucketOwnerEnforced"),
-            opts=child,
-        )
-        public_access = aws.s3.BucketPublicAccessBlock(
-            f"{name}-public-access",
-            bucket=bucket.id,
-            block_public_acls=True,
-            block_public_policy=True,
-            ignore_public_acls=True,
-            restrict_public_buckets=True,
-            opts=child,
-        )
-        encryption = aws.s3.BucketServerSideEncryptionConfiguration(
-            f"{name}-encryption",
-            bucket=bucket.id,
-            rules=[
-                aws.s3.BucketServerSideEncryptionConfigurationRuleArgs(
-                    apply_server_side_encryption_by_default=aws.s3.BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultArgs(
-                        sse_algorithm="aws:kms", kms_master_key_id=args.kms_key_arn
-                    ),
-                    bucket_key_enabled=True,
-                )
-            ],
-            opts=child,
-        )
+        locked = private_bucket(name, kms_key_arn=args.kms_key_arn, tags=args.tags, opts=child)
+        bucket, ownership, public_access = locked.bucket, locked.ownership, locked.public_access
+        encryption = locked.encryption
         versioning = aws.s3.BucketVersioning(
             f"{name}-versioning",
             bucket=bucket.id,

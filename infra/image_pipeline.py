@@ -31,144 +31,25 @@ image is an SSM parameter cannot serve a warm pool nor an instance refresh with 
 
 from __future__ import annotations
 
-import hashlib
 import json
-from typing import Any
 
 import pulumi
 import pulumi_aws as aws
-import yaml
 
-from infra.config import BAKE_FUNCTION, FleetConfig
-from infra.control_plane import LAMBDA_ARCHITECTURE, LAMBDA_RUNTIME, LOG_RETENTION_DAYS
-from infra.iam import (
-    SSM_MANAGED_INSTANCE_CORE,
-    bake_trigger_policy,
-    image_build_instance_policy,
-    instance_trust_policy,
-    lambda_trust_policy,
-)
+from infra.bake_function import BakeFunction
+from infra.config import FleetConfig
+from infra.functions import LOG_RETENTION_DAYS
+from infra.iam import SSM_MANAGED_INSTANCE_CORE, instance_trust_policy
+from infra.iam_images import image_build_instance_policy
+from infra.image_component import component_document, content_version
 from infra.launch_template import Image
-from infra.user_data import UserDataSettings, cloud_config
+from infra.user_data import UserDataSettings
 
-# CreateComponent: `data` is 1-16,000 characters.
-COMPONENT_DATA_MAX_CHARS = 16_000
-# The boot files the bake reads, as the user data writes them (the rest of the user data's
-# files are written again by every instance's cloud-init).
-BAKE_FILES = (
-    "/etc/runner-fleet/fleet.env",
-    "/etc/runner-fleet/inventory.yml",
-    "/usr/local/sbin/runner-bootstrap",
-)
-BAKE_COMMAND = "/usr/local/sbin/runner-bootstrap --bake-only"
-# The bake installs packages, the toolchain and the agent: minutes, bounded here.
-BAKE_TIMEOUT_S = 3600
-_HEREDOC = "RUNNER_FLEET_FILE"
-# Image Builder: each of the three numbers of a semantic version is at most 2^30 - 1.
-_VERSION_NODE_MAX = 2**30 - 1
 # The image parameter's data type: SSM checks the value is an AMI id.
 IMAGE_DATA_TYPE = "aws:ec2:image"
 # Always bake on schedule (the default condition bakes only when a semantic-version filter of
 # the recipe finds something newer, which a recipe pinned to versions never does).
 SCHEDULE_START_CONDITION = "EXPRESSION_MATCH_ONLY"
-
-BAKE_FUNCTION_CODE = '''"""Starts one run of the fleet's image pipeline."""
-
-import os
-
-import boto3
-
-
-def handler(event, context):
-    pipeline = os.environ["IMAGE_PIPELINE_ARN"]
-    client = boto3.client("imagebuilder")
-    started = client.start_image_pipeline_execution(imagePipelineArn=pipeline)
-    reason = event.get("reason", "no reason given")
-    print(f"started {started['imageBuildVersionArn']}: {reason}")
-    return {"imageBuildVersionArn": started["imageBuildVersionArn"]}
-'''
-
-
-def bake_files(settings: UserDataSettings) -> list[dict[str, str]]:
-    """The user data's write_files entries the bake needs, unchanged."""
-    entries = {entry["path"]: entry for entry in cloud_config(settings)["write_files"]}
-    return [entries[path] for path in BAKE_FILES]
-
-
-def _write_file_command(entry: dict[str, str]) -> str:
-    content, path = entry["content"], entry["path"]
-    if not content.endswith("\n") or _HEREDOC in content.splitlines():
-        raise ValueError(f"{path} cannot be written through a here-document as it is")
-    if "{{" in content:
-        # AWSTOE replaces {{ ... }} in a document's inputs with its variables.
-        raise ValueError(f"{path} holds '{{{{', which Image Builder would substitute")
-    owner, group = entry["owner"].split(":")
-    return (
-        f"install -d -m 0755 {path.rsplit('/', 1)[0]}\n"
-        f"cat >{path} <<'{_HEREDOC}'\n{content}{_HEREDOC}\n"
-        f"chown {owner}:{group} {path}\n"
-        f"chmod {entry['permissions']} {path}\n"
-    )
-
-
-def component_document(settings: UserDataSettings, name: str) -> str:
-    """The component's YAML: write the boot files, then bake. Raises ValueError if Image
-    Builder would refuse its size."""
-    script = "set -euo pipefail\numask 077\n" + "".join(
-        _write_file_command(entry) for entry in bake_files(settings)
-    )
-    document = {
-        "name": name,
-        "description": "Runner image: the fleet's boot files, then runner-bootstrap --bake-only",
-        "schemaVersion": 1.0,
-        "phases": [
-            {
-                "name": "build",
-                "steps": [
-                    {
-                        "name": "WriteBootFiles",
-                        "action": "ExecuteBash",
-                        "inputs": {"commands": [script]},
-                    },
-                    {
-                        "name": "Bake",
-                        "action": "ExecuteBash",
-                        "timeoutSeconds": BAKE_TIMEOUT_S,
-                        "inputs": {"commands": [BAKE_COMMAND]},
-                    },
-                ],
-            }
-        ],
-    }
-    text = yaml.dump(document, Dumper=_LiteralDumper, sort_keys=False, width=1000)
-    if len(text) > COMPONENT_DATA_MAX_CHARS:
-        raise ValueError(
-            f"the image component is {len(text)} characters; Image Builder accepts "
-            f"{COMPONENT_DATA_MAX_CHARS} inline"
-        )
-    return text
-
-
-class _LiteralDumper(yaml.SafeDumper):
-    """Multi-line strings as literal blocks: the script stays the script."""
-
-
-def _str_representer(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
-    style = "|" if "\n" in value else None
-    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
-
-
-_LiteralDumper.add_representer(str, _str_representer)
-
-
-def content_version(*parts: str) -> str:
-    """A semantic version that is a digest of `parts`: Image Builder versions are immutable,
-    so whatever changes what a component or recipe holds changes its version."""
-    digest = hashlib.sha256("\0".join(parts).encode("utf-8")).digest()
-    # 1.<a>.<b>: two 30-bit numbers of the digest.
-    a = int.from_bytes(digest[:4], "big") & _VERSION_NODE_MAX
-    b = int.from_bytes(digest[4:8], "big") & _VERSION_NODE_MAX
-    return f"1.{a}.{b}"
 
 
 class RunnerImagePipelineArgs:
@@ -216,6 +97,23 @@ class RunnerImagePipeline(pulumi.ComponentResource):
         self, name: str, args: RunnerImagePipelineArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__("fleet:image_pipeline:RunnerImagePipeline", name, None, opts)
+        self._build_infrastructure(name, args)
+        self._recipe(name, args)
+        self._distribution(name, args)
+        self._pipeline(name, args)
+        self.image_parameter_name = self.image_parameter.name
+        self.launch_image_id = self.image_parameter.name.apply(lambda n: f"resolve:ssm:{n}")
+        self.pipeline_arn = self.pipeline.arn
+        self.register_outputs(
+            {
+                "image_parameter_name": self.image_parameter_name,
+                "pipeline_arn": self.pipeline_arn,
+            }
+        )
+
+    # Long on purpose: a component's resources declared in dependency order, as Pulumi's
+    # examples do.
+    def _build_infrastructure(self, name: str, args: RunnerImagePipelineArgs) -> None:
         child = pulumi.ResourceOptions(parent=self)
         cfg = args.config
         names = cfg.names
@@ -290,6 +188,13 @@ class RunnerImagePipeline(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, depends_on=[ssm_core, build_policy]),
         )
 
+    def _recipe(self, name: str, args: RunnerImagePipelineArgs) -> None:
+        child = pulumi.ResourceOptions(parent=self)
+        cfg = args.config
+        names = cfg.names
+        image_name = names.image_builder
+        tags = args.tags
+
         # -- what is baked: the component and the recipe -----------------------------------
         self.component_data = pulumi.Output.from_input(args.user_data_settings).apply(
             lambda settings: component_document(settings, image_name)
@@ -338,6 +243,13 @@ class RunnerImagePipeline(pulumi.ComponentResource):
             opts=child,
         )
 
+    def _distribution(self, name: str, args: RunnerImagePipelineArgs) -> None:
+        child = pulumi.ResourceOptions(parent=self)
+        cfg = args.config
+        names = cfg.names
+        image_name = names.image_builder
+        tags = args.tags
+
         # -- where it goes: the image parameter runners launch from ------------------------
         self.image_parameter = aws.ssm.Parameter(
             f"{name}-image-id",
@@ -377,6 +289,13 @@ class RunnerImagePipeline(pulumi.ComponentResource):
             tags=tags,
             opts=child,
         )
+
+    def _pipeline(self, name: str, args: RunnerImagePipelineArgs) -> None:
+        child = pulumi.ResourceOptions(parent=self)
+        cfg = args.config
+        names = cfg.names
+        image_name = names.image_builder
+        tags = args.tags
 
         # -- when: the schedule, and every change of the recipe ----------------------------
         self.pipeline = aws.imagebuilder.ImagePipeline(
@@ -424,79 +343,3 @@ class RunnerImagePipeline(pulumi.ComponentResource):
                 depends_on=[args.bundle_object, self.image_parameter, self.bake.policy],
             ),
         )
-        self.image_parameter_name = self.image_parameter.name
-        self.launch_image_id = self.image_parameter.name.apply(lambda n: f"resolve:ssm:{n}")
-        self.pipeline_arn = self.pipeline.arn
-        self.register_outputs(
-            {
-                "image_parameter_name": self.image_parameter_name,
-                "pipeline_arn": self.pipeline_arn,
-            }
-        )
-
-
-class BakeFunction(pulumi.ComponentResource):
-    """A function that starts one run of the fleet's pipeline (and may do nothing else)."""
-
-    def __init__(
-        self,
-        name: str,
-        *,
-        config: FleetConfig,
-        pipeline: aws.imagebuilder.ImagePipeline,
-        partition: str,
-        dns_suffix: str,
-        region: str,
-        account_id: str,
-        tags: dict[str, str],
-        opts: pulumi.ResourceOptions | None = None,
-    ) -> None:
-        super().__init__("fleet:image_pipeline:BakeFunction", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self)
-        names = config.names
-        log_group_name = names.log_group(BAKE_FUNCTION)
-        self.policy_document: dict[str, Any] = bake_trigger_policy(
-            partition=partition,
-            region=region,
-            account_id=account_id,
-            pipeline_name=names.image_builder,
-            log_group=log_group_name,
-        )
-        role = aws.iam.Role(
-            f"{name}-role",
-            description=f"runner fleet {config.fleet_name}: starts an image bake",
-            assume_role_policy=json.dumps(lambda_trust_policy(dns_suffix)),
-            tags=tags,
-            opts=child,
-        )
-        self.policy = aws.iam.RolePolicy(
-            f"{name}-policy", role=role.id, policy=json.dumps(self.policy_document), opts=child
-        )
-        log_group = aws.cloudwatch.LogGroup(
-            f"{name}-logs",
-            name=log_group_name,
-            retention_in_days=LOG_RETENTION_DAYS,
-            tags=tags,
-            opts=child,
-        )
-        self.function = aws.lambda_.Function(
-            name,
-            name=names.bake_function,
-            description="starts one run of the fleet's image pipeline",
-            runtime=LAMBDA_RUNTIME,
-            architectures=[LAMBDA_ARCHITECTURE],
-            handler="bake.handler",
-            code=pulumi.AssetArchive({"bake.py": pulumi.StringAsset(BAKE_FUNCTION_CODE)}),
-            role=role.arn,
-            timeout=30,
-            memory_size=128,
-            environment=aws.lambda_.FunctionEnvironmentArgs(
-                variables={"IMAGE_PIPELINE_ARN": pipeline.arn}
-            ),
-            logging_config=aws.lambda_.FunctionLoggingConfigArgs(
-                log_format="Text", log_group=log_group.name
-            ),
-            tags=tags,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.policy, log_group]),
-        )
-        self.register_outputs({"function_name": self.function.name})

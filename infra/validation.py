@@ -25,6 +25,7 @@ from collections.abc import Mapping
 import pulumi
 import pulumi_aws as aws
 
+from infra.buckets import private_bucket
 from infra.config import FLEET_TAG
 from infra.iam import bundle_bucket_policy, validation_operator_policy
 
@@ -68,35 +69,10 @@ class ValidationAccess(pulumi.ComponentResource):
     ) -> None:
         super().__init__("fleet:validation:ValidationAccess", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        bucket = aws.s3.Bucket(f"{name}-ssm-bucket", force_destroy=True, tags=args.tags, opts=child)
-        ownership = aws.s3.BucketOwnershipControls(
-            f"{name}-ssm-ownership",
-            bucket=bucket.id,
-            rule=aws.s3.BucketOwnershipControlsRuleArgs(object_ownership="BucketOwnerEnforced"),
-            opts=child,
+        locked = private_bucket(
+            f"{name}-ssm", kms_key_arn=args.kms_key_arn, tags=args.tags, opts=child
         )
-        public_access = aws.s3.BucketPublicAccessBlock(
-            f"{name}-ssm-public-access",
-            bucket=bucket.id,
-            block_public_acls=True,
-            block_public_policy=True,
-            ignore_public_acls=True,
-            restrict_public_buckets=True,
-            opts=child,
-        )
-        aws.s3.BucketServerSideEncryptionConfiguration(
-            f"{name}-ssm-encryption",
-            bucket=bucket.id,
-            rules=[
-                aws.s3.BucketServerSideEncryptionConfigurationRuleArgs(
-                    apply_server_side_encryption_by_default=aws.s3.BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultArgs(
-                        sse_algorithm="aws:kms", kms_master_key_id=args.kms_key_arn
-                    ),
-                    bucket_key_enabled=True,
-                )
-            ],
-            opts=child,
-        )
+        bucket, ownership, public_access = locked.bucket, locked.ownership, locked.public_access
         aws.s3.BucketLifecycleConfiguration(
             f"{name}-ssm-lifecycle",
             bucket=bucket.id,

@@ -26,13 +26,12 @@ from pathlib import Path
 import pytest
 import yaml
 from infra_mocks import ACCOUNT, KMS_KEY_ARN, REGION, example_settings
-from infra_policy_eval import Request, decide
 
+from infra.bake_function import BAKE_FUNCTION_CODE
 from infra.config import parse_config
-from infra.iam import bake_trigger_policy, image_build_instance_policy
-from infra.image_pipeline import (
+from infra.iam_images import bake_trigger_policy, image_build_instance_policy
+from infra.image_component import (
     BAKE_COMMAND,
-    BAKE_FUNCTION_CODE,
     COMPONENT_DATA_MAX_CHARS,
     bake_files,
     component_document,
@@ -40,6 +39,7 @@ from infra.image_pipeline import (
 )
 from infra.launch_template import user_data_settings
 from infra.user_data import UserDataSettings, cloud_config
+from tests.fakes.iam_policy import Request, decide
 
 pytestmark = pytest.mark.unit
 
