@@ -111,14 +111,23 @@ class RunnerImagePipeline(pulumi.ComponentResource):
             }
         )
 
+    def _scope(
+        self, args: RunnerImagePipelineArgs
+    ) -> tuple[pulumi.ResourceOptions, FleetConfig, str, dict[str, str]]:
+        """What every part declares with: children of this component, the settings, the
+        Image Builder name, the tags."""
+        return (
+            pulumi.ResourceOptions(parent=self),
+            args.config,
+            args.config.names.image_builder,
+            args.tags,
+        )
+
     # Long on purpose: a component's resources declared in dependency order, as Pulumi's
     # examples do.
     def _build_infrastructure(self, name: str, args: RunnerImagePipelineArgs) -> None:
-        child = pulumi.ResourceOptions(parent=self)
-        cfg = args.config
+        child, cfg, image_name, tags = self._scope(args)
         names = cfg.names
-        image_name = names.image_builder
-        tags = args.tags
 
         # -- the build instance: minimal role, IMDSv2, the fleet's network -----------------
         self.build_log_group = aws.cloudwatch.LogGroup(
@@ -189,11 +198,7 @@ class RunnerImagePipeline(pulumi.ComponentResource):
         )
 
     def _recipe(self, name: str, args: RunnerImagePipelineArgs) -> None:
-        child = pulumi.ResourceOptions(parent=self)
-        cfg = args.config
-        names = cfg.names
-        image_name = names.image_builder
-        tags = args.tags
+        child, cfg, image_name, tags = self._scope(args)
 
         # -- what is baked: the component and the recipe -----------------------------------
         self.component_data = pulumi.Output.from_input(args.user_data_settings).apply(
@@ -244,11 +249,7 @@ class RunnerImagePipeline(pulumi.ComponentResource):
         )
 
     def _distribution(self, name: str, args: RunnerImagePipelineArgs) -> None:
-        child = pulumi.ResourceOptions(parent=self)
-        cfg = args.config
-        names = cfg.names
-        image_name = names.image_builder
-        tags = args.tags
+        child, cfg, image_name, tags = self._scope(args)
 
         # -- where it goes: the image parameter runners launch from ------------------------
         self.image_parameter = aws.ssm.Parameter(
@@ -291,11 +292,7 @@ class RunnerImagePipeline(pulumi.ComponentResource):
         )
 
     def _pipeline(self, name: str, args: RunnerImagePipelineArgs) -> None:
-        child = pulumi.ResourceOptions(parent=self)
-        cfg = args.config
-        names = cfg.names
-        image_name = names.image_builder
-        tags = args.tags
+        child, cfg, image_name, tags = self._scope(args)
 
         # -- when: the schedule, and every change of the recipe ----------------------------
         self.pipeline = aws.imagebuilder.ImagePipeline(
