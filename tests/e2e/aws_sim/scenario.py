@@ -147,6 +147,7 @@ def simulation(boot: Bootstrap, work_dir: Path) -> Iterator[Simulation]:
         github.install(ORG, 1)
         github.add_group(ORG, RUNNER_GROUP, group_id=7)
         aws = SimAws(
+            name=name,
             network=network,
             work_dir=work_dir,
             cgroup_version=boot.engine.cgroup_version,

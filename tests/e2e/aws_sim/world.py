@@ -167,6 +167,7 @@ class Launched:
 class SimAws:
     """moto + fake IMDS + the Auto Scaling service's part (see the module docstring)."""
 
+    name: str  # the simulation's name: its containers and images carry it as their fleet
     network: str
     work_dir: Path
     cgroup_version: str
@@ -472,7 +473,7 @@ class SimAws:
         device_name, gib = self.deployment.docker_volume()
         vm = SimInstance(
             instance_id=instance_id,
-            fleet=self.network,
+            fleet=self.name,
             image=image,
             ip=ip,
             network=self.network,
