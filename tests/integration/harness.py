@@ -110,6 +110,32 @@ def make_session(**credentials: str) -> boto3.session.Session:
     return boto3.session.Session(botocore_session=core, region_name=REGION, **credentials)
 
 
+def admin_session(endpoint_url: str | None = None) -> boto3.session.Session:
+    """An administrator of moto's account, for set-up and inspection (not the principal under
+    test); ``endpoint_url`` names a moto server, None the in-process mock."""
+    from moto.core.authorization import disable_iam_authentication
+
+    with disable_iam_authentication():
+        iam = make_session(aws_access_key_id="x", aws_secret_access_key="x").client(
+            "iam", endpoint_url=endpoint_url
+        )
+        iam.create_user(UserName="admin")
+        iam.put_user_policy(
+            UserName="admin",
+            PolicyName="admin",
+            PolicyDocument=json.dumps(
+                {
+                    "Version": "2012-10-17",
+                    "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}],
+                }
+            ),
+        )
+        key = iam.create_access_key(UserName="admin")["AccessKey"]
+    return make_session(
+        aws_access_key_id=key["AccessKeyId"], aws_secret_access_key=key["SecretAccessKey"]
+    )
+
+
 def create_ledger_table(dynamodb: Any, name: str) -> None:
     """The job ledger table as infra/ledger_table.py declares it (key pk, open-jobs index)."""
     dynamodb.create_table(
@@ -233,7 +259,7 @@ class AwsWorld:
     def __init__(self, enforcer: PolicyEnforcer, private_key_pem: str, *, max_size: int) -> None:
         self.enforcer = enforcer
         self.max_size = max_size
-        self.admin = self._admin_session()
+        self.admin = admin_session()
         ec2 = self.admin.client("ec2")
         vpc = ec2.create_vpc(CidrBlock="10.64.0.0/16")["Vpc"]["VpcId"]
         subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.64.1.0/24")["Subnet"]["SubnetId"]
@@ -358,29 +384,6 @@ class AwsWorld:
             fn: self.assume(f"{FLEET}-{fn}", FUNCTION_NAMES[fn]) for fn in self.policies
         }
         self._instance_sessions: dict[str, boto3.session.Session] = {}
-
-    @staticmethod
-    def _admin_session() -> boto3.session.Session:
-        # Set-up and inspection run as an administrator (not the principal under test).
-        from moto.core.authorization import disable_iam_authentication
-
-        with disable_iam_authentication():
-            iam = make_session(aws_access_key_id="x", aws_secret_access_key="x").client("iam")
-            iam.create_user(UserName="admin")
-            iam.put_user_policy(
-                UserName="admin",
-                PolicyName="admin",
-                PolicyDocument=json.dumps(
-                    {
-                        "Version": "2012-10-17",
-                        "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}],
-                    }
-                ),
-            )
-            key = iam.create_access_key(UserName="admin")["AccessKey"]
-        return make_session(
-            aws_access_key_id=key["AccessKeyId"], aws_secret_access_key=key["SecretAccessKey"]
-        )
 
     def assume(self, role: str, session_name: str) -> boto3.session.Session:
         creds = self._sts.assume_role(

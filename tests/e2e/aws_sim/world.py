@@ -27,9 +27,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import boto3
 from moto.autoscaling.models import autoscaling_backends
-from moto.core.authorization import disable_iam_authentication, enable_iam_authentication
+from moto.core.authorization import enable_iam_authentication
 from moto.iam.aws_managed_policies import aws_managed_policies_data
 from moto.server import ThreadedMotoServer
 
@@ -38,6 +37,7 @@ from fleet.aws.handlers.runtime import Runtime
 from tests.e2e.aws_sim.instance import LoopVolume, SimInstance
 from tests.fakes.imds import FakeImds, FakeInstance
 from tests.integration import moto_asg
+from tests.integration.harness import admin_session
 from tests.integration.moto_asg import LAUNCHING, TERMINATING, PendingAction
 from tests.integration.moto_iam import PolicyEnforcer
 
@@ -127,31 +127,6 @@ def render(settings: dict[str, Any], secrets: dict[str, str], build_dir: Path) -
     assert done.returncode == 0, f"the program failed under mocks:\n{done.stderr[-4000:]}"
     data = json.loads(answer.read_text())
     return Deployment(data["resources"], data["outputs"], Path(data["bundle_archive"]))
-
-
-def admin_session(endpoint: str) -> boto3.session.Session:
-    """An administrator of the simulated account (set-up and inspection only)."""
-    with disable_iam_authentication():
-        iam = boto3.session.Session(
-            aws_access_key_id="bootstrap", aws_secret_access_key="bootstrap", region_name=REGION
-        ).client("iam", endpoint_url=endpoint)
-        iam.create_user(UserName="simulation-admin")
-        iam.put_user_policy(
-            UserName="simulation-admin",
-            PolicyName="admin",
-            PolicyDocument=json.dumps(
-                {
-                    "Version": "2012-10-17",
-                    "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}],
-                }
-            ),
-        )
-        key = iam.create_access_key(UserName="simulation-admin")["AccessKey"]
-    return boto3.session.Session(
-        aws_access_key_id=key["AccessKeyId"],
-        aws_secret_access_key=key["SecretAccessKey"],
-        region_name=REGION,
-    )
 
 
 @dataclass
