@@ -343,12 +343,15 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
     # -- methods ----------------------------------------------------------------------------
 
-    def do_PUT(self) -> None:
+    def _request(self) -> tuple[FakeImds, str, FakeInstance | None, str]:
+        """Read what a request is: the server, the caller's address, its instance, the path."""
         self._discard_body()
         imds = self.server.imds
         ip = self.client_address[0]
-        instance = imds.instance(ip)
-        path = urlsplit(self.path).path
+        return imds, ip, imds.instance(ip), urlsplit(self.path).path
+
+    def do_PUT(self) -> None:
+        imds, ip, instance, path = self._request()
         if instance is None:
             self._reply(404, "Not Found\n")
         elif path != TOKEN_PATH:
@@ -371,11 +374,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         return ttl if 1 <= ttl <= MAX_TOKEN_TTL else None
 
     def do_GET(self) -> None:
-        self._discard_body()
-        imds = self.server.imds
-        ip = self.client_address[0]
-        instance = imds.instance(ip)
-        path = urlsplit(self.path).path
+        imds, ip, instance, path = self._request()
         if instance is None:
             self._reply(404, "Not Found\n")
         elif path == TOKEN_PATH:
