@@ -19,6 +19,7 @@ from pathlib import Path
 import docker.errors
 from docker.models.containers import Container
 from docker.models.images import Image
+from docker.types import Mount
 
 from fleet.errors import FleetError
 from fleet.local.engine.engine import client
@@ -107,15 +108,19 @@ def network_gateway(fleet: str) -> str:
     raise FleetError(f"network {networks[0].name} has no gateway address")
 
 
+def bind(source: str, target: str, *, read_only: bool = False) -> Mount:
+    """A bind mount given as a mount, not a volume: ``docker commit`` of a container started
+    with ``volumes=`` records each target as a VOLUME of the new image, and every container
+    of that image then gets an anonymous volume there that outlives it."""
+    return Mount(target=target, source=source, type="bind", read_only=read_only)
+
+
 def _cgroup_options(cgroup_version: str) -> dict:
     # cgroup v1 hosts: systemd needs the host hierarchy writable; v2 hosts: a private
     # cgroup namespace is enough (the engine mounts it read-write for privileged).
     if cgroup_version == "2":
         return {"cgroupns": "private"}
-    return {
-        "cgroupns": "host",
-        "volumes": {"/sys/fs/cgroup": {"bind": "/sys/fs/cgroup", "mode": "rw"}},
-    }
+    return {"cgroupns": "host", "mounts": [bind("/sys/fs/cgroup", "/sys/fs/cgroup")]}
 
 
 def start_host(spec: HostSpec, cgroup_version: str) -> Container:
@@ -127,10 +132,9 @@ def start_host(spec: HostSpec, cgroup_version: str) -> Container:
         labels={**fleet_labels(spec.fleet, KIND_VOLUME), LABEL_HOST: spec.name},
     )
     options = _cgroup_options(cgroup_version)
-    volumes = dict(options.pop("volumes", {}))
-    volumes[volume.name] = {"bind": "/var/lib/docker", "mode": "rw"}
+    mounts = [*options.pop("mounts", []), Mount(target="/var/lib/docker", source=volume.name)]
     if spec.preload_dir is not None:
-        volumes[str(spec.preload_dir)] = {"bind": PRELOAD_MOUNT, "mode": "ro"}
+        mounts.append(bind(str(spec.preload_dir), PRELOAD_MOUNT, read_only=True))
     try:
         return docker_client.containers.run(
             spec.image,
@@ -139,7 +143,7 @@ def start_host(spec: HostSpec, cgroup_version: str) -> Container:
             detach=True,
             privileged=True,
             tmpfs={"/run": "rw,mode=755", "/run/lock": "rw"},
-            volumes=volumes,
+            mounts=mounts,
             network=network,
             # Explicit labels win over those a baked image carries.
             labels={**spec.labels, **fleet_labels(spec.fleet, spec.kind)},
@@ -311,7 +315,7 @@ def read_bake_vars(image: str) -> dict:
             hint="run `python -m fleet up` again to re-bake it",
         ) from exc
     finally:
-        container.remove(force=True)
+        container.remove(force=True, v=True)
     with tarfile.open(fileobj=archive) as tar:
         member = tar.extractfile(Path(BAKE_VARS_PATH).name)
         if member is None:

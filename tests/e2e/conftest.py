@@ -14,6 +14,7 @@ import pytest
 from fleet.local import docker as backend
 from fleet.local.commands import UpOptions, local_extravars
 from fleet.local.engine.bootstrap import Bootstrap, bootstrap
+from tests.e2e import engine_objects
 from tests.fakes.runner_agent import ServedAgent, serve_agent
 
 
@@ -22,8 +23,24 @@ def boot() -> Bootstrap:
     return bootstrap(lambda message: print(f"bootstrap: {message}"))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def engine_left_as_found(boot: Bootstrap) -> Iterator[None]:
+    """The whole e2e session leaves no container, volume, network or image on the engine,
+    labelled or not, beyond the images the project keeps on purpose (engine_objects)."""
+    before = engine_objects.snapshot()
+    yield
+    left = engine_objects.snapshot().added_since(before)
+    assert not left, f"the e2e session left these on the machine's engine: {left}"
+
+
 @pytest.fixture(scope="module")
-def fleet_name() -> Iterator[str]:
+def engine_before(boot: Bootstrap) -> engine_objects.EngineObjects:
+    """The engine's objects before this module's fleet existed."""
+    return engine_objects.snapshot()
+
+
+@pytest.fixture(scope="module")
+def fleet_name(engine_before: engine_objects.EngineObjects) -> Iterator[str]:
     name = f"e2e-{secrets.token_hex(3)}"
     yield name
     backend.remove_fleet(name)

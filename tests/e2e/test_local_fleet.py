@@ -30,6 +30,7 @@ from fleet.local.commands import existing_fleet
 from fleet.local.engine.engine import client
 from fleet.local.registration import Registrar, load_settings
 from fleet.local.serve.jobs_file import default_path as default_jobs_path
+from tests.e2e import engine_objects
 from tests.e2e.polling import wait_for
 from tests.fakes.github import app_key_pair
 from tests.fakes.github_jobs import FakeGitHubWithJobs, FakeJob, WallClock
@@ -186,6 +187,12 @@ def test_scale_to_three_starts_a_host_from_the_baked_image(fleet_name, github, c
     assert len(hosts) == 3
     assert set(registrations(github, fleet_name)) == set(hosts)
     assert len(backend.baked_images(fleet_name)) == 1
+    # The baked image declares no volume, so a host from it gets no anonymous volume that
+    # would outlive it: its only volume is the named one `down` removes.
+    assert backend.baked_images(fleet_name)[0].attrs["Config"].get("Volumes") in (None, {})
+    for host in hosts:
+        mounts = client().containers.get(host).attrs["Mounts"]
+        assert [m["Name"] for m in mounts if m["Type"] == "volume"] == [f"{host}-docker"]
 
 
 def test_hosts_killed_or_removed_from_outside_are_replaced(fleet_name, github, capsys):
@@ -476,7 +483,9 @@ def test_a_hostile_job_is_confined_to_its_host_and_the_next_job_gets_a_clean_hos
     capsys.readouterr()
 
 
-def test_down_leaves_no_container_volume_network_image_or_registration(fleet_name, github, capsys):
+def test_down_leaves_no_container_volume_network_image_or_registration(
+    fleet_name, github, capsys, engine_before
+):
     jobs_file = default_jobs_path(fleet_name)
     assert jobs_file.exists(), "serve kept the jobs its webhooks announced"
     assert cli.main(["down", "--name", fleet_name]) == 0, capsys.readouterr().err
@@ -488,3 +497,5 @@ def test_down_leaves_no_container_volume_network_image_or_registration(fleet_nam
     assert docker_client.networks.list(filters=labelled) == []
     assert docker_client.images.list(filters=labelled) == []
     assert registrations(github, fleet_name) == {}
+    # Counted without labels too: nothing up, scale, serve or down made is left.
+    assert engine_objects.snapshot().added_since(engine_before) == {}

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import docker
 import docker.errors
+import requests.exceptions
 
 from fleet.errors import FleetError
 from fleet.local.engine import runc_caps
@@ -32,6 +33,7 @@ WRAPPER_PATH = Path("/usr/local/libexec/fleet/fleet-runc")
 WRAPPER_RUNTIME = "fleet-runc"
 DOCKERD_LOG = Path("/var/log/fleet-dockerd.log")
 ENGINE_WAIT_SECONDS = 90
+PROBE_SECONDS = 60
 
 Report = Callable[[str], None]
 
@@ -171,13 +173,27 @@ def engine_info() -> EngineInfo:
 
 
 def privileged_works(image: str) -> tuple[bool, str]:
-    """Start a throwaway privileged container; (worked, engine's error text)."""
+    """Start a throwaway privileged container; (worked, engine's error text).
+
+    The container is removed whatever happens: ``run(remove=True)`` leaves a ``Created``
+    container behind when the engine refuses to start it, the very case this probes.
+    """
+    docker_client = client()
+    container = None
     try:
-        client().containers.run(image, ["true"], privileged=True, remove=True)
-    except docker.errors.ContainerError as exc:
-        return False, str(exc)
+        container = docker_client.containers.create(image, ["true"], privileged=True)
+        container.start()
+        status = container.wait(timeout=PROBE_SECONDS).get("StatusCode", -1)
+        if status != 0:
+            return False, f"exit status {status}: {container.logs().decode(errors='replace')}"
     except docker.errors.APIError as exc:
         return False, str(exc.explanation or exc)
+    except requests.exceptions.RequestException as exc:
+        return False, f"no answer from the engine: {exc}"
+    finally:
+        if container is not None:
+            with contextlib.suppress(docker.errors.APIError):
+                container.remove(force=True, v=True)
     return True, ""
 
 

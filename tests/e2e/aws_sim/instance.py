@@ -21,6 +21,7 @@ from pathlib import Path
 
 import docker.errors
 from docker.models.containers import Container
+from docker.types import Mount
 
 from fleet.local import docker as backend
 from fleet.local.engine.engine import client
@@ -119,7 +120,7 @@ class SimInstance:
     volume: LoopVolume
     device_name: str
     cgroup_version: str
-    extra_mounts: dict[str, dict[str, str]] = field(default_factory=dict)
+    extra_mounts: list[Mount] = field(default_factory=list)
     container: Container | None = None
 
     @property
@@ -129,7 +130,7 @@ class SimInstance:
     def launch(self) -> SimInstance:
         device = self.volume.attach()
         options = backend._cgroup_options(self.cgroup_version)
-        volumes = {**options.pop("volumes", {}), **self.extra_mounts}
+        mounts = [*options.pop("mounts", []), *self.extra_mounts]
         container = client().containers.create(
             self.image,
             name=self.name,
@@ -137,7 +138,7 @@ class SimInstance:
             detach=True,
             privileged=True,
             tmpfs={"/run": "rw,mode=755", "/run/lock": "rw"},
-            volumes=volumes,
+            mounts=mounts,
             devices=[f"{device}:{self.device_name}:rwm"],
             network=None,
             network_disabled=False,

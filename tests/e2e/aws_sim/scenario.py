@@ -103,6 +103,13 @@ class Simulation:
         }
 
     def deploy(self, *, runner_vars: dict[str, Any] | None = None, **settings: Any) -> Deployment:
+        """Render the program for these stack settings and apply it to the simulated AWS."""
+        deployment = self.render(runner_vars=runner_vars, **settings)
+        self.aws.apply(deployment)
+        return deployment
+
+    def render(self, *, runner_vars: dict[str, Any] | None = None, **settings: Any) -> Deployment:
+        """What the program declares for these stack settings (nothing applied)."""
         stack = self.aws.stack_settings(
             runnerVars=self.runner_vars() if runner_vars is None else runner_vars, **settings
         )
@@ -112,9 +119,7 @@ class Simulation:
             "githubWebhookSecret": "simulation-webhook-secret",
         }
         build = self.work_dir / f"build-{secrets.token_hex(3)}"
-        deployment = render(stack, stack_secrets, build)
-        self.aws.apply(deployment)
-        return deployment
+        return render(stack, stack_secrets, build)
 
     def registered(self) -> list[dict[str, Any]]:
         """Runners registered at GitHub by this fleet."""
@@ -154,9 +159,9 @@ def simulation(boot: Bootstrap, work_dir: Path) -> Iterator[Simulation]:
             github_api_url=github.base_url,
             # Test-only, as for the local fleet: the Debian base image for jobs, where no
             # registry is reachable (runner_vars has the role load it).
-            extra_mounts={
-                str(boot.images.preload_dir): {"bind": backend.PRELOAD_MOUNT, "mode": "ro"}
-            },
+            extra_mounts=[
+                backend.bind(str(boot.images.preload_dir), backend.PRELOAD_MOUNT, read_only=True)
+            ],
         ).start()
         stack.callback(aws.close)
         yield Simulation(

@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from docker.types import Mount
 from moto.autoscaling.models import autoscaling_backends
 from moto.core.authorization import enable_iam_authentication
 from moto.iam.aws_managed_policies import aws_managed_policies_data
@@ -147,7 +148,7 @@ class SimAws:
     work_dir: Path
     cgroup_version: str
     github_api_url: str
-    extra_mounts: dict[str, dict[str, str]] = field(default_factory=dict)
+    extra_mounts: list[Mount] = field(default_factory=list)
     port: int = 0
     stack: ExitStack = field(default_factory=ExitStack)
     instances: dict[str, Launched] = field(default_factory=dict)
@@ -434,7 +435,7 @@ class SimAws:
                 AutoScalingGroupName=self.group_name, DesiredCapacity=self.desired_capacity() - 1
             )
         credentials = self._credentials(instance_id)
-        ip = str(next(self._addresses))
+        ip = self.next_address()
         fake = FakeInstance(
             instance_id=instance_id,
             region=REGION,
@@ -463,6 +464,10 @@ class SimAws:
         self.instances[instance_id] = launched
         vm.launch()
         return launched
+
+    def next_address(self) -> str:
+        """A free address on the simulation's network, for a new instance."""
+        return str(next(self._addresses))
 
     def enter_service_from_warm_pool(self, launched: Launched) -> dict[str, Any]:
         """Scale-out from the warm pool: the instance counts against desired capacity again,
