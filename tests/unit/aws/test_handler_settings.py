@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import pytest
 
-from fleet.aws.handlers.settings import Settings, SettingsError
+from fleet.aws.handlers.settings import VARIABLES, Settings, SettingsError
 
 pytestmark = pytest.mark.unit
 
@@ -57,13 +57,15 @@ def test_every_problem_is_reported_at_once_with_its_variable():
     with pytest.raises(SettingsError) as caught:
         Settings.from_env(env)
     names = [name for name, _ in caught.value.problems]
+    # In the documented order of the variables (VARIABLES), each once.
     assert names == [
-        "FLEET_JIT_PARAMETER_TEMPLATE",
-        "FLEET_MAX_SIZE",
         "FLEET_ALLOW_PUBLIC_REPOSITORIES",
         "FLEET_KMS_KEY_ARN",
+        "FLEET_JIT_PARAMETER_TEMPLATE",
         "FLEET_QUEUE_URL",
+        "FLEET_MAX_SIZE",
     ]
+    assert names == [name for name in VARIABLES if name in names]
     text = str(caught.value)
     assert "FLEET_QUEUE_URL: is not set (SQS queue of webhook deliveries)" in text
     assert "infra/control_plane.py" in text
