@@ -4,7 +4,7 @@ The rules below are written from the AWS API references (CreateFunction, CreateQ
 CreateAlias, CreateTable, CreateLogGroup, PutMetricAlarm, PutLifecycleHook, PutParameter,
 CreateAutoScalingGroup, Image Builder's Create* calls, the tagging pattern, the Lambda quotas
 page), independently of
-infra/config.py. The property: any config parse_config accepts yields only names, tags and
+fleet/core/config. The property: any config parse_config accepts yields only names, tags and
 function environments these rules accept. The graph tests tie the rule to what is deployed:
 every explicit name the program sends is one the config derived.
 """
