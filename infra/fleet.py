@@ -11,7 +11,7 @@ import pulumi_aws as aws
 from infra.autoscaling import RunnerGroup, RunnerGroupArgs
 from infra.bundle import BUNDLE_DIRS, PlaybookBundle, PlaybookBundleArgs
 from infra.config import (
-    FLEET_NAME_PATTERN,
+    FLEET_NAME,
     JIT_INSTANCE_TAG,
     SSM_BUCKET_TAG,
     ConfigError,
@@ -68,7 +68,7 @@ def check_component_name(name: str) -> None:
     those: S3 bucket names are lowercase and at most 63 characters, IAM role and EventBridge
     rule names at most 64 (with Pulumi's 8-character suffix). The fleet-name rule keeps all
     of them legal (tests/unit/infra/test_infra_names.py)."""
-    if not FLEET_NAME_PATTERN.match(name):
+    if not FLEET_NAME.fullmatch(name):
         raise ValueError(
             f"RunnerFleet name {name!r}: use 2-24 characters, lowercase letters, digits and "
             "'-', starting with a letter (it prefixes autonamed S3 buckets, IAM roles and "

@@ -27,8 +27,17 @@ from pathlib import Path
 # The functions run fleet/core and fleet/aws, whole folders: the import rule (tested in
 # tests/unit/test_import_rules.py) keeps both free of fleet/local and the CLI.
 LAMBDA_SOURCES = ("fleet/__init__.py", "fleet/core", "fleet/aws")
-# Distributions the functions import, pinned in requirements.txt.
-LAMBDA_DISTRIBUTIONS = ("boto3", "botocore", "PyJWT", "cryptography", "requests", "pydantic")
+# Distributions the functions import, pinned in requirements.txt; pip adds what they depend on
+# (pydantic-core, a compiled wheel, for the functions' architecture; python-dotenv...).
+LAMBDA_DISTRIBUTIONS = (
+    "boto3",
+    "botocore",
+    "PyJWT",
+    "cryptography",
+    "requests",
+    "pydantic",
+    "pydantic-settings",
+)
 LAMBDA_PYTHON = "3.12"
 PLATFORMS = {"arm64": "manylinux2014_aarch64", "x86_64": "manylinux2014_x86_64"}
 

@@ -1,6 +1,7 @@
 """Register local runner hosts with GitHub just in time, through a GitHub App.
 
-Settings come from the environment (``FLEET_GITHUB_*``) or a YAML file (``--github-config``);
+Settings come from the environment (``FLEET_GITHUB_*``) or a YAML file (``--github-config``),
+validated by the shared model (``fleet.core.config.settings.GitHubAppSettings``);
 with none given the fleet is provisioned and validated but not registered. The App's private
 key stays in this process: a host only ever receives its own one-use JIT config.
 """
@@ -12,6 +13,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pydantic import ValidationError
+
+from fleet.core.config.problems import problems_of
+from fleet.core.config.settings import GITHUB_APP_SOURCES, GitHubAppSettings, from_environ
 from fleet.core.github.app import GitHubApp
 from fleet.core.github.auth import AppJwtSigner
 from fleet.core.github.client import DEFAULT_BASE_URL, GitHubClient, TokenSource
@@ -20,15 +25,14 @@ from fleet.core.github.runners import JitConfig, Runner, RunnerBusyError, Runner
 from fleet.errors import FleetError
 from fleet.local.yaml_files import load_mapping
 
-ENV_APP_ID = "FLEET_GITHUB_APP_ID"
-ENV_KEY_FILE = "FLEET_GITHUB_APP_PRIVATE_KEY_FILE"
-ENV_SCOPE = "FLEET_GITHUB_SCOPE"
-ENV_API_URL = "FLEET_GITHUB_API_URL"
-ENV_RUNNER_GROUP = "FLEET_GITHUB_RUNNER_GROUP"
+ENV_APP_ID, ENV_KEY_FILE, ENV_SCOPE, ENV_API_URL, ENV_RUNNER_GROUP = (
+    GITHUB_APP_SOURCES[name][0]
+    for name in ("app_id", "private_key_file", "scope", "api_url", "runner_group")
+)
 # The installation token asks for no more than the runners API needs.
 ORG_PERMISSIONS = {"organization_self_hosted_runners": "write"}
 REPO_PERMISSIONS = {"administration": "write"}
-FILE_KEYS = {"app_id", "private_key_file", "scope", "api_url", "runner_group"}
+FILE_KEYS = {file_key for _, file_key in GITHUB_APP_SOURCES.values()}
 
 __all__ = ["GitHubSettings", "Registrar", "RunnerBusyError", "load_settings"]
 
@@ -48,16 +52,6 @@ class GitHubSettings:
         return self.scope.org or self.scope.repository or ""
 
 
-def _scope(text: str, where: str) -> Scope:
-    text = text.strip()
-    try:
-        return Scope.for_repository(text) if "/" in text else Scope.for_org(text)
-    except ValueError as exc:
-        raise FleetError(
-            f"{where}: {exc}", hint="give an organization (my-org) or a repository (owner/name)"
-        ) from exc
-
-
 def _read_key(path_text: str, where: str) -> str:
     path = Path(path_text).expanduser()
     try:
@@ -75,12 +69,41 @@ def _read_key(path_text: str, where: str) -> str:
     return key
 
 
+_HINTS = {
+    "app_id": "it is shown as 'App ID' on the App's settings page",
+    "scope": "give an organization (my-org) or a repository (owner/name)",
+    "api_url": "https://api.github.com, or https://HOST/api/v3 for GitHub Enterprise Server",
+    "runner_group": "the name of a runner group of the organization (Settings > Actions)",
+}
+
+
+def _validated(values: Mapping[str, str], from_file: bool, where: str) -> GitHubAppSettings:
+    """The shared model (fleet.core.config.settings) over the given values; its problems as
+    one FleetError naming the variable (or file key) and the fix."""
+    try:
+        if from_file:
+            return GitHubAppSettings.model_validate(values)
+        return from_environ(GitHubAppSettings, values)
+    except ValidationError as error:
+        problems = problems_of(error, GitHubAppSettings, missing=lambda key: "is missing")
+    column = 1 if from_file else 0
+    setting = {names[column]: name for name, names in GITHUB_APP_SOURCES.items()}
+    first = setting.get(problems[0][0], "")
+    raise FleetError(
+        f"GitHub App settings ({where}): "
+        + "; ".join(f"{key}: {message}" for key, message in problems),
+        hint=_HINTS.get(first, "fix the setting named above"),
+    )
+
+
 def load_settings(
     env: Mapping[str, str] | None = None, config_file: Path | None = None
 ) -> GitHubSettings | None:
     """GitHub settings from ``config_file`` (if given) or the environment; None if neither
     names an App. Half-given settings are an error that names what is missing."""
     env = os.environ if env is None else env
+    column = 1 if config_file is not None else 0
+    names = {name: sources[column] for name, sources in GITHUB_APP_SOURCES.items()}
     if config_file is not None:
         where = str(config_file)
         data = load_mapping(config_file, "GitHub config")
@@ -91,44 +114,29 @@ def load_settings(
                 hint=f"known keys: {', '.join(sorted(FILE_KEYS))}",
             )
         values = {key: str(value) for key, value in data.items() if value is not None}
-        names = {key: key for key in FILE_KEYS}
     else:
         where = "environment"
-        names = {
-            "app_id": ENV_APP_ID,
-            "private_key_file": ENV_KEY_FILE,
-            "scope": ENV_SCOPE,
-            "api_url": ENV_API_URL,
-            "runner_group": ENV_RUNNER_GROUP,
+        values = {
+            variable: env[variable] for variable in names.values() if env.get(variable, "").strip()
         }
-        values = {key: env[name] for key, name in names.items() if env.get(name, "").strip()}
     required = ("app_id", "private_key_file", "scope")
-    if not any(key in values for key in required):
+    given = {name for name, key in names.items() if key in values}
+    if not given & set(required):
         return None
-    missing = [names[key] for key in required if key not in values]
+    missing = [names[name] for name in required if name not in given]
     if missing:
         raise FleetError(
             f"GitHub App settings are incomplete ({where}): {', '.join(missing)} missing",
             hint="give the App id, its private key file and the scope (org or owner/repo), "
             "or none of them to run unregistered",
         )
-    if not values["app_id"].strip().isdigit():
-        raise FleetError(
-            f"{names['app_id']} must be the App's numeric id, got {values['app_id']!r}",
-            hint="it is shown as 'App ID' on the App's settings page",
-        )
-    api_url = values.get("api_url", DEFAULT_BASE_URL).rstrip("/")
-    if not api_url.startswith(("https://", "http://")):
-        raise FleetError(
-            f"{names['api_url']} must be an http(s) URL, got {api_url!r}",
-            hint="https://api.github.com, or https://HOST/api/v3 for GitHub Enterprise Server",
-        )
+    app = _validated(values, config_file is not None, where)
     return GitHubSettings(
-        app_id=values["app_id"].strip(),
-        private_key=_read_key(values["private_key_file"], names["private_key_file"]),
-        scope=_scope(values["scope"], names["scope"]),
-        api_url=api_url,
-        runner_group=values.get("runner_group"),
+        app_id=app.app_id,
+        private_key=_read_key(app.private_key_file, names["private_key_file"]),
+        scope=app.runner_scope,
+        api_url=app.api_url,
+        runner_group=app.runner_group,
     )
 
 

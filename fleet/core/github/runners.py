@@ -13,6 +13,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from fleet.core.config.rules import GITHUB_OWNER, GITHUB_REPO
 from fleet.core.github.client import GitHubClient, TokenSource
 from fleet.core.github.errors import (
     GitHubConflict,
@@ -26,8 +27,6 @@ from fleet.core.github.ratelimit import Sleep, TokenBucket
 DEFAULT_RUNNER_GROUP_ID = 1
 MAX_LABELS = 100
 _NAME = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
-_OWNER = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})$")
-_REPO = re.compile(r"^[A-Za-z0-9._-]{1,100}$")
 
 
 @dataclass(frozen=True)
@@ -40,11 +39,11 @@ class Scope:
     def __post_init__(self) -> None:
         if (self.org is None) == (self.repository is None):
             raise ValueError("a runner scope is either an organization or a repository, not both")
-        if self.org is not None and not _OWNER.match(self.org):
+        if self.org is not None and not GITHUB_OWNER.fullmatch(self.org):
             raise ValueError(f"not a GitHub organization name: {self.org!r}")
         if self.repository is not None:
             owner, _, repo = self.repository.partition("/")
-            if not _OWNER.match(owner) or not _REPO.match(repo):
+            if not GITHUB_OWNER.fullmatch(owner) or not GITHUB_REPO.fullmatch(repo):
                 raise ValueError(f"repository must be 'owner/name', got {self.repository!r}")
 
     @classmethod

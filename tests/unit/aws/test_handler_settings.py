@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import pytest
 
-from fleet.aws.handlers.settings import Settings, SettingsError
+from fleet.aws.handlers.settings import VARIABLES, Settings, SettingsError
 
 pytestmark = pytest.mark.unit
 
@@ -57,13 +57,15 @@ def test_every_problem_is_reported_at_once_with_its_variable():
     with pytest.raises(SettingsError) as caught:
         Settings.from_env(env)
     names = [name for name, _ in caught.value.problems]
+    # In the documented order of the variables (VARIABLES), each once.
     assert names == [
-        "FLEET_JIT_PARAMETER_TEMPLATE",
-        "FLEET_MAX_SIZE",
         "FLEET_ALLOW_PUBLIC_REPOSITORIES",
         "FLEET_KMS_KEY_ARN",
+        "FLEET_JIT_PARAMETER_TEMPLATE",
         "FLEET_QUEUE_URL",
+        "FLEET_MAX_SIZE",
     ]
+    assert names == [name for name in VARIABLES if name in names]
     text = str(caught.value)
     assert "FLEET_QUEUE_URL: is not set (SQS queue of webhook deliveries)" in text
     assert "infra/control_plane.py" in text
@@ -76,3 +78,47 @@ def test_inconsistent_limits_are_refused():
         Settings.from_env({**ENV, "FLEET_NAME": "Main Fleet"})
     with pytest.raises(SettingsError, match="FLEET_GITHUB_SCOPE"):
         Settings.from_env({**ENV, "FLEET_GITHUB_SCOPE": "https://github.com/acme"})
+
+
+def test_the_functions_default_to_what_the_stack_defaults_to():
+    """One model: a variable the program leaves out means what the stack setting's default
+    means (fleet/core/config: the stack model and the functions' settings share the types)."""
+    from fleet.core.config.stack import FleetConfig
+
+    stack = FleetConfig.model_fields
+    functions = Settings.model_fields
+    pairs = {
+        "boot_deadline_minutes": "registration_timeout_minutes",
+        "max_lifetime_minutes": "max_runner_lifetime_minutes",
+        "job_timeout_minutes": "job_timeout_minutes",
+        "min_size": "min_size",
+        "warm_idle": "warm_idle",
+        "runner_group": "runner_group",
+        "allow_public_repositories": "runner_group_allows_public_repositories",
+    }
+    for function_field, stack_field in pairs.items():
+        assert functions[function_field].default == stack[stack_field].default, function_field
+        # ...and refuses what the stack refuses: the same bounds.
+        assert functions[function_field].metadata == stack[stack_field].metadata, function_field
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        (
+            "FLEET_LEDGER_TABLE",
+            "ab",
+            "the DynamoDB table name 'ab' is 2 characters; AWS allows 3-255",
+        ),
+        ("FLEET_ASG_NAME", "g" * 256, "AWS allows 1-255"),
+        ("FLEET_APP_ID_PARAMETER", "/aws/app-id", "starts with 'aws' or 'ssm', which SSM reserves"),
+        ("FLEET_JIT_PARAMETER_TEMPLATE", "/f/" + "x/" * 14 + "{instance_id}", "SSM allows 15"),
+        ("FLEET_RUNNER_LABELS", "linux,Linux", "case-insensitively"),
+        ("FLEET_BOOT_DEADLINE_MINUTES", "2", "2 is outside 5-120"),
+    ],
+)
+def test_names_and_numbers_aws_or_the_stack_would_refuse_are_refused(variable, value, message):
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env({**ENV, variable: value})
+    assert [name for name, _ in caught.value.problems] == [variable]
+    assert message in caught.value.problems[0][1]

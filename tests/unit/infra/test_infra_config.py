@@ -9,6 +9,7 @@ import re
 
 import pulumi
 import pytest
+import yaml
 from infra_mocks import PROJECT, PROJECT_ROOT, SECRETS, example_settings, set_stack_config
 
 from infra.config import KEYS, SECRET_KEYS, ConfigError, parse_config, read_config
@@ -42,6 +43,29 @@ def test_example_stack_file_documents_every_setting_and_no_other():
     text = (PROJECT_ROOT / "Pulumi.example.yaml").read_text()
     mentioned = set(re.findall(rf"{PROJECT}:([A-Za-z]+)", text))
     assert mentioned == set(KEYS) | set(SECRET_KEYS)
+
+
+def test_the_deploy_guide_gives_every_setting_with_its_real_default():
+    """docs/deploy-aws.md's settings reference: one row per key, and the default it states is
+    what a config that leaves the key out gets."""
+    text = (PROJECT_ROOT / "docs" / "deploy-aws.md").read_text()
+    section = text.split("#### Settings reference", 1)[1].split("\n| key |", 1)[1]
+    table = section.split("\n\n", 1)[0]
+    rows = [line for line in table.splitlines() if line.startswith("| `")]
+    documented = {}
+    for row in rows:
+        key, default = (cell.strip() for cell in row.strip("|").split("|")[:2])
+        documented[key.strip("`")] = default
+    assert sorted(documented) == sorted(KEYS)
+    cfg = parse_config(MINIMAL)
+    by_alias = {field.alias: name for name, field in type(cfg).model_fields.items()}
+    for key, default in documented.items():
+        actual = getattr(cfg, by_alias[key])
+        if default.startswith(("none", "required")):
+            assert not actual or key == "githubScope", key
+            continue
+        stated = yaml.safe_load(re.search(r"`([^`]*)`", default).group(1))
+        assert stated == (list(actual) if isinstance(actual, tuple) else actual), key
 
 
 def test_repository_scope_uses_the_default_group():

@@ -26,7 +26,12 @@ from infra.iam_functions import (
     function_policies,
     lambda_trust_policy,
 )
-from infra.lambda_package import LAMBDA_SOURCES, build_lambda_package, lambda_requirements
+from infra.lambda_package import (
+    LAMBDA_DISTRIBUTIONS,
+    LAMBDA_SOURCES,
+    build_lambda_package,
+    lambda_requirements,
+)
 from tests.fakes.iam_policy import Request, evaluate, statements_by_sid
 
 pytestmark = pytest.mark.unit
@@ -105,6 +110,44 @@ def test_package_holds_the_handlers_and_their_dependencies_only(tmp_path, lambda
     assert call[-2:] == ("manylinux2014_aarch64", "3.12")
     assert list(call[:-2]) == lambda_requirements(PROJECT_ROOT / "requirements.txt")
     assert "boto3==1.43.11" in call and "pydantic==2.12.5" in call
+
+
+def test_the_package_ships_every_distribution_the_functions_import():
+    """Every third-party module fleet/core and fleet/aws import (the config model's pydantic
+    and pydantic-settings included) comes from a distribution the package installs: one of
+    LAMBDA_DISTRIBUTIONS or what pip installs with them (their requirements)."""
+    import importlib.metadata
+    import re
+
+    def canonical(name: str) -> str:
+        return re.sub(r"[-_.]+", "-", name).lower()
+
+    shipped: set[str] = set()
+    pending = [canonical(name) for name in LAMBDA_DISTRIBUTIONS]
+    for _ in range(200):  # the dependency closure; bounded
+        if not pending:
+            break
+        name = pending.pop()
+        if name in shipped:
+            continue
+        shipped.add(name)
+        for requirement in importlib.metadata.requires(name) or ():
+            if "extra ==" not in requirement:
+                pending.append(canonical(re.split(r"[\s;<>=!~\[(]", requirement)[0]))
+
+    from tests.unit.test_import_rules import import_graph
+
+    graph = import_graph(PROJECT_ROOT, ("fleet/core", "fleet/aws"))
+    imported = {name.split(".")[0] for names in graph.values() for name in names}
+    third_party = {
+        name
+        for name in imported
+        if name not in sys.stdlib_module_names and name not in ("fleet", "__future__")
+    }
+    by_module = importlib.metadata.packages_distributions()
+    needed = {canonical(dist) for name in third_party for dist in by_module[name]}
+    assert {"pydantic", "pydantic-settings", "boto3"} <= needed
+    assert needed <= shipped
 
 
 def test_package_is_reproducible_and_dependencies_are_installed_once(tmp_path, lambda_dependencies):

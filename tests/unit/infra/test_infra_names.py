@@ -4,7 +4,7 @@ The rules below are written from the AWS API references (CreateFunction, CreateQ
 CreateAlias, CreateTable, CreateLogGroup, PutMetricAlarm, PutLifecycleHook, PutParameter,
 CreateAutoScalingGroup, Image Builder's Create* calls, the tagging pattern, the Lambda quotas
 page), independently of
-infra/config.py. The property: any config parse_config accepts yields only names, tags and
+fleet/core/config. The property: any config parse_config accepts yields only names, tags and
 function environments these rules accept. The graph tests tie the rule to what is deployed:
 every explicit name the program sends is one the config derived.
 """
@@ -230,6 +230,13 @@ def test_every_name_the_program_sends_is_one_the_config_derived(build_graph, ove
 
 def test_autonamed_resources_fit_with_the_longest_fleet_name(build_graph):
     graph = build_graph(LONGEST)
+    cfg = parse_config({**example_settings(), **LONGEST})
+    # The logical names Pulumi autonames from are the ones the config derived and checked
+    # (ResourceNames.autonamed): roles, instance profiles, rules and buckets.
+    checked = {"aws:iam/role:Role", "aws:iam/instanceProfile:InstanceProfile"}
+    checked |= {"aws:cloudwatch/eventRule:EventRule", "aws:s3/bucket:Bucket"}
+    sent = {r.name for r in graph.resources if r.typ in checked}
+    assert sent == {name for _, name in cfg.names.autonamed()}
     for resource in graph.resources:
         limit = AUTONAMED_LIMITS.get(resource.typ)
         if limit is None:

@@ -1,0 +1,217 @@
+"""Every name the fleet gives an AWS resource, derived in one place and checked as a whole.
+
+``ResourceNames`` computes the explicit names (group, hooks, functions, log groups, queues,
+table, alarms, KMS alias, Image Builder resources, SSM parameters) and the logical names
+Pulumi autonames from (IAM roles and instance profiles, EventBridge rules, S3 buckets, the
+launch template). ``name_problems`` checks each one against its rule in ``rules``; the stack
+model refuses a config whose names AWS would refuse, naming the setting to change.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from fleet.core.config.rules import (
+    LONGEST_INSTANCE_ID,
+    NAME_RULES,
+    queue_problem,
+    ssm_parameter_problem,
+)
+
+# The control plane functions (fleet/aws/handlers/<name>.py), one Lambda function each.
+CONTROL_PLANE_FUNCTIONS = ("webhook", "scaler", "lifecycle", "reaper")
+# The image pipeline's function (infra/bake_function.py): starts a bake.
+BAKE_FUNCTION = "bake"
+# Name suffixes of the control plane's alarms (infra/alarms.py).
+ALARM_SUFFIXES = ("dead-letters-not-empty", "jobs-queued-too-long", "boot-failures")
+# The control plane's scheduled functions (infra/events.py).
+SCHEDULED_FUNCTIONS = ("scaler", "reaper")
+
+
+@dataclasses.dataclass(frozen=True)
+class ResourceNames:
+    """The names of one fleet's AWS resources.
+
+    ``prefix`` names the resources with explicit names (``<ssmParameterPrefix>-<fleetName>``
+    with '/' as '-'); ``parameter_root`` is the fleet's SSM path; ``component`` is the
+    RunnerFleet component's name, which prefixes the logical names of autonamed resources.
+    """
+
+    prefix: str
+    parameter_root: str | None = None
+    component: str | None = None
+    image_pipeline: bool = True
+
+    @classmethod
+    def for_fleet(
+        cls,
+        fleet_name: str,
+        ssm_parameter_prefix: str = "runner-fleet",
+        *,
+        component: str | None = None,
+        image_pipeline: bool = True,
+    ) -> ResourceNames:
+        return cls(
+            prefix=f"{ssm_parameter_prefix.replace('/', '-')}-{fleet_name}",
+            parameter_root=f"/{ssm_parameter_prefix}/{fleet_name}",
+            component=component or fleet_name,
+            image_pipeline=image_pipeline,
+        )
+
+    # -- explicit names ------------------------------------------------------------------------
+
+    @property
+    def autoscaling_group(self) -> str:
+        return self.prefix
+
+    @property
+    def launch_hook(self) -> str:
+        return f"{self.prefix}-launch"
+
+    @property
+    def terminate_hook(self) -> str:
+        return f"{self.prefix}-terminate"
+
+    @property
+    def kms_alias(self) -> str:
+        return f"alias/{self.prefix}"
+
+    def function(self, function: str) -> str:
+        return f"{self.prefix}-{function}"
+
+    def log_group(self, function: str) -> str:
+        return f"/aws/lambda/{self.function(function)}"
+
+    @property
+    def deliveries_queue(self) -> str:
+        return f"{self.prefix}-deliveries"
+
+    @property
+    def dead_letter_queue(self) -> str:
+        return f"{self.prefix}-dead-letters"
+
+    @property
+    def ledger_table(self) -> str:
+        return f"{self.prefix}-ledger"
+
+    def alarm(self, suffix: str) -> str:
+        return f"{self.prefix}-{suffix}"
+
+    @property
+    def image_builder(self) -> str:
+        """The image pipeline's component, recipe, configurations and pipeline (one name per
+        kind). Lowercase: Image Builder lowercases names in ARNs and log group names."""
+        return f"{self.prefix.lower()}-image"
+
+    @property
+    def image_build_log_group(self) -> str:
+        """Where Image Builder's build instance writes its logs (/aws/imagebuilder/<image>)."""
+        return f"/aws/imagebuilder/{self.image_builder}"
+
+    @property
+    def bake_function(self) -> str:
+        """The function that starts a pipeline run when the bundle or the recipe changes."""
+        return self.function(BAKE_FUNCTION)
+
+    # -- SSM parameters ------------------------------------------------------------------------
+
+    def _root(self) -> str:
+        if self.parameter_root is None:
+            raise ValueError("these names were made without a parameter root (for_fleet)")
+        return self.parameter_root
+
+    @property
+    def runner_parameter_path(self) -> str:
+        return f"{self._root()}/runners"
+
+    @property
+    def jit_parameter_template(self) -> str:
+        """Name of an instance's JIT parameter, with {instance_id} to fill in."""
+        return f"{self.runner_parameter_path}/{{instance_id}}/jitconfig"
+
+    @property
+    def github_app_parameters(self) -> dict[str, str]:
+        base = f"{self._root()}/github-app"
+        return {
+            "app_id": f"{base}/app-id",
+            "private_key": f"{base}/private-key",
+            "webhook_secret": f"{base}/webhook-secret",
+        }
+
+    @property
+    def image_parameter(self) -> str:
+        """The SSM parameter (data type aws:ec2:image) runners launch from: Image Builder's
+        distribution writes each new image's id into it. Under /imagebuilder/ because that is
+        where Image Builder's service-linked role may write parameters
+        (AWSServiceRoleForImageBuilder: ssm:PutParameter on parameter/imagebuilder/*)."""
+        return f"/imagebuilder{self._root()}/image-id"
+
+    @property
+    def parameters(self) -> list[str]:
+        """Every SSM parameter name the fleet uses (a JIT config with the longest instance id)."""
+        names = [
+            *self.github_app_parameters.values(),
+            self.jit_parameter_template.format(instance_id=LONGEST_INSTANCE_ID),
+        ]
+        if self.image_pipeline:
+            names.append(self.image_parameter)
+        return names
+
+    # -- autonamed (logical names; Pulumi adds a suffix) ---------------------------------------
+
+    def autonamed(self) -> list[tuple[str, str]]:
+        """(rule, logical name) of every resource Pulumi names from its logical name."""
+        c = self.component or self.prefix
+        names = [
+            ("iam_role", f"{c}-instance-role"),
+            ("iam_role", f"{c}-image-build-role"),
+            ("iam_role", f"{c}-image-bake-role"),
+            ("instance_profile", f"{c}-instance-profile"),
+            ("instance_profile", f"{c}-image-build-profile"),
+            ("event_rule", f"{c}-control-plane-lifecycle-events"),
+            ("event_rule", f"{c}-control-plane-spot-warnings"),
+            ("bucket", f"{c}-bundle-bucket"),
+            ("bucket", f"{c}-validation-ssm-bucket"),
+        ]
+        names += [("iam_role", f"{c}-control-plane-{fn}-role") for fn in CONTROL_PLANE_FUNCTIONS]
+        names += [("event_rule", f"{c}-control-plane-{fn}-schedule") for fn in SCHEDULED_FUNCTIONS]
+        return names
+
+    # -- all of them ---------------------------------------------------------------------------
+
+    def every_name(self) -> list[tuple[str, str]]:
+        """(rule, name) for every explicit name above (parameters: ``parameters``)."""
+        names = [
+            ("autoscaling_group", self.autoscaling_group),
+            ("lifecycle_hook", self.launch_hook),
+            ("lifecycle_hook", self.terminate_hook),
+            ("kms_alias", self.kms_alias),
+            ("queue", self.deliveries_queue),
+            ("queue", self.dead_letter_queue),
+            ("table", self.ledger_table),
+        ]
+        for function in (*CONTROL_PLANE_FUNCTIONS, BAKE_FUNCTION):
+            names += [
+                ("function", self.function(function)),
+                ("log_group", self.log_group(function)),
+            ]
+        names += [("alarm", self.alarm(suffix)) for suffix in ALARM_SUFFIXES]
+        names += [
+            ("image_builder", self.image_builder),
+            ("log_group", self.image_build_log_group),
+        ]
+        return names
+
+
+def name_problems(names: ResourceNames) -> list[tuple[str, str, str]]:
+    """(rule, name, why AWS would refuse it) for each name AWS would refuse; [] when all fit."""
+    checks: list[tuple[str, str, str | None]] = []
+    for rule, name in names.every_name():
+        problem = (
+            queue_problem(name, fifo=False) if rule == "queue" else NAME_RULES[rule].problem(name)
+        )
+        checks.append((rule, name, problem))
+    if names.parameter_root is not None:
+        checks += [("parameter", name, ssm_parameter_problem(name)) for name in names.parameters]
+    checks += [(rule, name, NAME_RULES[rule].problem(name)) for rule, name in names.autonamed()]
+    return [(rule, name, problem) for rule, name, problem in checks if problem]

@@ -1,0 +1,260 @@
+"""The one config model, property-tested over the config space (hypothesis).
+
+- Accepted configs yield only names AWS accepts: every explicit name, every SSM parameter,
+  every autonamed logical name (with Pulumi's suffix) and every tag, judged by the rules of
+  tests/unit/infra/test_infra_names.py (written from the API references, not from the model).
+- A config whose derived names AWS would refuse is refused, naming the setting to change
+  (ssmParameterPrefix), the kind of name, AWS's limit and the `pulumi config set` that fixes it.
+- Tags are accepted exactly when every tagging service accepts them.
+- The three users agree: what the stack accepts, the functions accept from the environment the
+  program writes; a GitHub scope is accepted by the stack, the functions and the local fleet
+  alike.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+
+import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+from test_infra_names import (
+    LONG_KMS_KEY_ARN,
+    LONG_QUEUE_URL,
+    assert_aws_accepts_everything,
+    aws_refuses,
+    tag_refused,
+)
+
+from fleet.aws.handlers.settings import Settings, SettingsError
+from fleet.core.config.rules import AUTONAME_SUFFIX
+from fleet.errors import FleetError
+from fleet.local.registration import load_settings
+from infra.config import ConfigError, FleetConfig, parse_config
+from infra.control_plane import function_environment
+from infra.fleet import control_plane_args
+
+pytestmark = pytest.mark.unit
+
+PROPERTY = settings(
+    max_examples=150,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
+
+# Autonamed logical names, judged as AWS judges the name Pulumi makes (logical + 8).
+AUTONAMED_AWS_RULES = {
+    "iam_role": (r"[\w+=,.@-]+", 64),
+    "instance_profile": (r"[\w+=,.@-]+", 128),
+    "event_rule": (r"[\.\-_A-Za-z0-9]+", 64),
+    "bucket": (r"[a-z0-9][a-z0-9.-]*[a-z0-9]", 63),
+}
+
+fleet_names = st.from_regex(r"[a-z][a-z0-9-]{0,22}[a-z0-9]", fullmatch=True)
+segments = st.text(alphabet=string.ascii_letters + string.digits + "_-", min_size=1, max_size=20)
+prefixes = (
+    st.lists(segments, min_size=1, max_size=12)
+    .map("/".join)
+    .filter(lambda p: not p.lower().startswith(("aws", "ssm")))
+)
+labels = st.lists(
+    st.from_regex(r"[A-Za-z0-9][A-Za-z0-9._-]{0,30}", fullmatch=True),
+    min_size=1,
+    max_size=20,
+    unique_by=str.lower,
+)
+scopes = st.one_of(
+    st.from_regex(r"[A-Za-z0-9](?:[A-Za-z0-9]|-(?=[A-Za-z0-9])){0,38}", fullmatch=True),
+    st.builds(
+        "{}/{}".format,
+        st.from_regex(r"[A-Za-z0-9]{1,39}", fullmatch=True),
+        st.from_regex(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}", fullmatch=True),
+    ),
+)
+_tag_chars = st.text(alphabet=list("aZ09 _.:/=+-@#é字\u00a0\t!"), max_size=20)
+tag_text = st.one_of(_tag_chars, _tag_chars.map("aws:{}".format), _tag_chars.map("AWS:{}".format))
+# Well-formed settings of every kind; only their combination can be refused.
+configs = st.fixed_dictionaries(
+    {"githubScope": scopes},
+    optional={
+        "fleetName": fleet_names,
+        "ssmParameterPrefix": prefixes,
+        "runnerLabels": labels,
+        "architecture": st.sampled_from(["x86_64", "arm64"]),
+        "imagePipeline": st.booleans(),
+        "maxSize": st.integers(1, 1000),
+        "tags": st.dictionaries(
+            st.from_regex(r"[A-Za-z][A-Za-z0-9 _.:/=+@-]{0,40}", fullmatch=True).filter(
+                lambda k: not k.lower().startswith("aws:") and k not in ("runner-fleet",)
+            ),
+            st.from_regex(r"[A-Za-z0-9 _.:/=+@-]{0,60}", fullmatch=True).filter(
+                lambda v: not v.lower().startswith("aws:")
+            ),
+            max_size=5,
+        ),
+    },
+)
+
+
+def assert_autonamed_fit(cfg: FleetConfig) -> None:
+    for rule, logical in cfg.names.autonamed():
+        pattern, limit = AUTONAMED_AWS_RULES[rule]
+        assert len(logical) + AUTONAME_SUFFIX <= limit, (rule, logical)
+        assert re.fullmatch(pattern, logical + "-abc1234"), (rule, logical)
+
+
+@PROPERTY
+@given(raw=configs)
+def test_well_formed_settings_are_accepted_with_legal_names_or_refused_on_the_prefix(raw):
+    try:
+        cfg = parse_config(raw)
+    except ConfigError as error:
+        # Each setting is well formed: only the names they make together can be refused, and
+        # then the prefix carries it, with AWS's rule and the command that fixes it.
+        assert {key for key, _ in error.problems} == {"ssmParameterPrefix"}, error.problems
+        for _, message in error.problems:
+            assert "AWS allows" in message or "SSM allows" in message, message
+            assert "ssmParameterPrefix" in message.split(":", 1)[1]
+        return
+    assert_aws_accepts_everything(cfg)
+    assert_autonamed_fit(cfg)
+
+
+@PROPERTY
+@given(fleet=fleet_names, extra=st.integers(1, 300))
+def test_a_prefix_too_long_for_a_name_aws_takes_is_refused_naming_the_limit(fleet, extra):
+    # The longest explicit name is <prefix>-<fleet>-lifecycle (Lambda: 64 characters).
+    longest = len("-") + len(fleet) + len("-lifecycle")
+    prefix = "p" * (64 - longest + extra)
+    with pytest.raises(ConfigError) as raised:
+        parse_config({"githubScope": "my-org", "fleetName": fleet, "ssmParameterPrefix": prefix})
+    assert {key for key, _ in raised.value.problems} == {"ssmParameterPrefix"}
+    (message,) = [m for _, m in raised.value.problems if "Lambda function name" in m]
+    assert "AWS allows 1-64" in message
+    assert f"by at least {extra} character" in message
+    assert "pulumi config set ssmParameterPrefix" in message
+    assert f"{NAMESPACE_KEY}: with fleetName {fleet!r}" in str(raised.value)
+
+
+NAMESPACE_KEY = "runner-fleet:ssmParameterPrefix"
+
+
+@PROPERTY
+@given(tags=st.dictionaries(tag_text.filter(bool), tag_text, min_size=1, max_size=3))
+def test_tags_are_accepted_exactly_when_every_tagging_service_accepts_them(tags):
+    assume("runner-fleet" not in tags)
+    aws_ok = not any(tag_refused(key, value) for key, value in tags.items())
+    try:
+        cfg = parse_config({"githubScope": "my-org", "tags": tags})
+    except ConfigError as error:
+        assert not aws_ok, error.problems
+        assert {key for key, _ in error.problems} == {"tags"}
+        assert all("pulumi config set --path 'tags." in m for _, m in error.problems)
+        return
+    assert aws_ok
+    assert all(not tag_refused(k, v) for k, v in cfg.all_tags.items())
+
+
+@PROPERTY
+@given(raw=configs)
+def test_the_functions_accept_the_environment_the_program_writes_for_any_accepted_config(raw):
+    try:
+        cfg = parse_config(raw)
+    except ConfigError:
+        assume(False)
+        return
+    args = control_plane_args(
+        cfg,
+        kms_key_arn=LONG_KMS_KEY_ARN,
+        partition="aws-us-gov",
+        region="ap-southeast-7",
+        account_id="123456789012",
+    )
+    environment = function_environment(
+        args,
+        asg_name=cfg.asg_name,
+        kms_key_arn=LONG_KMS_KEY_ARN,
+        queue_url=LONG_QUEUE_URL.format(name=cfg.names.deliveries_queue),
+        ledger_table=cfg.names.ledger_table,
+        partition="aws-us-gov",
+        account_id="123456789012",
+    )
+    functions = Settings.from_env({**environment, "AWS_REGION": "ap-southeast-7"})
+    assert functions.runner_labels == cfg.runner_labels
+    assert functions.asg_name == cfg.asg_name
+    assert functions.limits.max_size == cfg.max_size
+    assert functions.jit_parameter_template == cfg.jit_parameter_template
+    assert not aws_refuses("table", functions.ledger_table)
+
+
+def _accepted_by_the_stack(scope: str) -> bool:
+    try:
+        parse_config({"githubScope": scope})
+    except ConfigError as error:
+        assert {key for key, _ in error.problems} == {"githubScope"}
+        return False
+    return True
+
+
+def _accepted_by_the_functions(scope: str, environment: dict[str, str]) -> bool:
+    try:
+        Settings.from_env({**environment, "FLEET_GITHUB_SCOPE": scope})
+    except SettingsError as error:
+        assert {key for key, _ in error.problems} == {"FLEET_GITHUB_SCOPE"}
+        return False
+    return True
+
+
+def _accepted_locally(scope: str, key_file: str) -> bool:
+    environment = {
+        "FLEET_GITHUB_APP_ID": "1",
+        "FLEET_GITHUB_APP_PRIVATE_KEY_FILE": key_file,
+        "FLEET_GITHUB_SCOPE": scope,
+    }
+    try:
+        load_settings(environment)
+    except FleetError as error:
+        assert "FLEET_GITHUB_SCOPE" in str(error)
+        return False
+    return True
+
+
+@PROPERTY
+@given(
+    scope=st.one_of(
+        scopes,
+        st.text(alphabet="ab-_./:9 ", min_size=1, max_size=12).filter(str.strip),
+        st.sampled_from(["https://github.com/acme", "acme/", "-acme", "a--b", "a/b/c", "a/.."]),
+    )
+)
+def test_the_stack_the_functions_and_the_local_fleet_accept_the_same_scopes(
+    scope, tmp_path_factory
+):
+    key_file = tmp_path_factory.getbasetemp() / "scope-key.pem"
+    key_file.write_text("-----BEGIN RSA PRIVATE KEY-----\nx\n-----END RSA PRIVATE KEY-----\n")
+    environment = function_environment(
+        control_plane_args(
+            parse_config({"githubScope": "acme"}),
+            kms_key_arn=LONG_KMS_KEY_ARN,
+            partition="aws",
+            region="eu-west-1",
+            account_id="123456789012",
+        ),
+        asg_name="runner-fleet-main",
+        kms_key_arn=LONG_KMS_KEY_ARN,
+        queue_url=LONG_QUEUE_URL.format(name="q"),
+        ledger_table="runner-fleet-main-ledger",
+        partition="aws",
+        account_id="123456789012",
+    )
+    environment["AWS_REGION"] = "eu-west-1"
+    # A repository scope takes the Default group on the stack; the functions get it as written.
+    environment["FLEET_RUNNER_GROUP"] = "Default"
+    verdicts = {
+        _accepted_by_the_stack(scope),
+        _accepted_by_the_functions(scope, environment),
+        _accepted_locally(scope, str(key_file)),
+    }
+    assert len(verdicts) == 1, (scope, verdicts)
