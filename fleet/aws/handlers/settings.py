@@ -58,6 +58,8 @@ VARIABLES: dict[str, str] = {
     "FLEET_QUEUED_TOO_LONG_MINUTES": "minutes queued after which a job raises the alarm",
     "FLEET_JIT_RATE_PER_MINUTE": "JIT configs the fleet may create per minute",
     "FLEET_RECONCILE_LOOKBACK_MINUTES": "how far back the reconciler looks for failed deliveries",
+    "FLEET_GITHUB_MODE": "how jobs are learnt: webhook, or scaleSet (a runner scale set)",
+    "FLEET_SCALE_SET_NAME": "the runner scale set's name (scaleSet mode; default: the fleet's)",
 }
 
 DEFAULTS: dict[str, str] = {
@@ -78,7 +80,9 @@ DEFAULTS: dict[str, str] = {
     "FLEET_QUEUED_TOO_LONG_MINUTES": "15",
     "FLEET_JIT_RATE_PER_MINUTE": "150",
     "FLEET_RECONCILE_LOOKBACK_MINUTES": "180",
+    "FLEET_GITHUB_MODE": "webhook",
 }
+GITHUB_MODES = ("webhook", "scaleSet")
 
 
 class SettingsError(ValueError):
@@ -122,6 +126,12 @@ class Settings:
     queued_too_long: timedelta
     jit_rate_per_minute: float
     reconcile_lookback: timedelta
+    github_mode: str = "webhook"
+    scale_set_name: str = ""
+
+    @property
+    def scale_set(self) -> bool:
+        return self.github_mode == "scaleSet"
 
     @property
     def scope(self) -> Scope:
@@ -178,6 +188,12 @@ class Settings:
         queued_too_long = r.number("FLEET_QUEUED_TOO_LONG_MINUTES", int, 1, 10_080)
         jit_rate = r.number("FLEET_JIT_RATE_PER_MINUTE", float, 0.1, 10_000)
         lookback = r.number("FLEET_RECONCILE_LOOKBACK_MINUTES", int, 5, 4320)
+        mode = r.text("FLEET_GITHUB_MODE")
+        if mode and mode not in GITHUB_MODES:
+            r.fail("FLEET_GITHUB_MODE", f"{mode!r} is not one of {', '.join(GITHUB_MODES)}")
+        scale_set_name = (environ.get("FLEET_SCALE_SET_NAME") or "").strip() or name
+        if mode == "scaleSet" and not re.fullmatch(r"[A-Za-z0-9._-]{1,64}", scale_set_name):
+            r.fail("FLEET_SCALE_SET_NAME", f"{scale_set_name!r} is not a valid scale set name")
         limits = FleetLimits()
         if not r.problems:
             try:
@@ -220,6 +236,8 @@ class Settings:
             queued_too_long=timedelta(minutes=queued_too_long),
             jit_rate_per_minute=jit_rate,
             reconcile_lookback=timedelta(minutes=lookback),
+            github_mode=mode,
+            scale_set_name=scale_set_name,
         )
         if r.problems:
             raise SettingsError(r.problems)
