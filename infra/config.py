@@ -39,6 +39,7 @@ SSM_BUCKET_TAG = "runner-fleet-ssm-bucket"
 SECRET_KEYS = ("githubAppId", "githubAppPrivateKey", "githubWebhookSecret")
 
 ARCHITECTURES = ("x86_64", "arm64")
+GITHUB_MODES = ("webhook", "scaleSet")
 SPOT_ALLOCATION_STRATEGIES = (
     "price-capacity-optimized",
     "capacity-optimized",
@@ -278,6 +279,7 @@ KEYS: dict[str, str] = {
     "runnerLabels": "labels the runners register with; jobs select runners by them",
     "runnerGroup": "runner group (organisation scope); 'Default' for repository scope",
     "runnerGroupAllowsPublicRepositories": "let public repositories use the group (risky)",
+    "githubMode": "webhook, or scaleSet: a runner scale set named fleetName, no public webhook",
     "architecture": "x86_64 or arm64; every instance type must match",
     "instanceTypes": "instance types for the mixed instances policy, in priority order",
     "spotPercentage": "share of capacity above the on-demand base that is Spot (0-100)",
@@ -325,6 +327,7 @@ class FleetSettings(_RequiredSettings, total=False):
     runnerLabels: list[str]
     runnerGroup: str
     runnerGroupAllowsPublicRepositories: bool
+    githubMode: Literal["webhook", "scaleSet"]
     architecture: Literal["x86_64", "arm64"]
     instanceTypes: list[str]
     spotPercentage: int
@@ -410,6 +413,7 @@ class FleetConfig:
     runner_vars: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     image_pipeline: bool = True
     image_pipeline_schedule: str = DEFAULT_IMAGE_PIPELINE_SCHEDULE
+    github_mode: str = "webhook"  # or "scaleSet" (docs/control-plane.md)
 
     # Derived names: one place, so IAM, user data and the control plane agree.
 
@@ -710,6 +714,7 @@ def parse_config(raw: Mapping[str, Any]) -> FleetConfig:
         spot_allocation_strategy=r.choice(
             "spotAllocationStrategy", "price-capacity-optimized", SPOT_ALLOCATION_STRATEGIES
         ),
+        github_mode=r.choice("githubMode", "webhook", GITHUB_MODES),
         on_demand_base_capacity=on_demand_base,
         min_size=min_size,
         max_size=max_size,
@@ -1138,6 +1143,7 @@ def read_config(config: Any = None) -> tuple[FleetConfig, GithubAppSecrets]:
 
 _STRING_KEYS = {
     "fleetName",
+    "githubMode",
     "githubScope",
     "runnerGroup",
     "architecture",

@@ -286,6 +286,23 @@ def reaper_policy(r: ControlPlaneResources) -> dict[str, Any]:
     )
 
 
+LISTENER = "listener"  # githubMode scaleSet only
+
+
+def listener_policy(r: ControlPlaneResources) -> dict[str, Any]:
+    """The scale-set listener runs the scaler's cycle in-process: the scaler's permissions,
+    without consuming the deliveries queue, writing its own log group."""
+    policy = scaler_policy(r)
+    statements = []
+    for statement in policy["Statement"]:
+        if statement.get("Sid") == "ConsumeDeliveries":
+            continue
+        if statement.get("Sid") == "WriteOwnLogs":
+            statement = {**statement, "Resource": r.log_group_arn(LISTENER)}
+        statements.append(statement)
+    return {**policy, "Statement": statements}
+
+
 def function_policies(r: ControlPlaneResources) -> dict[str, dict[str, Any]]:
     """Every function's inline policy, by function."""
     return {
@@ -293,6 +310,7 @@ def function_policies(r: ControlPlaneResources) -> dict[str, dict[str, Any]]:
         SCALER: scaler_policy(r),
         LIFECYCLE: lifecycle_policy(r),
         REAPER: reaper_policy(r),
+        **({LISTENER: listener_policy(r)} if LISTENER in r.function_names else {}),
     }
 
 
