@@ -23,6 +23,7 @@ from fleet.core.config.defaults import (
     AMI_FILTERS,
     DEFAULT_INSTANCE_TYPES,
     FLEET_TAG,
+    GITHUB_MODES,
     JIT_INSTANCE_TAG,
     NAMESPACE,
     SECRET_KEYS,
@@ -32,7 +33,9 @@ from fleet.core.config.names import (
     ALARM_SUFFIXES,
     BAKE_FUNCTION,
     CONTROL_PLANE_FUNCTIONS,
+    LISTENER_FUNCTION,
     ResourceNames,
+    control_plane_functions,
 )
 from fleet.core.config.rules import FLEET_NAME, NAME_RULES, tag_text_allowed
 from fleet.core.config.stack import KEYS, ConfigError, FleetConfig, parse_config
@@ -47,8 +50,10 @@ __all__ = [
     "DEFAULT_INSTANCE_TYPES",
     "FLEET_NAME",
     "FLEET_TAG",
+    "GITHUB_MODES",
     "JIT_INSTANCE_TAG",
     "KEYS",
+    "LISTENER_FUNCTION",
     "NAMESPACE",
     "NAME_RULES",
     "SECRET_KEYS",
@@ -58,6 +63,7 @@ __all__ = [
     "FleetSettings",
     "GithubAppSecrets",
     "ResourceNames",
+    "control_plane_functions",
     "image_builder_cron_problem",
     "parse_config",
     "read_config",

@@ -32,7 +32,7 @@ import pulumi_aws as aws
 from infra.alarms import control_plane_alarms
 from infra.config import FLEET_TAG, ResourceNames
 from infra.events import Events
-from infra.functions import FUNCTION_SPECS, LAMBDA_ARCHITECTURE, Functions
+from infra.functions import FUNCTION_SPECS, LAMBDA_ARCHITECTURE, Functions, functions_for
 from infra.iam_functions import FUNCTIONS, SCALER, ControlPlaneResources, function_policies
 from infra.lambda_package import build_lambda_package
 from infra.ledger_table import ledger_table
@@ -80,6 +80,8 @@ class ControlPlaneArgs:
     project_root: Path | None = None
     github_api_url: str = GITHUB_API_URL
     metrics_namespace: str = METRICS_NAMESPACE
+    # "webhook" (a public webhook function) or "scaleSet" (a listener function, no public URL).
+    github_mode: str = "webhook"
 
 
 def function_environment(
@@ -120,6 +122,7 @@ def function_environment(
         "FLEET_BOOT_DEADLINE_MINUTES": str(args.registration_timeout_minutes),
         "FLEET_MAX_LIFETIME_MINUTES": str(args.max_runner_lifetime_minutes),
         "FLEET_JOB_TIMEOUT_MINUTES": str(args.job_timeout_minutes),
+        "FLEET_GITHUB_MODE": args.github_mode,
     }
 
 
@@ -153,7 +156,8 @@ class ControlPlane(pulumi.ComponentResource):
         self.package = build_lambda_package(
             project_root, args.build_dir or project_root / "build", architecture=LAMBDA_ARCHITECTURE
         )
-        function_names = {fn: names.function(fn) for fn in FUNCTIONS}
+        function_names = {fn: names.function(fn) for fn in functions_for(args.github_mode)}
+        function_names.update({fn: names.function(fn) for fn in FUNCTIONS})
         queues = Queues(
             name,
             names,
@@ -175,6 +179,7 @@ class ControlPlane(pulumi.ComponentResource):
             dns_suffix=account.dns_suffix,
             tags=tags,
             parent=self,
+            github_mode=args.github_mode,
         )
         self.functions, self.log_groups = parts.functions, parts.log_groups
         self.webhook_url = parts.webhook_url
@@ -187,6 +192,7 @@ class ControlPlane(pulumi.ComponentResource):
             dead_letters=self.dead_letter_queue,
             tags=tags,
             opts=child,
+            github_mode=args.github_mode,
         )
         self.alarms = control_plane_alarms(
             name,
@@ -197,7 +203,8 @@ class ControlPlane(pulumi.ComponentResource):
             tags=tags,
             opts=child,
         )
-        self.webhook_url_value = self.webhook_url.function_url
+        # scaleSet mode: no webhook function, no public URL.
+        self.webhook_url_value = self.webhook_url.function_url if self.webhook_url else None
         self.queue_url = self.queue.url
         self.dead_letter_queue_url = self.dead_letter_queue.url
         self.ledger_table = self.table.name

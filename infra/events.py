@@ -11,12 +11,14 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from infra.iam_functions import LIFECYCLE, REAPER, SCALER, dead_letter_queue_policy
+from infra.iam_functions import LIFECYCLE, LISTENER, REAPER, SCALER, dead_letter_queue_policy
 
 SCHEDULES = {SCALER: "rate(1 minute)", REAPER: "rate(2 minutes)"}
 LAUNCH_EVENT = "EC2 Instance-launch Lifecycle Action"
 TERMINATE_EVENT = "EC2 Instance-terminate Lifecycle Action"
 SPOT_WARNING_EVENT = "EC2 Spot Instance Interruption Warning"
+# githubMode scaleSet: the listener every minute instead of the scaler (which runs inside it).
+SCALE_SET_SCHEDULES = {LISTENER: "rate(1 minute)", REAPER: "rate(2 minutes)"}
 # Rule key -> the function it starts.
 TARGETS = {
     "scaler-schedule": SCALER,
@@ -56,16 +58,24 @@ class Events:
         dead_letters: aws.sqs.Queue,
         tags: Mapping[str, str],
         opts: pulumi.ResourceOptions,
+        github_mode: str = "webhook",
     ) -> None:
-        self.rules = self._rules(name, fleet_name, asg_name, tags, opts)
-        for key, fn in TARGETS.items():
+        scale_set = github_mode == "scaleSet"
+        schedules = SCALE_SET_SCHEDULES if scale_set else SCHEDULES
+        self.rules = self._rules(name, fleet_name, asg_name, tags, opts, schedules)
+        targets = {f"{fn}-schedule": fn for fn in schedules}
+        targets.update(lifecycle=LIFECYCLE, spot=LIFECYCLE)
+        for key, fn in targets.items():
             rule = self.rules[key]
+            # A listener tick that finds the last run still listening is throttled (one
+            # concurrent execution): drop it, the next minute's tick comes anyway.
+            retry = (0, 60) if fn == LISTENER else (8, 600)
             aws.cloudwatch.EventTarget(
                 f"{name}-{key}-target",
                 rule=rule.name,
                 arn=functions[fn].arn,
                 retry_policy=aws.cloudwatch.EventTargetRetryPolicyArgs(
-                    maximum_event_age_in_seconds=600, maximum_retry_attempts=8
+                    maximum_event_age_in_seconds=retry[1], maximum_retry_attempts=retry[0]
                 ),
                 dead_letter_config=aws.cloudwatch.EventTargetDeadLetterConfigArgs(
                     arn=dead_letters.arn
@@ -93,13 +103,16 @@ class Events:
             opts=opts,
         )
         # Async invocations that fail every retry go to the dead-letter queue too.
-        for fn in (SCALER, LIFECYCLE, REAPER):
+        for fn in (SCALER, LIFECYCLE, REAPER, LISTENER):
+            if fn not in functions:
+                continue
             aws.lambda_.FunctionEventInvokeConfig(
                 f"{name}-{fn}-async",
                 function_name=functions[fn].name,
-                maximum_retry_attempts=2,
-                # A launch hook waits at most 10 minutes for its JIT config.
-                maximum_event_age_in_seconds=600,
+                maximum_retry_attempts=0 if fn == LISTENER else 2,
+                # A launch hook waits at most 10 minutes for its JIT config; a listener tick
+                # is worth nothing a minute late.
+                maximum_event_age_in_seconds=60 if fn == LISTENER else 600,
                 destination_config=aws.lambda_.FunctionEventInvokeConfigDestinationConfigArgs(
                     on_failure=aws.lambda_.FunctionEventInvokeConfigDestinationConfigOnFailureArgs(
                         destination=dead_letters.arn
@@ -115,9 +128,10 @@ class Events:
         asg_name: str,
         tags: Mapping[str, str],
         opts: pulumi.ResourceOptions,
+        schedules: Mapping[str, str],
     ) -> dict[str, aws.cloudwatch.EventRule]:
         rules: dict[str, aws.cloudwatch.EventRule] = {}
-        for fn, expression in SCHEDULES.items():
+        for fn, expression in schedules.items():
             rules[f"{fn}-schedule"] = aws.cloudwatch.EventRule(
                 f"{name}-{fn}-schedule",
                 description=f"runner fleet {fleet_name}: run the {fn}",

@@ -109,6 +109,7 @@ def control_plane_args(
         job_timeout_minutes=cfg.job_timeout_minutes,
         max_runner_lifetime_minutes=cfg.max_runner_lifetime_minutes,
         registration_timeout_minutes=cfg.registration_timeout_minutes,
+        github_mode=cfg.github_mode,
         name_prefix=cfg.names.prefix,
         partition=partition,
         region=region,

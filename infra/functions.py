@@ -11,8 +11,15 @@ from collections.abc import Mapping
 import pulumi
 import pulumi_aws as aws
 
-from infra.config import ResourceNames
-from infra.iam_functions import FUNCTIONS, LIFECYCLE, REAPER, SCALER, WEBHOOK, lambda_trust_policy
+from infra.config import ResourceNames, control_plane_functions
+from infra.iam_functions import (
+    LIFECYCLE,
+    LISTENER,
+    REAPER,
+    SCALER,
+    WEBHOOK,
+    lambda_trust_policy,
+)
 from infra.lambda_package import LambdaPackage
 
 LAMBDA_RUNTIME = "python3.12"
@@ -33,13 +40,26 @@ FUNCTION_SPECS: dict[str, FunctionSpec] = {
     SCALER: FunctionSpec(60, 512, "job ledger and desired capacity"),
     LIFECYCLE: FunctionSpec(60, 256, "JIT configs on launch, runner release on termination"),
     REAPER: FunctionSpec(120, 512, "dead, offline and expired runners; reconciler"),
+    # githubMode scaleSet: holds a session for all but the last 100 s of its 15 minutes.
+    LISTENER: FunctionSpec(900, 512, "runner scale set listener: desired capacity"),
 }
+# One listener at a time: a second would only get 409 from the scale set's one session.
+LISTENER_CONCURRENCY = 1
+
+
+def functions_for(github_mode: str) -> tuple[str, ...]:
+    """The functions a mode deploys: webhook mode the four; scaleSet mode a listener instead
+    of the webhook (no public URL). The config model names and checks the same set
+    (``ResourceNames.functions``)."""
+    return control_plane_functions(github_mode)
 
 
 class Functions:
     """Role, policy, log group and function per entry of ``FUNCTIONS``; children of
     ``parent``. ``policies`` and ``environment`` are Outputs of plain values."""
 
+    # Long on purpose: each function's role, policy, log group and function side by side, in the
+    # order Lambda needs them.
     def __init__(
         self,
         name: str,
@@ -52,11 +72,12 @@ class Functions:
         dns_suffix: str,
         tags: Mapping[str, str],
         parent: pulumi.Resource,
+        github_mode: str = "webhook",
     ) -> None:
         child = pulumi.ResourceOptions(parent=parent)
         self.functions: dict[str, aws.lambda_.Function] = {}
         self.log_groups: dict[str, aws.cloudwatch.LogGroup] = {}
-        for fn in FUNCTIONS:
+        for fn in functions_for(github_mode):
             spec = FUNCTION_SPECS[fn]
             role = aws.iam.Role(
                 f"{name}-{fn}-role",
@@ -91,6 +112,7 @@ class Functions:
                 role=role.arn,
                 timeout=spec.timeout,
                 memory_size=spec.memory,
+                reserved_concurrent_executions=LISTENER_CONCURRENCY if fn == LISTENER else None,
                 environment=aws.lambda_.FunctionEnvironmentArgs(variables=environment),
                 logging_config=aws.lambda_.FunctionLoggingConfigArgs(
                     log_format="JSON", log_group=log_group.name
@@ -102,8 +124,11 @@ class Functions:
 
     def _public_webhook_url(
         self, name: str, child: pulumi.ResourceOptions
-    ) -> aws.lambda_.FunctionUrl:
-        """A function URL open to the internet: the signature check is the authentication."""
+    ) -> aws.lambda_.FunctionUrl | None:
+        """A function URL open to the internet: the signature check is the authentication.
+        None in scaleSet mode (no webhook function)."""
+        if WEBHOOK not in self.functions:
+            return None
         webhook = self.functions[WEBHOOK]
         url = aws.lambda_.FunctionUrl(
             f"{name}-webhook-url",

@@ -13,7 +13,7 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from infra.config import CONTROL_PLANE_FUNCTIONS, FLEET_TAG, JIT_INSTANCE_TAG
+from infra.config import CONTROL_PLANE_FUNCTIONS, FLEET_TAG, JIT_INSTANCE_TAG, LISTENER_FUNCTION
 from infra.iam import asg_arn, service_trust_policy, ssm_parameter_arn
 
 FUNCTIONS = CONTROL_PLANE_FUNCTIONS
@@ -286,6 +286,23 @@ def reaper_policy(r: ControlPlaneResources) -> dict[str, Any]:
     )
 
 
+LISTENER = LISTENER_FUNCTION  # githubMode scaleSet only
+
+
+def listener_policy(r: ControlPlaneResources) -> dict[str, Any]:
+    """The scale-set listener runs the scaler's cycle in-process: the scaler's permissions,
+    without consuming the deliveries queue, writing its own log group."""
+    policy = scaler_policy(r)
+    statements = []
+    for statement in policy["Statement"]:
+        if statement.get("Sid") == "ConsumeDeliveries":
+            continue
+        if statement.get("Sid") == "WriteOwnLogs":
+            statement = {**statement, "Resource": r.log_group_arn(LISTENER)}
+        statements.append(statement)
+    return {**policy, "Statement": statements}
+
+
 def function_policies(r: ControlPlaneResources) -> dict[str, dict[str, Any]]:
     """Every function's inline policy, by function."""
     return {
@@ -293,6 +310,7 @@ def function_policies(r: ControlPlaneResources) -> dict[str, dict[str, Any]]:
         SCALER: scaler_policy(r),
         LIFECYCLE: lifecycle_policy(r),
         REAPER: reaper_policy(r),
+        **({LISTENER: listener_policy(r)} if LISTENER in r.function_names else {}),
     }
 
 

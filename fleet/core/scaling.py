@@ -211,3 +211,19 @@ def decide(
         overdue_busy=tuple(overdue),
         reasons=tuple(reasons),
     )
+
+
+def desired_runners(assigned_jobs: int, *, min_idle: int, max_runners: int) -> int:
+    """A scale set's runner count: ``min(max_runners, min_idle + assigned_jobs)``.
+
+    ``assigned_jobs`` is the service's ``totalAssignedJobs``: jobs GitHub has given the scale
+    set and not finished (running ones included, so a busy runner is always counted).
+    """
+    for name, value in (
+        ("assigned_jobs", assigned_jobs),
+        ("min_idle", min_idle),
+        ("max_runners", max_runners),
+    ):
+        if value < 0:
+            raise ValueError(f"{name} must be >= 0, got {value}")
+    return min(max_runners, min_idle + assigned_jobs)

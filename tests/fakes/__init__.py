@@ -4,7 +4,11 @@
   hook deliveries, injected failures), grown by ``github`` (workflow jobs, re-runs,
   redeliveries played back to a webhook; the integration layer) and by ``github_jobs`` (a job
   broker for the fake runner agent; serve and the e2e layer), with ``runner_agent`` the agent
-  itself; ``payloads`` makes signed ``workflow_job`` deliveries.
+  itself; ``payloads`` makes signed ``workflow_job`` deliveries. Runner scale sets:
+  ``scaleset_github`` (registration, the service and its message queue on the same fake
+  GitHub; state in ``scaleset_service``, admin routes in ``scaleset_routes``) and
+  ``scaleset_agent`` (a step-by-step agent and a threaded loopback server); see
+  docs/scale-sets.md.
 - AWS: ``imds`` (IMDSv2 with the hop limit), ``iam_policy`` (an IAM policy evaluator),
   ``sqs_event_source`` (Lambda's SQS event source mapping), ``moto_dynamodb_speed`` (moto's
   DynamoDB answers without its slow generic serializer).

@@ -53,6 +53,29 @@ class JitConfigError(Exception):
     """GitHub refused the JIT config; retrying soon will not help (see the module docstring)."""
 
 
+def jit_config(rt: Runtime, name: str) -> tuple[str, int]:
+    """A JIT config for runner ``name``: the REST API's (webhook mode) or, in scaleSet mode,
+    the scale set's; returns (encoded config, runner id). A scale-set registration left by an
+    earlier, failed attempt is removed first (a busy one is not: ``JobStillRunning``)."""
+    s = rt.settings
+    if not s.scale_set:
+        group_id = rt.github.runner_group_id(s.runner_group)
+        jit = rt.github.runners.generate_jitconfig(name, s.runner_labels, runner_group_id=group_id)
+        return jit.encoded_jit_config, jit.runner.id
+    service = rt.scale_sets
+    group = service.runner_group(s.runner_group)
+    scale_set = service.get_scale_set(group.id, s.scale_set_name)
+    if scale_set is None or scale_set.id is None:
+        raise TransientLifecycleError(
+            f"scale set {s.scale_set_name!r} does not exist yet: the listener creates it"
+        )
+    stale = service.get_runner_by_name(name)
+    if stale is not None:
+        service.remove_runner(stale.id)
+    scale_jit = service.generate_jit_config(scale_set.id, name)
+    return scale_jit.encoded_jit_config, scale_jit.runner.id
+
+
 def on_launch(detail: dict[str, Any], rt: Runtime) -> dict[str, Any]:
     s = rt.settings
     instance_id = str(detail["EC2InstanceId"])
@@ -67,8 +90,7 @@ def on_launch(detail: dict[str, Any], rt: Runtime) -> dict[str, Any]:
         if any(r.online or r.busy for r in registered):
             rt.group.complete_lifecycle_action(hook, instance_id, token, "CONTINUE")
             return {"instance": instance_id, "result": "already-registered"}
-        group_id = github.runner_group_id(s.runner_group)
-        jit = github.runners.generate_jitconfig(name, s.runner_labels, runner_group_id=group_id)
+        encoded, runner_id = jit_config(rt, name)
     except RateLimitExceeded as exc:
         raise TransientLifecycleError(f"{instance_id}: JIT issuance rate limited: {exc}") from exc
     except GitHubError as exc:
@@ -77,13 +99,13 @@ def on_launch(detail: dict[str, Any], rt: Runtime) -> dict[str, Any]:
         log.error("GitHub refused the JIT config for %s: %s", instance_id, exc)
         rt.metrics.put({"JitConfigFailures": 1})
         raise JitConfigError(f"{instance_id}: {exc}") from exc
-    rt.jit_parameters.put(instance_id, s.instance_arn(instance_id), jit.encoded_jit_config)
+    rt.jit_parameters.put(instance_id, s.instance_arn(instance_id), encoded)
     completed = rt.group.complete_lifecycle_action(hook, instance_id, token, "CONTINUE")
-    log.info("JIT config stored for %s (runner %s, id %s)", instance_id, name, jit.runner.id)
+    log.info("JIT config stored for %s (runner %s, id %s)", instance_id, name, runner_id)
     return {
         "instance": instance_id,
         "result": "jit-config-stored",
-        "runner_id": jit.runner.id,
+        "runner_id": runner_id,
         "hook_completed": completed,
     }
 

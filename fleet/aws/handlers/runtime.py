@@ -32,6 +32,8 @@ from fleet.core.github.app import GitHubApp, InstallationAuth
 from fleet.core.github.auth import AppJwtSigner
 from fleet.core.github.client import GitHubClient, RetryPolicy
 from fleet.core.github.runners import RunnersAPI
+from fleet.core.github.scaleset.service import Clients, ScaleSetService, connect
+from fleet.core.github.scaleset.target import Target
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], None]
@@ -89,6 +91,7 @@ class Runtime:
         self._github_retry = github_retry
         self._lock = threading.Lock()
         self._github: GitHub | None = None
+        self._scale_sets: ScaleSetService | None = None
 
     @classmethod
     def from_env(
@@ -166,6 +169,28 @@ class Runtime:
             if self._github is None:
                 self._github = self._connect()
             return self._github
+
+    @property
+    def scale_sets(self) -> ScaleSetService:
+        """The scale-set service for this fleet's scope, through the same App installation."""
+        github = self.github
+        with self._lock:
+            if self._scale_sets is None:
+                clients = Clients(
+                    session=self._http,
+                    retry=self._github_retry,
+                    sleep=self.sleep,
+                    clock=self.clock,
+                )
+                self._scale_sets = connect(
+                    github.client,
+                    github.installation,
+                    Target.parse(self.settings.github_scope),
+                    clients=clients,
+                    clock=self.clock,
+                    sleep=self.sleep,
+                )
+            return self._scale_sets
 
     def _connect(self) -> GitHub:
         s = self.settings

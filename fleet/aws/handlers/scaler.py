@@ -140,8 +140,11 @@ def scale_in(
     return ScaleInOutcome(terminated=outcome.removed, spared=outcome.spared)
 
 
-def run_cycle(rt: Runtime, *, now: datetime | None = None) -> CycleReport:
-    """One scaling cycle (see the module docstring)."""
+def run_cycle(
+    rt: Runtime, *, now: datetime | None = None, queued: int | None = None
+) -> CycleReport:
+    """One scaling cycle (see the module docstring). ``queued`` replaces the ledger's count of
+    queued jobs (in scaleSet mode the listener has it from the service's statistics)."""
     s = rt.settings
     now = now or rt.now()
     try:
@@ -151,7 +154,7 @@ def run_cycle(rt: Runtime, *, now: datetime | None = None) -> CycleReport:
         rt.metrics.put({"ScaleCyclesSkipped": 1})
         return CycleReport(skipped=f"GitHub unavailable: {exc}")
 
-    decision = decide(view.queued, view.runners, s.limits, now)
+    decision = decide(view.queued if queued is None else queued, view.runners, s.limits, now)
     if view.unprotected_busy:
         rt.group.set_protection(view.unprotected_busy, True)
     outcome = scale_in(rt, view, decision.retire + decision.terminate, decrement=True)
@@ -217,6 +220,10 @@ def handle(event: dict[str, Any], rt: Runtime) -> dict[str, Any]:
             # The batch is safely in the ledger; the scheduled cycle retries the scaling.
             log.exception("scaling cycle failed after recording the batch")
         return {"batchItemFailures": [{"itemIdentifier": m} for m in failures]}
+    if rt.settings.scale_set:
+        # The listener runs every cycle with the scale set's counts; a cycle from the (empty)
+        # ledger would see no demand and retire runners GitHub has assigned jobs to.
+        return {"skipped": "githubMode scaleSet: the listener function runs the cycles"}
     return run_cycle(rt).summary()
 
 

@@ -15,6 +15,10 @@ SSM_BUCKET_TAG = "runner-fleet-ssm-bucket"
 # Tags the program sets itself.
 PROGRAM_TAGS = (FLEET_TAG, "managed-by", SSM_BUCKET_TAG)
 SECRET_KEYS = ("githubAppId", "githubAppPrivateKey", "githubWebhookSecret")
+# How the control plane learns about jobs (stack key githubMode, FLEET_GITHUB_MODE): a public
+# webhook function, or a runner scale set a listener function long-polls (docs/control-plane.md).
+GITHUB_MODES = ("webhook", "scaleSet")
+SCALE_SET_MODE = "scaleSet"
 
 # Official image owners and name patterns; {arch} is amd64 or arm64.
 AMI_FILTERS: dict[str, tuple[str, str]] = {

@@ -295,6 +295,21 @@ def _warm_pool_state(value: Any) -> Any:
     return value
 
 
+def _github_mode(value: Any) -> Any:
+    if isinstance(value, str) and value != "scaleSet" and value.lower() == "scaleset":
+        raise refuse(f"{value!r}: the mode is case-sensitive; did you mean scaleSet?")
+    return value
+
+
+def _scale_set_name(value: str) -> str:
+    if not rules.SCALE_SET_NAME.fullmatch(value):
+        raise refuse(f"{value!r} is not a valid scale set name: {rules.SCALE_SET_NAME_HINT}")
+    return value
+
+
 Tags = Annotated[dict[str, str], Field(strict=False), AfterValidator(_tags)]
 RunnerVars = Annotated[dict[str, Any], Field(strict=False), AfterValidator(_runner_vars)]
 WarmPoolState = Annotated[Literal["Stopped", "Running"], BeforeValidator(_warm_pool_state)]
+# How the control plane learns about jobs: webhooks, or a runner scale set (defaults.GITHUB_MODES).
+GitHubMode = Annotated[Literal["webhook", "scaleSet"], BeforeValidator(_github_mode)]
+ScaleSetName = Annotated[str, AfterValidator(_scale_set_name)]

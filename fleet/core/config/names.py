@@ -3,14 +3,18 @@
 ``ResourceNames`` computes the explicit names (group, hooks, functions, log groups, queues,
 table, alarms, KMS alias, Image Builder resources, SSM parameters) and the logical names
 Pulumi autonames from (IAM roles and instance profiles, EventBridge rules, S3 buckets, the
-launch template). ``name_problems`` checks each one against its rule in ``rules``; the stack
-model refuses a config whose names AWS would refuse, naming the setting to change.
+launch template). Which control plane functions exist depends on ``githubMode``: webhook mode
+deploys a webhook function, scaleSet mode a listener in its place (and schedules the listener
+instead of the scaler), so the names checked are the ones that mode deploys.
+``name_problems`` checks each one against its rule in ``rules``; the stack model refuses a
+config whose names AWS would refuse, naming the setting to change.
 """
 
 from __future__ import annotations
 
 import dataclasses
 
+from fleet.core.config.defaults import SCALE_SET_MODE
 from fleet.core.config.rules import (
     LONGEST_INSTANCE_ID,
     NAME_RULES,
@@ -18,14 +22,31 @@ from fleet.core.config.rules import (
     ssm_parameter_problem,
 )
 
-# The control plane functions (fleet/aws/handlers/<name>.py), one Lambda function each.
+# The control plane functions (fleet/aws/handlers/<name>.py), one Lambda function each, in
+# githubMode webhook (the default).
 CONTROL_PLANE_FUNCTIONS = ("webhook", "scaler", "lifecycle", "reaper")
+# githubMode scaleSet: the scale-set listener (fleet/aws/handlers/listener.py) in place of the
+# webhook function.
+LISTENER_FUNCTION = "listener"
+SCALE_SET_FUNCTIONS = ("scaler", "lifecycle", "reaper", LISTENER_FUNCTION)
 # The image pipeline's function (infra/bake_function.py): starts a bake.
 BAKE_FUNCTION = "bake"
 # Name suffixes of the control plane's alarms (infra/alarms.py).
 ALARM_SUFFIXES = ("dead-letters-not-empty", "jobs-queued-too-long", "boot-failures")
-# The control plane's scheduled functions (infra/events.py).
+# The control plane's scheduled functions (infra/events.py); in scaleSet mode the listener runs
+# the scaler's cycle, and is scheduled in its place.
 SCHEDULED_FUNCTIONS = ("scaler", "reaper")
+SCALE_SET_SCHEDULED_FUNCTIONS = (LISTENER_FUNCTION, "reaper")
+
+
+def control_plane_functions(github_mode: str = "webhook") -> tuple[str, ...]:
+    """The control plane functions ``github_mode`` deploys."""
+    return SCALE_SET_FUNCTIONS if github_mode == SCALE_SET_MODE else CONTROL_PLANE_FUNCTIONS
+
+
+def scheduled_functions(github_mode: str = "webhook") -> tuple[str, ...]:
+    """The control plane functions ``github_mode`` starts on a schedule."""
+    return SCALE_SET_SCHEDULED_FUNCTIONS if github_mode == SCALE_SET_MODE else SCHEDULED_FUNCTIONS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,13 +55,15 @@ class ResourceNames:
 
     ``prefix`` names the resources with explicit names (``<ssmParameterPrefix>-<fleetName>``
     with '/' as '-'); ``parameter_root`` is the fleet's SSM path; ``component`` is the
-    RunnerFleet component's name, which prefixes the logical names of autonamed resources.
+    RunnerFleet component's name, which prefixes the logical names of autonamed resources;
+    ``github_mode`` says which control plane functions exist (``functions``).
     """
 
     prefix: str
     parameter_root: str | None = None
     component: str | None = None
     image_pipeline: bool = True
+    github_mode: str = "webhook"
 
     @classmethod
     def for_fleet(
@@ -50,13 +73,20 @@ class ResourceNames:
         *,
         component: str | None = None,
         image_pipeline: bool = True,
+        github_mode: str = "webhook",
     ) -> ResourceNames:
         return cls(
             prefix=f"{ssm_parameter_prefix.replace('/', '-')}-{fleet_name}",
             parameter_root=f"/{ssm_parameter_prefix}/{fleet_name}",
             component=component or fleet_name,
             image_pipeline=image_pipeline,
+            github_mode=github_mode,
         )
+
+    @property
+    def functions(self) -> tuple[str, ...]:
+        """The control plane functions of this fleet's githubMode."""
+        return control_plane_functions(self.github_mode)
 
     # -- explicit names ------------------------------------------------------------------------
 
@@ -173,8 +203,11 @@ class ResourceNames:
             ("bucket", f"{c}-bundle-bucket"),
             ("bucket", f"{c}-validation-ssm-bucket"),
         ]
-        names += [("iam_role", f"{c}-control-plane-{fn}-role") for fn in CONTROL_PLANE_FUNCTIONS]
-        names += [("event_rule", f"{c}-control-plane-{fn}-schedule") for fn in SCHEDULED_FUNCTIONS]
+        names += [("iam_role", f"{c}-control-plane-{fn}-role") for fn in self.functions]
+        names += [
+            ("event_rule", f"{c}-control-plane-{fn}-schedule")
+            for fn in scheduled_functions(self.github_mode)
+        ]
         return names
 
     # -- all of them ---------------------------------------------------------------------------
@@ -190,7 +223,7 @@ class ResourceNames:
             ("queue", self.dead_letter_queue),
             ("table", self.ledger_table),
         ]
-        for function in (*CONTROL_PLANE_FUNCTIONS, BAKE_FUNCTION):
+        for function in (*self.functions, BAKE_FUNCTION):
             names += [
                 ("function", self.function(function)),
                 ("log_group", self.log_group(function)),

@@ -24,6 +24,12 @@ GITHUB_REPO = re.compile(r"[A-Za-z0-9._-]{1,100}")
 RUNNER_LABEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 RUNNER_LABELS_MAX = 100
 RUNNER_GROUP_MAX_LENGTH = 100
+# A runner scale set's name: what jobs name in `runs-on`, so a label's characters, at most 64.
+SCALE_SET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+SCALE_SET_NAME_HINT = (
+    "use 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit (jobs name it "
+    "in runs-on)"
+)
 GITHUB_API_URL = re.compile(r"https?://[^/\s]+(/\S*)?")
 
 # -- EC2, KMS, accounts -----------------------------------------------------------------------

@@ -29,7 +29,7 @@ from pydantic_settings import (
 from pydantic_settings.sources.utils import parse_env_vars
 
 from fleet.core.config import fields, rules
-from fleet.core.config.defaults import FLEET_TAG, JIT_INSTANCE_TAG
+from fleet.core.config.defaults import FLEET_TAG, JIT_INSTANCE_TAG, SCALE_SET_MODE
 from fleet.core.github.runners import Scope
 from fleet.core.scaling import FleetLimits
 
@@ -203,6 +203,16 @@ class ControlPlaneSettings(_EnvironmentSettings):
         ge=5,
         le=4320,
     )
+    github_mode: fields.GitHubMode = _env(
+        "FLEET_GITHUB_MODE",
+        "how jobs are learnt: webhook, or scaleSet (a runner scale set)",
+        "webhook",
+    )
+    configured_scale_set_name: fields.ScaleSetName | None = _env(
+        "FLEET_SCALE_SET_NAME",
+        "the runner scale set's name (scaleSet mode; default: the fleet's)",
+        None,
+    )
 
     @model_validator(mode="after")
     def _limits_hold(self) -> ControlPlaneSettings:
@@ -235,6 +245,16 @@ class ControlPlaneSettings(_EnvironmentSettings):
     @property
     def reconcile_lookback(self) -> timedelta:
         return timedelta(minutes=self.reconcile_lookback_minutes)
+
+    @property
+    def scale_set(self) -> bool:
+        """githubMode scaleSet: jobs come from a runner scale set's listener, not webhooks."""
+        return self.github_mode == SCALE_SET_MODE
+
+    @property
+    def scale_set_name(self) -> str:
+        """The scale set jobs name in ``runs-on``: FLEET_SCALE_SET_NAME, or the fleet's name."""
+        return self.configured_scale_set_name or self.fleet_name
 
     @property
     def scope(self) -> Scope:

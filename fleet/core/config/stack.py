@@ -26,6 +26,7 @@ from fleet.core.config.defaults import (
     DEFAULT_INSTANCE_TYPES,
     FLEET_TAG,
     NAMESPACE,
+    SCALE_SET_MODE,
     SECRET_KEYS,
 )
 from fleet.core.config.names import ResourceNames
@@ -77,6 +78,10 @@ class FleetConfig(BaseModel):
     )
     runner_group_allows_public_repositories: bool = Field(
         False, description="let public repositories use the group (risky)"
+    )
+    github_mode: fields.GitHubMode = Field(
+        "webhook",
+        description="webhook, or scaleSet: a runner scale set named fleetName, no public webhook",
     )
     architecture: Architecture = Field(
         "x86_64", description="x86_64 or arm64; every instance type must match"
@@ -195,6 +200,11 @@ class FleetConfig(BaseModel):
         return "repo" if "/" in self.github_scope else "org"
 
     @property
+    def scale_set(self) -> bool:
+        """githubMode scaleSet: a listener function and a runner scale set, no webhook."""
+        return self.github_mode == SCALE_SET_MODE
+
+    @property
     def creates_vpc(self) -> bool:
         return not self.subnet_ids
 
@@ -202,7 +212,10 @@ class FleetConfig(BaseModel):
     def names(self) -> ResourceNames:
         """Every AWS resource name of the fleet (validated by parse_config)."""
         return ResourceNames.for_fleet(
-            self.fleet_name, self.ssm_parameter_prefix, image_pipeline=self.image_pipeline
+            self.fleet_name,
+            self.ssm_parameter_prefix,
+            image_pipeline=self.image_pipeline,
+            github_mode=self.github_mode,
         )
 
     @property

@@ -24,6 +24,7 @@ class FleetSettings(_RequiredSettings, total=False):
     runnerLabels: list[str]
     runnerGroup: str
     runnerGroupAllowsPublicRepositories: bool
+    githubMode: Literal["webhook", "scaleSet"]
     architecture: Literal["x86_64", "arm64"]
     instanceTypes: list[str]
     spotPercentage: int

@@ -172,10 +172,14 @@ class GitHubClient:
         auth: TokenSource | None,
         params: Mapping[str, Any] | None = None,
         json: Any = None,
+        headers: Mapping[str, str] | None = None,
+        timeout: float | tuple[float, float] | None = None,
     ) -> requests.Response:
         """Send ``method path`` (path relative to the base URL, or a same-origin absolute URL).
 
-        Returns the response for any status below 400; raises ``GitHubError`` otherwise.
+        ``headers`` add to (or replace) the client's own, ``timeout`` replaces its timeout for
+        this call (a long poll). Returns the response for any status below 400; raises
+        ``GitHubError`` otherwise.
         """
         url, shown = self._url(path)
         method = method.upper()
@@ -184,12 +188,18 @@ class GitHubClient:
         reauthenticated = False
         while True:
             attempt += 1
-            headers = dict(self._headers)
+            sent = dict(self._headers)
             if auth is not None:
-                headers["Authorization"] = f"Bearer {auth.token()}"
+                sent["Authorization"] = f"Bearer {auth.token()}"
+            sent.update(headers or {})
             try:
                 response = self._session.request(
-                    method, url, params=params, json=json, headers=headers, timeout=self._timeout
+                    method,
+                    url,
+                    params=params,
+                    json=json,
+                    headers=sent,
+                    timeout=self._timeout if timeout is None else timeout,
                 )
             except (
                 requests.ConnectionError,
@@ -318,6 +328,7 @@ class GitHubClient:
     @staticmethod
     def _error(method: str, path: str, response: requests.Response) -> GitHubError:
         message, documentation_url, errors = response.reason or "error", None, ()
+        type_name = None
         try:
             body = response.json()
         except ValueError:
@@ -329,6 +340,8 @@ class GitHubClient:
             message = str(body.get("message") or message)
             documentation_url = body.get("documentation_url")
             errors = tuple(body.get("errors") or ())
+            # The Actions service names its exceptions (``JobStillRunningException``).
+            type_name = body.get("typeName")
         cls = ERROR_BY_STATUS.get(response.status_code)
         if cls is None:
             cls = GitHubServerError if response.status_code >= 500 else GitHubError
@@ -340,6 +353,7 @@ class GitHubClient:
             documentation_url=documentation_url,
             request_id=response.headers.get("x-github-request-id"),
             errors=errors,
+            type_name=str(type_name) if type_name else None,
         )
 
     def _rate_limit_wait(

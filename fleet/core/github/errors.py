@@ -21,6 +21,7 @@ class GitHubError(Exception):
         documentation_url: str | None = None,
         request_id: str | None = None,
         errors: tuple[Any, ...] = (),
+        type_name: str | None = None,
     ) -> None:
         self.method = method
         self.path = path
@@ -29,6 +30,7 @@ class GitHubError(Exception):
         self.documentation_url = documentation_url
         self.request_id = request_id
         self.errors = errors
+        self.type_name = type_name  # the Actions service's exception name, if it sent one
         super().__init__(str(self))
 
     def __str__(self) -> str:

@@ -1,0 +1,149 @@
+"""The AWS control plane in ``githubMode: scaleSet``: the listener function against moto (IAM
+enforced, with the scaler's policy) and the FAKE scale-set service on loopback.
+
+Jobs queued at the fake GitHub for the scale set raise the group's desired capacity through
+the listener; the session is closed before the run's budget ends; new instances get
+scale-set JIT configs; the scheduled scaler stands aside; webhook mode has no listener.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import ExitStack
+from typing import Any
+
+import pytest
+from moto import mock_aws
+from moto.core.authorization import enable_iam_authentication
+
+from fleet.aws.adapters.clients import DEFAULT_CONFIG, aws_clients
+from fleet.aws.handlers import lifecycle, listener, scaler
+from fleet.aws.handlers.runtime import Runtime
+from fleet.aws.handlers.settings import Settings
+from tests.fakes.scaleset_agent import StepAgent, threaded_server
+from tests.fakes.scaleset_github import FakeGitHubWithScaleSets
+from tests.integration import moto_asg
+from tests.integration.harness import (
+    APP_ID,
+    FLEET,
+    GROUP_ID,
+    INSTALLATION_ID,
+    ORG,
+    REGION,
+    AwsWorld,
+    OffsetClock,
+    fleet_environment,
+)
+from tests.integration.moto_iam import PolicyEnforcer
+
+pytestmark = pytest.mark.integration
+
+ACCOUNT = "123456789012"
+
+
+class World:
+    def __init__(self, aws: AwsWorld, github: FakeGitHubWithScaleSets, clock: OffsetClock):
+        self.aws, self.github, self.clock = aws, github, clock
+
+    def runtime(self, function: str, **env: Any) -> Runtime:
+        environment = fleet_environment(self.aws, self.github.base_url, **env)
+        session = self.aws.function_sessions[function]
+        clients = aws_clients(session, region=REGION, config=DEFAULT_CONFIG)
+        return Runtime(
+            Settings.from_env(environment), clients, clock=self.clock, sleep=self.clock.sleep
+        )
+
+
+@pytest.fixture
+def world(app_keys: tuple[str, bytes], aws_sleeps: list[float]) -> Iterator[World]:
+    with ExitStack() as stack, threaded_server() as server:
+        stack.enter_context(mock_aws())
+        enforcer = PolicyEnforcer(ACCOUNT, REGION)
+        stack.enter_context(enforcer.installed())
+        stack.enter_context(moto_asg.patched(moto_asg.LifecycleActions()))
+        clock = OffsetClock()
+        github = FakeGitHubWithScaleSets(
+            server=server, app_id=APP_ID, public_key=app_keys[1], clock=clock
+        )
+        github.scalesets.hold_seconds = 0.1
+        github.install(ORG, INSTALLATION_ID)
+        github.add_group(ORG, "runner-fleet", group_id=GROUP_ID)
+        aws = AwsWorld(enforcer, app_keys[0], max_size=10)
+        stack.enter_context(enable_iam_authentication())
+        yield World(aws, github, clock)
+
+
+SCALE_SET = {"FLEET_GITHUB_MODE": "scaleSet"}
+
+
+def listen(world: World, polls: int) -> dict[str, Any]:
+    rt = world.runtime("scaler", **SCALE_SET)  # the listener runs with the scaler's policy
+    budget = listener.LISTEN_MARGIN_SECONDS + 600
+    return listener.handle({}, rt, remaining_seconds=budget, max_polls=polls)
+
+
+def test_jobs_for_the_scale_set_raise_the_groups_desired_capacity(world):
+    jobs = [
+        world.github.queue_job("true", labels=(FLEET,), repository=f"{ORG}/app") for _ in range(3)
+    ]
+    result = listen(world, polls=2)
+    assert result["session_closed"] and len(result["acquired"]) == 3
+    assert world.aws.group()["DesiredCapacity"] == 3
+    record = next(iter(world.github.scalesets.scale_sets.values()))
+    assert (record.name, record.runner_group_id, record.scope) == (FLEET, GROUP_ID, ORG)
+    assert world.github.scalesets.sessions == {}
+    assert all(world.github.scalesets.job_of(j.id).state == "assigned" for j in jobs)
+
+
+def test_a_second_run_adopts_the_scale_set_and_sees_completions(world):
+    job = world.github.queue_job("true", labels=(FLEET,), repository=f"{ORG}/app")
+    listen(world, polls=2)
+    rt = world.runtime("lifecycle", **SCALE_SET)
+    encoded, runner_id = lifecycle.jit_config(rt, f"{FLEET}-i-0abc")
+    runner = world.github._find_runner(runner_id)
+    assert runner is not None and runner["runnerScaleSetId"] == 1
+    agent = StepAgent(encoded)
+    agent.online()
+    assert agent.take_job()["id"] == job.id
+    agent.finish(0)
+    result = listen(world, polls=2)
+    assert result["scale_set_id"] == 1 and len(world.github.scalesets.scale_sets) == 1
+    assert world.github.jobs[job.id].status == "completed"
+    assert world.github.scalesets.statistics(1)["totalAssignedJobs"] == 0
+    # Nothing more is asked for; the instance launched for the job is still booting (it never
+    # registers here) and is kept until its boot deadline, as core.scaling.decide does.
+    assert world.aws.group()["DesiredCapacity"] == 1
+
+
+def test_a_jit_config_before_the_scale_set_exists_is_a_transient_error(world):
+    rt = world.runtime("lifecycle", **SCALE_SET)
+    with pytest.raises(lifecycle.TransientLifecycleError, match="does not exist yet"):
+        lifecycle.jit_config(rt, f"{FLEET}-i-0abc")
+
+
+def test_a_stale_scale_set_registration_is_replaced(world):
+    listen(world, polls=1)
+    rt = world.runtime("lifecycle", **SCALE_SET)
+    _, first = lifecycle.jit_config(rt, f"{FLEET}-i-0abc")
+    _, second = lifecycle.jit_config(rt, f"{FLEET}-i-0abc")
+    assert first != second and world.github._find_runner(first) is None
+
+
+def test_the_scheduled_scaler_stands_aside_and_webhook_mode_has_no_listener(world):
+    rt = world.runtime("scaler", **SCALE_SET)
+    assert (
+        "listener function runs the cycles"
+        in scaler.handle({"source": "aws.events"}, rt)["skipped"]
+    )
+    webhook = world.runtime("scaler")
+    assert "no listener" in listener.handle({}, webhook, remaining_seconds=900)["skipped"]
+    assert "too little" in listener.handle({}, rt, remaining_seconds=60)["skipped"]
+
+
+def test_the_run_stops_listening_before_the_functions_timeout(world):
+    rt = world.runtime("scaler", **SCALE_SET)
+    world.github.scalesets.hold_seconds = 0.0
+    start = world.clock()
+    result = listener.handle({}, rt, remaining_seconds=listener.LISTEN_MARGIN_SECONDS + 5)
+    assert result["ended"] == "deadline" and result["session_closed"]
+    assert world.clock() - start < listener.LISTEN_MARGIN_SECONDS
