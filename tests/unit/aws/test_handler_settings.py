@@ -95,6 +95,7 @@ def test_the_functions_default_to_what_the_stack_defaults_to():
         "warm_idle": "warm_idle",
         "runner_group": "runner_group",
         "allow_public_repositories": "runner_group_allows_public_repositories",
+        "github_mode": "github_mode",
     }
     for function_field, stack_field in pairs.items():
         assert functions[function_field].default == stack[stack_field].default, function_field
@@ -115,6 +116,11 @@ def test_the_functions_default_to_what_the_stack_defaults_to():
         ("FLEET_JIT_PARAMETER_TEMPLATE", "/f/" + "x/" * 14 + "{instance_id}", "SSM allows 15"),
         ("FLEET_RUNNER_LABELS", "linux,Linux", "case-insensitively"),
         ("FLEET_BOOT_DEADLINE_MINUTES", "2", "2 is outside 5-120"),
+        ("FLEET_GITHUB_MODE", "poll", "'poll' is not one of webhook, scaleSet"),
+        ("FLEET_GITHUB_MODE", "scaleset", "case-sensitive; did you mean scaleSet?"),
+        ("FLEET_SCALE_SET_NAME", "-fleet", "not a valid scale set name"),
+        ("FLEET_SCALE_SET_NAME", "s" * 65, "1-64 letters"),
+        ("FLEET_SCALE_SET_NAME", "my fleet", "runs-on"),
     ],
 )
 def test_names_and_numbers_aws_or_the_stack_would_refuse_are_refused(variable, value, message):
@@ -122,3 +128,16 @@ def test_names_and_numbers_aws_or_the_stack_would_refuse_are_refused(variable, v
         Settings.from_env({**ENV, variable: value})
     assert [name for name, _ in caught.value.problems] == [variable]
     assert message in caught.value.problems[0][1]
+
+
+def test_webhook_mode_is_the_default_and_the_scale_set_is_named_after_the_fleet():
+    settings = Settings.from_env(ENV)
+    assert (settings.github_mode, settings.scale_set) == ("webhook", False)
+    assert settings.scale_set_name == "main"
+    scale_set = Settings.from_env({**ENV, "FLEET_GITHUB_MODE": "scaleSet"})
+    assert (scale_set.github_mode, scale_set.scale_set) == ("scaleSet", True)
+    assert scale_set.scale_set_name == "main"
+    named = Settings.from_env(
+        {**ENV, "FLEET_GITHUB_MODE": "scaleSet", "FLEET_SCALE_SET_NAME": " linux-x64.big "}
+    )
+    assert named.scale_set_name == "linux-x64.big"

@@ -2,7 +2,8 @@
 
 - Accepted configs yield only names AWS accepts: every explicit name, every SSM parameter,
   every autonamed logical name (with Pulumi's suffix) and every tag, judged by the rules of
-  tests/unit/infra/test_infra_names.py (written from the API references, not from the model).
+  tests/unit/infra/test_infra_names.py (written from the API references, not from the model),
+  in either githubMode (scaleSet: the listener's function, log group, role and schedule).
 - A config whose derived names AWS would refuse is refused, naming the setting to change
   (ssmParameterPrefix), the kind of name, AWS's limit and the `pulumi config set` that fixes it.
 - Tags are accepted exactly when every tagging service accepts them.
@@ -28,6 +29,7 @@ from test_infra_names import (
 )
 
 from fleet.aws.handlers.settings import Settings, SettingsError
+from fleet.core.config.names import ResourceNames, name_problems
 from fleet.core.config.rules import AUTONAME_SUFFIX
 from fleet.errors import FleetError
 from fleet.local.registration import load_settings
@@ -85,6 +87,7 @@ configs = st.fixed_dictionaries(
         "architecture": st.sampled_from(["x86_64", "arm64"]),
         "imagePipeline": st.booleans(),
         "maxSize": st.integers(1, 1000),
+        "githubMode": st.sampled_from(["webhook", "scaleSet"]),
         "tags": st.dictionaries(
             st.from_regex(r"[A-Za-z][A-Za-z0-9 _.:/=+@-]{0,40}", fullmatch=True).filter(
                 lambda k: not k.lower().startswith("aws:") and k not in ("runner-fleet",)
@@ -142,6 +145,63 @@ NAMESPACE_KEY = "runner-fleet:ssmParameterPrefix"
 
 
 @PROPERTY
+@given(fleet=fleet_names, prefix=prefixes, mode=st.sampled_from(["webhook", "scaleSet"]))
+def test_the_listener_function_is_named_and_checked_exactly_in_scale_set_mode(fleet, prefix, mode):
+    names = ResourceNames.for_fleet(fleet, prefix, github_mode=mode)
+    listener = names.function("listener")
+    checked = names.every_name()
+    assert (("function", listener) in checked) == (mode == "scaleSet")
+    assert (("function", names.function("webhook")) in checked) == (mode == "webhook")
+    assert (("log_group", names.log_group("listener")) in checked) == (mode == "scaleSet")
+    autonamed = names.autonamed()
+    assert (("event_rule", f"{fleet}-control-plane-listener-schedule") in autonamed) == (
+        mode == "scaleSet"
+    )
+    assert (("event_rule", f"{fleet}-control-plane-scaler-schedule") in autonamed) == (
+        mode == "webhook"
+    )
+    # A listener name Lambda refuses (over 64 characters) is a problem of these names.
+    refused = {name for _, name, _ in name_problems(names)}
+    if mode == "scaleSet":
+        assert (listener in refused) == (len(listener) > 64), listener
+    else:
+        assert listener not in refused
+
+
+@PROPERTY
+@given(fleet=fleet_names, extra=st.integers(1, 300))
+def test_a_prefix_too_long_for_the_listener_is_refused_naming_the_limit(fleet, extra):
+    # <prefix>-<fleet>-listener is one character shorter than <prefix>-<fleet>-lifecycle: the
+    # fix the message gives (shorten by the lifecycle name's excess) makes both fit.
+    prefix = "p" * (64 - len(f"-{fleet}-listener") + extra)
+    raw = {"githubScope": "my-org", "fleetName": fleet, "ssmParameterPrefix": prefix}
+    with pytest.raises(ConfigError) as raised:
+        parse_config({**raw, "githubMode": "scaleSet"})
+    (message,) = [m for _, m in raised.value.problems if "Lambda function name" in m]
+    assert "AWS allows 1-64" in message
+    assert f"by at least {extra + 1} character" in message
+    shorter = {**raw, "ssmParameterPrefix": prefix[: len(prefix) - extra - 1]}
+    fixed = parse_config({**shorter, "githubMode": "scaleSet"})
+    assert not aws_refuses("function", fixed.names.function("listener"))
+
+
+@PROPERTY
+@given(
+    mode=st.text(alphabet=string.ascii_letters + "-_ ", max_size=12).filter(
+        lambda m: m.strip() not in ("", "webhook", "scaleSet")
+    )
+)
+def test_a_github_mode_other_than_the_two_is_refused_with_the_fix(mode):
+    with pytest.raises(ConfigError) as raised:
+        parse_config({"githubScope": "my-org", "githubMode": mode})
+    assert [key for key, _ in raised.value.problems] == ["githubMode"]
+    assert "pulumi config set githubMode webhook|scaleSet" in str(raised.value)
+    with pytest.raises(SettingsError) as refused:
+        Settings.from_env({**program_environment(), "FLEET_GITHUB_MODE": mode})
+    assert [key for key, _ in refused.value.problems] == ["FLEET_GITHUB_MODE"]
+
+
+@PROPERTY
 @given(tags=st.dictionaries(tag_text.filter(bool), tag_text, min_size=1, max_size=3))
 def test_tags_are_accepted_exactly_when_every_tagging_service_accepts_them(tags):
     assume("runner-fleet" not in tags)
@@ -187,6 +247,29 @@ def test_the_functions_accept_the_environment_the_program_writes_for_any_accepte
     assert functions.limits.max_size == cfg.max_size
     assert functions.jit_parameter_template == cfg.jit_parameter_template
     assert not aws_refuses("table", functions.ledger_table)
+    # The mode reaches the functions, and the scale set is the one jobs name: the fleet's name.
+    assert (functions.github_mode, functions.scale_set) == (cfg.github_mode, cfg.scale_set)
+    assert functions.scale_set_name == cfg.fleet_name
+
+
+def program_environment() -> dict[str, str]:
+    """The functions' environment the program writes for the stack {githubScope: acme}."""
+    environment = function_environment(
+        control_plane_args(
+            parse_config({"githubScope": "acme"}),
+            kms_key_arn=LONG_KMS_KEY_ARN,
+            partition="aws",
+            region="eu-west-1",
+            account_id="123456789012",
+        ),
+        asg_name="runner-fleet-main",
+        kms_key_arn=LONG_KMS_KEY_ARN,
+        queue_url=LONG_QUEUE_URL.format(name="q"),
+        ledger_table="runner-fleet-main-ledger",
+        partition="aws",
+        account_id="123456789012",
+    )
+    return {**environment, "AWS_REGION": "eu-west-1"}
 
 
 def _accepted_by_the_stack(scope: str) -> bool:
@@ -234,22 +317,7 @@ def test_the_stack_the_functions_and_the_local_fleet_accept_the_same_scopes(
 ):
     key_file = tmp_path_factory.getbasetemp() / "scope-key.pem"
     key_file.write_text("-----BEGIN RSA PRIVATE KEY-----\nx\n-----END RSA PRIVATE KEY-----\n")
-    environment = function_environment(
-        control_plane_args(
-            parse_config({"githubScope": "acme"}),
-            kms_key_arn=LONG_KMS_KEY_ARN,
-            partition="aws",
-            region="eu-west-1",
-            account_id="123456789012",
-        ),
-        asg_name="runner-fleet-main",
-        kms_key_arn=LONG_KMS_KEY_ARN,
-        queue_url=LONG_QUEUE_URL.format(name="q"),
-        ledger_table="runner-fleet-main-ledger",
-        partition="aws",
-        account_id="123456789012",
-    )
-    environment["AWS_REGION"] = "eu-west-1"
+    environment = program_environment()
     # A repository scope takes the Default group on the stack; the functions get it as written.
     environment["FLEET_RUNNER_GROUP"] = "Default"
     verdicts = {

@@ -96,9 +96,20 @@ def environment_bytes(cfg: FleetConfig) -> int:
     return len(json.dumps(variables, ensure_ascii=False).encode("utf-8"))
 
 
+# The functions each githubMode deploys (infra/functions.py): scaleSet a listener, no webhook.
+MODE_FUNCTIONS = {
+    "webhook": ("webhook", "scaler", "lifecycle", "reaper"),
+    "scaleSet": ("listener", "scaler", "lifecycle", "reaper"),
+}
+
+
 def assert_aws_accepts_everything(cfg: FleetConfig) -> None:
     for kind, name in cfg.names.every_name():
         assert not aws_refuses(kind, name), (kind, name)
+    # ...and those names include every function the mode deploys (so each one was judged).
+    functions = {name for kind, name in cfg.names.every_name() if kind == "function"}
+    deployed = {f"{cfg.asg_name}-{fn}" for fn in MODE_FUNCTIONS[cfg.github_mode]}
+    assert deployed <= functions, (deployed, functions)
     for name in cfg.parameter_names:
         assert not ssm_refuses(name), name
     for key, value in cfg.all_tags.items():
@@ -127,6 +138,7 @@ configs = st.fixed_dictionaries(
         "tags": st.dictionaries(
             st.text(min_size=1, max_size=130), st.text(max_size=260), max_size=4
         ),
+        "githubMode": st.sampled_from(["webhook", "scaleSet"]),
     },
 )
 
@@ -147,14 +159,21 @@ def test_any_accepted_config_yields_only_names_aws_accepts(raw):
     assert_aws_accepts_everything(cfg)
 
 
+@pytest.mark.parametrize("mode", ["webhook", "scaleSet"])
 @pytest.mark.parametrize(
     ("fleet", "prefix_length"),
     [("main", 49), ("f" * 24, 29), ("ab", 51)],
 )
-def test_the_longest_accepted_prefix_is_the_longest_aws_takes(fleet, prefix_length):
-    # The longest function name (<prefix>-<fleet>-lifecycle) is exactly 64 characters here.
+def test_the_longest_accepted_prefix_is_the_longest_aws_takes(fleet, prefix_length, mode):
+    # The longest function name (<prefix>-<fleet>-lifecycle) is exactly 64 characters here,
+    # in either mode (the listener's name is one character shorter).
     at_limit = parse_config(
-        {"githubScope": "my-org", "fleetName": fleet, "ssmParameterPrefix": "p" * prefix_length}
+        {
+            "githubScope": "my-org",
+            "fleetName": fleet,
+            "ssmParameterPrefix": "p" * prefix_length,
+            "githubMode": mode,
+        }
     )
     assert_aws_accepts_everything(at_limit)
     assert max(len(name) for kind, name in at_limit.names.every_name() if kind == "function") == 64
@@ -164,6 +183,7 @@ def test_the_longest_accepted_prefix_is_the_longest_aws_takes(fleet, prefix_leng
                 "githubScope": "my-org",
                 "fleetName": fleet,
                 "ssmParameterPrefix": "p" * (prefix_length + 1),
+                "githubMode": mode,
             }
         )
 
@@ -177,6 +197,7 @@ def test_the_largest_label_set_accepted_fits_the_function_environment():
             "ssmParameterPrefix": "p" * 29,
             "runnerGroup": "g" * 100,
             "runnerLabels": labels,
+            "githubMode": "scaleSet",  # the longer of the two values
         }
     )
     assert 3000 < environment_bytes(cfg) <= 4096
@@ -209,9 +230,14 @@ AUTONAMED_LIMITS = {
     "aws:ec2/launchTemplate:LaunchTemplate": 128,
 }
 LONGEST = {"fleetName": "f" * 24, "ssmParameterPrefix": "p" * 29}
+SCALE_SET = {"githubMode": "scaleSet"}
 
 
-@pytest.mark.parametrize("overrides", [{}, LONGEST], ids=["example", "longest names"])
+@pytest.mark.parametrize(
+    "overrides",
+    [{}, LONGEST, {**LONGEST, **SCALE_SET}],
+    ids=["example", "longest names", "longest names, scaleSet"],
+)
 def test_every_name_the_program_sends_is_one_the_config_derived(build_graph, overrides):
     graph = build_graph(overrides)
     cfg = parse_config({**example_settings(), **overrides})
@@ -228,9 +254,10 @@ def test_every_name_the_program_sends_is_one_the_config_derived(build_graph, ove
     assert hooks == {cfg.launch_hook_name, cfg.terminate_hook_name}
 
 
-def test_autonamed_resources_fit_with_the_longest_fleet_name(build_graph):
-    graph = build_graph(LONGEST)
-    cfg = parse_config({**example_settings(), **LONGEST})
+@pytest.mark.parametrize("mode", [{}, SCALE_SET], ids=["webhook", "scaleSet"])
+def test_autonamed_resources_fit_with_the_longest_fleet_name(build_graph, mode):
+    graph = build_graph({**LONGEST, **mode})
+    cfg = parse_config({**example_settings(), **LONGEST, **mode})
     # The logical names Pulumi autonames from are the ones the config derived and checked
     # (ResourceNames.autonamed): roles, instance profiles, rules and buckets.
     checked = {"aws:iam/role:Role", "aws:iam/instanceProfile:InstanceProfile"}
