@@ -6,6 +6,7 @@ engine through testcontainers and works without a registry (see canary_images).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -20,6 +21,7 @@ import pytest
 
 canary_env.configure()  # must run before anything imports testcontainers
 
+from canary_dind import busybox_image_tar  # noqa: E402
 from canary_postgres import (  # noqa: E402
     PostgresContainer,
     WorkerDatabase,
@@ -28,7 +30,18 @@ from canary_postgres import (  # noqa: E402
 )
 
 BUSYBOX_ENV = "FLEET_CANARY_BUSYBOX"
+BUSYBOX_REPOSITORY = "fleet-canary/busybox"
 MAX_AUTO_WORKERS = 4
+
+
+DIST_ENV = "FLEET_CANARY_DIST"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Tell the workers how the controller distributes tests (a worker's own ``--dist`` is
+    always ``no``); they inherit the environment when xdist starts them."""
+    if not hasattr(config, "workerinput"):
+        os.environ[DIST_ENV] = str(config.getoption("dist", "no"))
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -67,6 +80,17 @@ def busybox_binary() -> Path:
         f"or set {BUSYBOX_ENV}"
     )
     return path
+
+
+@pytest.fixture(scope="session")
+def busybox_image(docker_client: docker.DockerClient, busybox_binary: Path) -> str:
+    """A busybox-only image on the host's engine, imported once (no registry needed)."""
+    data = busybox_image_tar(busybox_binary)
+    tag = hashlib.sha256(data).hexdigest()[:12]
+    with canary_images.build_lock(BUSYBOX_REPOSITORY):
+        if not canary_images.has_image(docker_client, f"{BUSYBOX_REPOSITORY}:{tag}"):
+            docker_client.api.import_image_from_data(data, repository=BUSYBOX_REPOSITORY, tag=tag)
+    return f"{BUSYBOX_REPOSITORY}:{tag}"
 
 
 @pytest.fixture(scope="session")
