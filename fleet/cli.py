@@ -117,8 +117,8 @@ def _validate(args: argparse.Namespace) -> int:
             hint="run validate again when a job has finished, or `python -m fleet scale N`",
         )
     outcome = fleet.validate(hosts, args.junit, canary=not args.no_canary)
-    rows = [{"check": c.name, "runner": c.host, "result": c.outcome} for c in outcome.checks]
-    print(table(rows, ["check", "runner", "result"]))
+    rows = [{"runner": c.host, "check": c.text, "result": c.outcome} for c in outcome.checks]
+    print(table(rows, ["runner", "check", "result"]))
     counts = outcome.counts()
     print(
         f"\n{counts['passed']} passed, {counts['failed'] + counts['error']} failed"

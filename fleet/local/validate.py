@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -42,10 +43,18 @@ def local_host_spec(container: str) -> str:
 
 @dataclass
 class CheckResult:
-    name: str
+    name: str  # the pytest test id's function part, as in the JUnit report
     host: str
     outcome: str  # passed | failed | error | skipped
     message: str = ""
+    sentence: str = ""  # what the check proves, in words (its docstring's first line)
+    group: str = ""  # its module in words: docker engine, toolchain, canary, ...
+    seconds: float = 0.0
+
+    @property
+    def text(self) -> str:
+        """The row a person reads: the sentence, else the test's name in words."""
+        return self.sentence or self.name.removeprefix("test_").replace("_", " ")
 
 
 @dataclass
@@ -78,25 +87,43 @@ def _host_of(param: str, hosts: list[str]) -> str:
     return param.split("://", 1)[-1]
 
 
+# test_x[docker://name], or test_x[docker://name]@group (xdist's loadgroup adds the group).
+_TEST_ID = re.compile(r"^(?P<name>[^\[]+)(\[(?P<param>.*)\])?(@[^\[\]@]+)?$")
+
+
+def _outcome(case: ET.Element) -> tuple[str, str]:
+    for tag in ("failure", "error", "skipped"):
+        element = case.find(tag)
+        if element is not None:
+            return ("failed" if tag == "failure" else tag), (element.get("message") or "").strip()
+    return "passed", ""
+
+
 def parse_junit(path: Path, hosts: list[str] | None = None) -> list[CheckResult]:
-    """Checks from a JUnit XML written by pytest; the host comes from the test id."""
+    """Checks from a JUnit XML written by pytest. The suite records each check's sentence,
+    host and group as properties (tests/runner/conftest.py); the test id is the fallback."""
     checks = []
     # Our own child pytest wrote this file: not untrusted input.
     for case in ET.parse(path).getroot().iter("testcase"):  # noqa: S314
-        name = case.get("name", "")
-        host = ""
-        # testinfra parametrizes checks with the host: test_x[docker://name]
-        if "[" in name and name.endswith("]"):
-            name, _, param = name[:-1].partition("[")
-            host = _host_of(param, hosts or [])
-        outcome, message = "passed", ""
-        for tag in ("failure", "error", "skipped"):
-            element = case.find(tag)
-            if element is not None:
-                outcome = "failed" if tag == "failure" else tag
-                message = (element.get("message") or "").strip()
-                break
-        checks.append(CheckResult(name=name, host=host, outcome=outcome, message=message))
+        match = _TEST_ID.match(case.get("name", ""))
+        name = match["name"] if match else case.get("name", "")
+        param = match["param"] if match and match["param"] else ""
+        properties = {
+            p.get("name", ""): p.get("value", "") for p in case.iter("property") if p.get("name")
+        }
+        host_id = properties.get("host") or param
+        outcome, message = _outcome(case)
+        checks.append(
+            CheckResult(
+                name=name,
+                host=_host_of(host_id, hosts or []) if host_id else "",
+                outcome=outcome,
+                message=message,
+                sentence=properties.get("check", ""),
+                group=properties.get("group", ""),
+                seconds=float(case.get("time") or 0),
+            )
+        )
     return checks
 
 

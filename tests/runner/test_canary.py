@@ -89,7 +89,9 @@ def canary(
 
 
 def test_the_canary_suite_passes(canary: CanaryRun) -> None:
-    """pytest -n auto with testcontainers, PostgreSQL, DinD over TLS (property 20) and
+    """The canary suite passes as the runner user with pytest -n auto.
+
+    pytest -n auto with testcontainers, PostgreSQL, DinD over TLS (property 20) and
     worker isolation: every test passed, none failed, errored or was skipped."""
     assert canary.exit_code == 0, f"the canary exited {canary.exit_code}:\n{canary.tail()}"
     summary = canary.stdout.strip().splitlines()[-1]
@@ -100,10 +102,14 @@ def test_the_canary_suite_passes(canary: CanaryRun) -> None:
 
 
 def test_the_canary_leaves_no_anonymous_volumes(canary: CanaryRun) -> None:
-    """Property 23: DinD and database containers took their volumes with them."""
+    """The canary suite leaves no anonymous volumes behind.
+
+    Property 23: DinD and database containers took their volumes with them."""
     assert canary.volumes_after - canary.volumes_before == frozenset()
 
 
 def test_the_canary_leaves_no_containers(canary: CanaryRun) -> None:
-    """Every container the canary started was removed by its `with` blocks and fixtures."""
+    """The canary suite leaves no containers behind.
+
+    Every container the canary started was removed by its `with` blocks and fixtures."""
     assert canary.containers_after - canary.containers_before == frozenset()
