@@ -10,6 +10,7 @@ Expected values come from the roles' variables (role_vars); the canary suite alw
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -22,6 +23,12 @@ from role_vars import RoleVars, facts_from_os_release, is_role_variable, load_ov
 from testinfra.host import Host
 
 docker_session.register()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if config.getoption("--benchmark-store") and config.getoption("--benchmark-dir") is None:
+        raise pytest.UsageError("--benchmark-store needs --benchmark-dir (where reports go)")
+
 
 DEFAULT_CANARY_TIMEOUT = 900
 FALLBACK_JOB_IMAGE = "debian:trixie-slim"
@@ -50,6 +57,26 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=[],
         metavar="CIDR",
         help="a network the engine's address pools must not overlap (repeatable)",
+    )
+    group.addoption(
+        "--benchmark-dir",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="write each host's pytest-benchmark report (the performance set) here",
+    )
+    group.addoption(
+        "--benchmark-store",
+        default=None,
+        metavar="URL",
+        help="compare each host with the fleet's baseline kept here (a directory or "
+        "s3://BUCKET/PREFIX) and record its report; needs --benchmark-dir",
+    )
+    group.addoption(
+        "--benchmark-fleet",
+        default=os.environ.get("FLEET_NAME", "fleet"),
+        metavar="NAME",
+        help="the fleet's name in the benchmark history (default: $FLEET_NAME, else fleet)",
     )
     group.addoption(
         "--job-image",
@@ -214,3 +241,8 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     failed = sum(1 for _, _, result in rows if result != "passed")
     summary = f"{len(rows) - failed} of {len(rows)} checks passed"
     terminalreporter.write_line(summary + (f", {failed} did not" if failed else ""))
+    store = terminalreporter.config.getoption("--benchmark-store")
+    if store:
+        import performance
+
+        performance.summary(terminalreporter, store)

@@ -67,7 +67,8 @@ def canary(
     containers_before = _ids(runner.check("docker ps --all --quiet --no-trunc"))
     command = (
         f"cd {shlex.quote(report_dir)} && exec timeout --kill-after=30 {int(timeout)} "
-        f"{shlex.quote(pytest_bin)} -n auto -p no:cacheprovider {shlex.quote(suite)} "
+        f"{shlex.quote(pytest_bin)} -n auto -p no:cacheprovider -m 'not perf' "
+        f"{shlex.quote(suite)} "
         f"--junitxml={shlex.quote(junit)}"
     )
     result = runner.run("sh -c %s", command)
