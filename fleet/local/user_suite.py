@@ -10,7 +10,9 @@ is removed afterwards. The log and JUnit report are kept on this machine.
 
 A virtual environment made with ``--system-site-packages`` sees the *system* interpreter's
 packages, not those of the toolchain (itself a virtual environment): a ``.pth`` file in the
-suite's environment adds the toolchain's site-packages after its own.
+suite's environment adds the toolchain's site-packages after its own. pip, too, comes from
+the toolchain (``--without-pip`` spares seconds per host) and installs into the suite's
+environment, the one its interpreter runs in.
 
 Pure parts (checks of the input, the archive, the scripts, what an exit code means) are
 separate from ``run_on_host``, which talks to the host's container.
@@ -125,7 +127,7 @@ def venv_script(work: str, toolchain: str) -> str:
     w, t = shlex.quote(work), shlex.quote(toolchain)
     site = "import sysconfig; print(sysconfig.get_paths()['purelib'])"
     return (
-        f"set -eu; {t}/bin/python -m venv --system-site-packages {w}/venv; "
+        f"set -eu; {t}/bin/python -m venv --system-site-packages --without-pip {w}/venv; "
         f"base=$({t}/bin/python -c {shlex.quote(site)}); "
         f"own=$({w}/venv/bin/python -c {shlex.quote(site)}); "
         'printf "%s\\n" "$base" > "$own/fleet-toolchain.pth"'
