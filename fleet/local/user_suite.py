@@ -94,7 +94,8 @@ class SuiteResult:
             f"{self.skipped} skipped in {self.seconds:.1f} s"
         )
         if self.status == "error":
-            return f"Your suite could not run: {self.message}"
+            first = self.message.strip().splitlines()[0] if self.message.strip() else "?"
+            return f"Your suite could not run: {first}"
         return f"Your suite {'passed' if self.status == 'passed' else 'failed'}: {counts}."
 
 
