@@ -1,6 +1,6 @@
 """Your suite on a runner (fleet.local.user_suite): input checks, the archive, the scripts,
 what each exit means, and that every way a run ends leaves the host clean (on a FAKE host
-container; the real run is tests/e2e/test_validation_report.py)."""
+container; the real run is tests/e2e/test_validate_suite_and_baseline.py)."""
 
 from __future__ import annotations
 
