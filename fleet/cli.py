@@ -10,12 +10,16 @@ import threading
 import time
 
 from fleet.cli_parser import WEBHOOK_SECRET_ENV, parser
+from fleet.core.clock import utc_now
 from fleet.errors import FleetError
+from fleet.local import validation_report
 from fleet.local.commands import UpOptions, down, existing_fleet, scale, status, up
 from fleet.local.enrol import HostRow
 from fleet.local.fleet import DEFAULT_LABELS, check_name
 from fleet.local.serve.jobs_file import JobsFile
 from fleet.local.serve.jobs_file import default_path as default_jobs_path
+from fleet.local.user_suite import UserSuite
+from fleet.local.validate import Extras, Validation
 
 NOT_REGISTERED = (
     "Runners are provisioned and validated but NOT registered with GitHub: "
@@ -69,6 +73,22 @@ def _registration_note(registrar: object | None, labels: tuple[str, ...]) -> str
     )
 
 
+def _extras(args: argparse.Namespace) -> Extras:
+    """Your suite and the baseline settings from `up`'s or `validate`'s options; bad input
+    fails here, before anything starts."""
+    if args.requirements is not None and args.suite is None:
+        raise FleetError("--requirements goes with --suite", hint="give --suite DIR too")
+    suite = None
+    if args.suite is not None:
+        suite = UserSuite(args.suite, args.requirements, args.suite_timeout).checked()
+    return Extras(
+        suite=suite,
+        baseline_dir=args.baseline_dir,
+        margin=args.benchmark_margin,
+        update_baseline=args.new_baseline,
+    )
+
+
 def _up(args: argparse.Namespace) -> int:
     if bool(args.agent_url) != bool(args.agent_sha256):
         raise FleetError(
@@ -87,6 +107,7 @@ def _up(args: argparse.Namespace) -> int:
         cache_dir=args.cache_dir,
         junit=args.junit,
         canary=not args.no_canary,
+        extras=_extras(args),
     )
     rows = up(options, _say, registrar)
     print()
@@ -98,6 +119,7 @@ def _up(args: argparse.Namespace) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
+    extras = _extras(args)
     if not status(args.name):
         raise FleetError(
             f"fleet {args.name!r} has no runner hosts", hint="run `python -m fleet up`"
@@ -108,6 +130,7 @@ def _validate(args: argparse.Namespace) -> int:
     fleet = existing_fleet(
         args.name, boot, DEFAULT_LABELS, _registrar(args), _say, vars_file=args.vars_file
     )
+    fleet.extras = extras
     hosts, busy = fleet.checkable()
     if busy:
         _say(f"{len(busy)} host(s) running a job, not checked: {', '.join(busy)}")
@@ -117,14 +140,26 @@ def _validate(args: argparse.Namespace) -> int:
             hint="run validate again when a job has finished, or `python -m fleet scale N`",
         )
     outcome = fleet.validate(hosts, args.junit, canary=not args.no_canary)
-    rows = [{"check": c.name, "runner": c.host, "result": c.outcome} for c in outcome.checks]
-    print(table(rows, ["check", "runner", "result"]))
-    counts = outcome.counts()
-    print(
-        f"\n{counts['passed']} passed, {counts['failed'] + counts['error']} failed"
-        f" in {outcome.seconds:.1f} s; JUnit report: {outcome.junit}"
-    )
+    print(_validation_text(outcome))
+    if args.html is not None:
+        validation_report.write_html(args.html, outcome, args.name, utc_now())
+        print(f"HTML report: {args.html}")
     return 0 if outcome.ok else 1
+
+
+def _validation_text(outcome: Validation) -> str:
+    """The report in the terminal: checks (your suite's row among them), then warnings."""
+    rows = [{"runner": c.host, "check": c.text, "result": c.outcome} for c in outcome.checks]
+    rows += [
+        {"runner": w.host, "check": w.sentence(), "result": "WARNING"} for w in outcome.warnings
+    ]
+    counts = outcome.counts()
+    warnings = f", {len(outcome.warnings)} performance warning(s)" if outcome.warnings else ""
+    return (
+        table(rows, ["runner", "check", "result"])
+        + f"\n\n{counts['passed']} passed, {counts['failed'] + counts['error']} failed"
+        + f"{warnings} in {outcome.seconds:.1f} s; JUnit report: {outcome.junit}"
+    )
 
 
 def _fleet_labels(name: str, given: tuple[str, ...] | None) -> tuple[str, ...]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,7 @@ from fleet.local.observe import host_state
 from fleet.local.registration import Registrar, RunnerBusyError
 from fleet.local.serve.jobs_file import JobsFile
 from fleet.local.serve.jobs_file import default_path as default_jobs_path
+from fleet.local.validate import Extras
 from fleet.local.yaml_files import load_mapping
 
 HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
@@ -45,6 +46,7 @@ class UpOptions:
     cache_dir: Path | None = None
     junit: Path | None = None
     canary: bool = True
+    extras: Extras = field(default_factory=Extras)
 
 
 def check_runner_count(count: int, flag: str = "--runners") -> int:
@@ -102,7 +104,11 @@ def fleet_for(
     report: Report,
 ) -> LocalFleet:
     """The fleet as ``up`` configures it (from the command line's options)."""
-    return LocalFleet(name, boot, local_extravars(boot, options), options.labels, registrar, report)
+    fleet = LocalFleet(
+        name, boot, local_extravars(boot, options), options.labels, registrar, report
+    )
+    fleet.extras = options.extras
+    return fleet
 
 
 def existing_fleet(
@@ -226,6 +232,7 @@ def scale(
     check_runner_count(count, "scale")
     boot = bootstrap(report, options.cache_dir)
     fleet = existing_fleet(name, boot, options.labels, registrar, report, options.vars_file)
+    fleet.extras = options.extras
     live = [n for n, _, probe in fleet.hosts() if probe.running and not probe.finished]
     if count > len(live):
         check_free_space(report)

@@ -1,7 +1,8 @@
 """Fixtures of the canary: the suite every runner must pass, run as the runner user.
 
-Run it the way a job would: ``pytest -n auto /opt/fleet/canary``. It uses the host's Docker
-engine through testcontainers and works without a registry (see canary_images).
+Run it the way a job would: ``pytest -n auto --dist=worksteal /opt/fleet/canary``. It uses
+the host's Docker engine through testcontainers and works without a registry (see
+canary_images).
 """
 
 from __future__ import annotations
@@ -102,12 +103,18 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Path:
 
 @pytest.fixture(scope="session", autouse=True)
 def worker_database(
-    postgres_image: str, run_dir: Path, worker_id: str
-) -> Iterator[tuple[WorkerDatabase, PostgresContainer]]:
+    request: pytest.FixtureRequest, run_dir: Path, worker_id: str
+) -> Iterator[tuple[WorkerDatabase, PostgresContainer] | None]:
     """Every worker starts its own PostgreSQL, tags a row with its id and records where it is.
 
     Autouse, so every worker that runs any test has one: the isolation check compares them.
+    A run of the performance set alone (``-m perf``) starts none: an idle database beside
+    the benchmarks would only cost their time.
     """
+    if request.session.items and all(i.get_closest_marker("perf") for i in request.session.items):
+        yield None
+        return
+    postgres_image = request.getfixturevalue("postgres_image")
     with postgres_container(postgres_image) as container:
         with connect(container) as conn:
             conn.execute("CREATE TABLE owner (worker text NOT NULL)")
