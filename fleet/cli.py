@@ -11,9 +11,18 @@ import time
 
 from fleet.cli_parser import WEBHOOK_SECRET_ENV, parser
 from fleet.errors import FleetError
-from fleet.local.commands import UpOptions, down, existing_fleet, scale, status, up
+from fleet.local.commands import (
+    OUTDATED_STATE,
+    UpOptions,
+    down,
+    existing_fleet,
+    scale,
+    status,
+    up,
+)
 from fleet.local.enrol import HostRow
 from fleet.local.fleet import DEFAULT_LABELS, check_name
+from fleet.local.observe import AGENT_OUTDATED_HINT
 from fleet.local.serve.jobs_file import JobsFile
 from fleet.local.serve.jobs_file import default_path as default_jobs_path
 
@@ -75,6 +84,11 @@ def _up(args: argparse.Namespace) -> int:
             "--agent-url and --agent-sha256 go together",
             hint="give both (a tarball is never unpacked without its checksum), or neither",
         )
+    if args.agent_version == "latest" and args.agent_url:
+        raise FleetError(
+            "--agent-version latest takes the newest release's own tarball and checksum",
+            hint="drop --agent-url/--agent-sha256, or give the version they belong to",
+        )
     registrar = _registrar(args)
     options = UpOptions(
         name=args.name,
@@ -83,6 +97,7 @@ def _up(args: argparse.Namespace) -> int:
         vars_file=args.vars_file,
         agent_url=args.agent_url,
         agent_sha256=args.agent_sha256,
+        agent_version=args.agent_version,
         trust_host_cas=not args.no_host_cas,
         cache_dir=args.cache_dir,
         junit=args.junit,
@@ -141,6 +156,11 @@ def _fleet_labels(name: str, given: tuple[str, ...] | None) -> tuple[str, ...]:
 
 
 def _scale(args: argparse.Namespace) -> int:
+    if args.agent_version == "latest" and args.agent_url:
+        raise FleetError(
+            "--agent-version latest takes the newest release's own tarball and checksum",
+            hint="drop --agent-url/--agent-sha256, or give the version they belong to",
+        )
     registrar = _registrar(args)
     options = UpOptions(
         name=args.name,
@@ -253,6 +273,9 @@ def _status(args: argparse.Namespace) -> int:
         if rows
         else f"fleet {args.name!r} has no runner hosts"
     )
+    if any(row["runner state"] == OUTDATED_STATE for row in rows):
+        print()
+        print(AGENT_OUTDATED_HINT[0].upper() + AGENT_OUTDATED_HINT[1:] + ".")
     return 0
 
 
