@@ -13,9 +13,18 @@ from fleet.cli_parser import WEBHOOK_SECRET_ENV, parser
 from fleet.core.clock import utc_now
 from fleet.errors import FleetError
 from fleet.local import validation_report
-from fleet.local.commands import UpOptions, down, existing_fleet, scale, status, up
+from fleet.local.commands import (
+    OUTDATED_STATE,
+    UpOptions,
+    down,
+    existing_fleet,
+    scale,
+    status,
+    up,
+)
 from fleet.local.enrol import HostRow
 from fleet.local.fleet import DEFAULT_LABELS, check_name
+from fleet.local.observe import AGENT_OUTDATED_HINT
 from fleet.local.serve.jobs_file import JobsFile
 from fleet.local.serve.jobs_file import default_path as default_jobs_path
 from fleet.local.user_suite import UserSuite
@@ -95,6 +104,11 @@ def _up(args: argparse.Namespace) -> int:
             "--agent-url and --agent-sha256 go together",
             hint="give both (a tarball is never unpacked without its checksum), or neither",
         )
+    if args.agent_version == "latest" and args.agent_url:
+        raise FleetError(
+            "--agent-version latest takes the newest release's own tarball and checksum",
+            hint="drop --agent-url/--agent-sha256, or give the version they belong to",
+        )
     registrar = _registrar(args)
     options = UpOptions(
         name=args.name,
@@ -103,6 +117,7 @@ def _up(args: argparse.Namespace) -> int:
         vars_file=args.vars_file,
         agent_url=args.agent_url,
         agent_sha256=args.agent_sha256,
+        agent_version=args.agent_version,
         trust_host_cas=not args.no_host_cas,
         cache_dir=args.cache_dir,
         junit=args.junit,
@@ -176,6 +191,11 @@ def _fleet_labels(name: str, given: tuple[str, ...] | None) -> tuple[str, ...]:
 
 
 def _scale(args: argparse.Namespace) -> int:
+    if args.agent_version == "latest" and args.agent_url:
+        raise FleetError(
+            "--agent-version latest takes the newest release's own tarball and checksum",
+            hint="drop --agent-url/--agent-sha256, or give the version they belong to",
+        )
     registrar = _registrar(args)
     options = UpOptions(
         name=args.name,
@@ -288,6 +308,9 @@ def _status(args: argparse.Namespace) -> int:
         if rows
         else f"fleet {args.name!r} has no runner hosts"
     )
+    if any(row["runner state"] == OUTDATED_STATE for row in rows):
+        print()
+        print(AGENT_OUTDATED_HINT[0].upper() + AGENT_OUTDATED_HINT[1:] + ".")
     return 0
 
 

@@ -191,6 +191,11 @@ def _up_parser(commands: Any) -> None:
     up.add_argument("--agent-url", help="runner agent tarball URL (default: the pinned release)")
     up.add_argument("--agent-sha256", help="sha256 of the tarball given with --agent-url")
     up.add_argument(
+        "--agent-version",
+        help="runner agent release, or 'latest': the newest, verified against the sha256 it "
+        "publishes (default: the pinned release)",
+    )
+    up.add_argument(
         "--no-host-cas",
         action="store_true",
         help="do not make runner hosts trust this machine's CA bundle",

@@ -88,7 +88,12 @@ CONTROL_PLANE_FUNCTIONS = ("webhook", "scaler", "lifecycle", "reaper")
 # The image pipeline's function (infra/image_pipeline.py): starts a bake.
 BAKE_FUNCTION = "bake"
 # Name suffixes of the control plane's alarms (infra/control_plane.py).
-ALARM_SUFFIXES = ("dead-letters-not-empty", "jobs-queued-too-long", "boot-failures")
+ALARM_SUFFIXES = (
+    "dead-letters-not-empty",
+    "jobs-queued-too-long",
+    "boot-failures",
+    "runner-agent-outdated",  # infra/agent_freshness.py
+)
 # The longest instance id EC2 hands out (i- and 17 hex digits), for the JIT parameter's name.
 LONGEST_INSTANCE_ID = "i-" + "f" * 17
 # The longest parameter ARN prefix (partition aws-us-gov, the longest region names), which

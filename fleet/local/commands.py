@@ -31,6 +31,8 @@ from fleet.local.validate import Extras
 from fleet.local.yaml_files import load_mapping
 
 HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
+# `status`'s runner state of a host whose agent GitHub deems too old.
+OUTDATED_STATE = "agent outdated (exit 7)"
 MAX_RUNNERS = 50
 
 
@@ -42,6 +44,7 @@ class UpOptions:
     vars_file: Path | None = None
     agent_url: str | None = None
     agent_sha256: str | None = None
+    agent_version: str | None = None  # a release, or "latest"
     trust_host_cas: bool = True
     cache_dir: Path | None = None
     junit: Path | None = None
@@ -92,6 +95,8 @@ def local_extravars(boot: Bootstrap, options: UpOptions) -> dict[str, Any]:
         variables["actions_runner_url"] = options.agent_url
     if options.agent_sha256:
         variables["actions_runner_sha256"] = options.agent_sha256
+    if options.agent_version:
+        variables["actions_runner_version"] = options.agent_version
     variables.update(load_vars_file(options.vars_file))
     return variables
 
@@ -250,6 +255,9 @@ def status(name: str, registrar: Registrar | None = None) -> list[dict[str, str]
         probe = backend.probe_host(container)
         registration = (registrations or {}).get(container.name)
         state = host_state(probe, registration, registered_fleet=registrations is not None)
+        runner_state = str(state)
+        if probe.agent_outdated:
+            runner_state = OUTDATED_STATE
         github = "-"
         if registration is not None:
             github = f"{registration.id} {'busy' if registration.busy else registration.status}"
@@ -257,7 +265,7 @@ def status(name: str, registrar: Registrar | None = None) -> list[dict[str, str]
             {
                 "runner": container.name,
                 "state": container.status,
-                "runner state": str(state),
+                "runner state": runner_state,
                 "github": github,
                 "image": (container.image.tags or [container.image.short_id])[0],
                 "labels": container.labels.get(backend.LABEL_RUNNER_LABELS, ""),

@@ -34,12 +34,18 @@ def agent_env(root: Shell, role_vars: RoleVars) -> dict[str, str]:
 
 
 def test_the_agent_is_installed_with_run_sh(root: Shell, role_vars: RoleVars) -> None:
-    """The pinned runner agent is installed and its run.sh is executable.
+    """The runner agent is installed and its run.sh is executable.
 
-    Property 11: current points at <version>-<sha256 prefix> of the pinned release, and
-    that directory holds an executable run.sh."""
+    Property 11: current points at <version>-<sha256 prefix> of the pinned release (with
+    actions_runner_version latest: of whichever release was newest at bake time), and that
+    directory holds an executable run.sh."""
     current = role_vars["__actions_runner_current"]
-    assert root.check("readlink %s", current) == role_vars["__actions_runner_agent_dir"]
+    installed = root.check("readlink %s", current)
+    if role_vars["actions_runner_version"] == "latest":
+        install_dir = re.escape(role_vars["actions_runner_install_dir"])
+        assert re.fullmatch(rf"{install_dir}/\d+\.\d+\.\d+-[0-9a-f]{{12}}", installed), installed
+    else:
+        assert installed == role_vars["__actions_runner_agent_dir"]
     assert root.check("stat -L -c %s %s", "%F %A", f"{current}/run.sh").startswith(
         "regular file -rwx"
     )
@@ -54,6 +60,14 @@ def test_the_runner_service_is_enabled_and_runs_as_the_runner_user(
     state = _unit_properties(root, unit, "User", "UnitFileState", "NoNewPrivileges")
     assert state == {"User": runner_user, "UnitFileState": "enabled", "NoNewPrivileges": "yes"}
     assert runner_user != "root"
+
+
+def test_an_outdated_agent_exits_with_its_own_code(root: Shell, unit: str) -> None:
+    """An agent GitHub deems too old exits 7 (run.sh passes it through only with
+    ACTIONS_RUNNER_RETURN_VERSION_DEPRECATED_EXIT_CODE=1), so AWS and the local fleet can tell
+    "re-bake" from a runner that simply finished."""
+    environment = _unit_properties(root, unit, "Environment")["Environment"].split()
+    assert "ACTIONS_RUNNER_RETURN_VERSION_DEPRECATED_EXIT_CODE=1" in environment
 
 
 def test_the_runner_service_reads_its_jit_config_from_a_root_only_file(
