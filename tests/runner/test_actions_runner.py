@@ -63,9 +63,10 @@ def test_the_runner_service_is_enabled_and_runs_as_the_runner_user(
 
 
 def test_an_outdated_agent_exits_with_its_own_code(root: Shell, unit: str) -> None:
-    """An agent GitHub deems too old exits 7 (run.sh passes it through only with
-    ACTIONS_RUNNER_RETURN_VERSION_DEPRECATED_EXIT_CODE=1), so AWS and the local fleet can tell
-    "re-bake" from a runner that simply finished."""
+    """An agent GitHub deems too old exits with its own code, 7.
+
+    run.sh passes it through only with ACTIONS_RUNNER_RETURN_VERSION_DEPRECATED_EXIT_CODE=1,
+    so AWS and the local fleet can tell "re-bake" from a runner that simply finished."""
     environment = _unit_properties(root, unit, "Environment")["Environment"].split()
     assert "ACTIONS_RUNNER_RETURN_VERSION_DEPRECATED_EXIT_CODE=1" in environment
 
