@@ -18,6 +18,7 @@ import tempfile
 from datetime import datetime
 from pathlib import Path
 
+from bench import charts
 from bench._common import write_section
 from bench.runner_host import _machine
 from fleet.local.engine.bootstrap import bootstrap
@@ -109,6 +110,8 @@ def render(results: dict[str, list[dict[str, float]]], machine: str) -> str:
         "The first stock run is also committed as the baked image when its bake is done (the",
         "container is paused for it): its steps after `bake done` include that pause.",
         "",
+        f"![Boot phases, stock and baked image](images/{charts.BOOT_PHASES_PNG})",
+        "",
         "| phase | stock image | baked image |",
         "| --- | --- | --- |",
     ]
@@ -141,10 +144,16 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--write", type=Path, help="update this docs/benchmarks.md")
     args = parser.parse_args()
-    text = render(measure(args.runs), _machine())
+    results = measure(args.runs)
+    text = render(results, _machine())
     print(text)
     if args.write:
         write_section(args.write, SECTION, text)
+        medians = {
+            image: {p: statistics.median(r[p] for r in runs if p in r) for p in ORDER}
+            for image, runs in results.items()
+        }
+        charts.boot_phases(medians, args.write.parent / charts.IMAGES / charts.BOOT_PHASES_PNG)
     return 0
 
 

@@ -7,11 +7,9 @@ of its own that is removed at the end. Usage (root, after `scripts/setup`):
 
 * warm `up`: a fleet whose image is baked; `up --runners 1` from no host to one validated
   host (start from the baked image, boot.yml, tests/runner), with and without the canary;
-* first-ever `up`: every step a fresh machine runs, timed one by one: debootstrap, import,
-  runner-host image build (into throwaway tags: the shared cached images are not touched),
-  saving the preload tarball, the bake (bake.yml + commit) and the first validated host;
-* `up --runners 4` against `--runners 1` (hosts start, boot and validate side by side);
-* memory of idle runner hosts (docker stats: usage minus page cache).
+* first-ever `up`: every step of a fresh machine, timed one by one: debootstrap, import, the
+  runner-host image build (into throwaway tags), the preload tarball, the bake, the first host;
+* `up --runners 4` against `--runners 1` (a chart with --write: bench/charts.py); idle memory.
 """
 
 from __future__ import annotations
@@ -30,6 +28,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from bench import charts
 from bench._common import write_section
 from bench.runner_host import _machine
 from fleet.local import docker as backend
@@ -342,6 +341,8 @@ def render(figures: dict[str, Any], machine: str) -> str:
         "",
         "### Parallel `up`",
         "",
+        f"![up with 1 and 4 runners](images/{charts.UP_SCALING_PNG})",
+        "",
         "| measure | goal | median | runs (s) | ratio to one host (medians) |",
         "| --- | --- | --- | --- | --- |",
         f"| `up --runners 4 --no-canary` | ≤ 2x | {four:.1f} s | {_runs(four_runs)} | "
@@ -392,6 +393,7 @@ def main() -> None:
     print(section)
     if args.write:
         write_section(args.write, SECTION, section)
+        charts.from_markdown(args.write, args.write.parent / charts.IMAGES)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import yaml
 
+from bench import charts
 from bench._common import write_section
 from fleet.local import docker as backend
 from fleet.local import provision, validate
@@ -50,7 +51,8 @@ def _machine() -> str:
     )
 
 
-def measure(runs: int) -> dict[str, list[float]]:
+def measure(runs: int) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """(the table's figures, seconds per check group in each run)."""
     boot = bootstrap(print)
     fleet = f"bench-{secrets.token_hex(3)}"
     figures: dict[str, list[float]] = {
@@ -60,6 +62,7 @@ def measure(runs: int) -> dict[str, list[float]]:
         "validation without canary": [],
         "canary suite (through validation)": [],
     }
+    groups: dict[str, list[float]] = {}
     try:
         backend.ensure_network(fleet)
         with (
@@ -93,13 +96,16 @@ def measure(runs: int) -> dict[str, list[float]]:
                     [validate.local_host_spec(name)],
                     junit,
                     vars_file,
-                    extra_args=["-k", "not canary"],
+                    extra_args=validate.NO_CANARY,
                 )
                 no_canary = time.monotonic() - started
                 assert checks.ok, checks.output[-3000:]
                 started = time.monotonic()
                 canary = validate.validate(
-                    [validate.local_host_spec(name)], junit, vars_file, extra_args=["-k", "canary"]
+                    [validate.local_host_spec(name)],
+                    junit,
+                    vars_file,
+                    extra_args=["-k", "canary or performance"],
                 )
                 canary_seconds = time.monotonic() - started
                 assert canary.ok, canary.output[-3000:]
@@ -108,12 +114,14 @@ def measure(runs: int) -> dict[str, list[float]]:
                 figures["idempotent re-converge, stock strategy"].append(stock.seconds)
                 figures["validation without canary"].append(no_canary)
                 figures["canary suite (through validation)"].append(canary_seconds)
+                for group, seconds in charts.group_seconds(checks.checks + canary.checks).items():
+                    groups.setdefault(group, []).append(seconds)
                 print(
                     f"run {run + 1}: " + ", ".join(f"{k} {v[-1]:.1f} s" for k, v in figures.items())
                 )
     finally:
         backend.remove_fleet(fleet)
-    return figures
+    return figures, groups
 
 
 def render(figures: dict[str, list[float]], machine: str) -> str:
@@ -124,6 +132,8 @@ def render(figures: dict[str, list[float]], machine: str) -> str:
         "Converges run under Mitogen's `mitogen_linear` strategy (`fleet.local.provision`'s",
         "default); the stock-strategy row re-converges the same host under Ansible's own",
         "`linear` strategy right after, for comparison.",
+        "",
+        f"![Validation time per check group](images/{charts.CHECK_GROUPS_PNG})",
         "",
         "| measure | goal | median | runs (s) |",
         "| --- | --- | --- | --- |",
@@ -153,10 +163,13 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--write", type=Path, help="replace this section in a Markdown file")
     args = parser.parse_args()
-    section = render(measure(args.runs), _machine())
+    figures, groups = measure(args.runs)
+    section = render(figures, _machine())
     print(section)
     if args.write:
         write_section(args.write, SECTION, section)
+        medians = {group: statistics.median(values) for group, values in groups.items()}
+        charts.check_groups(medians, args.write.parent / charts.IMAGES / charts.CHECK_GROUPS_PNG)
 
 
 if __name__ == "__main__":

@@ -10,12 +10,25 @@ import threading
 import time
 
 from fleet.cli_parser import WEBHOOK_SECRET_ENV, parser
+from fleet.core.clock import utc_now
 from fleet.errors import FleetError
-from fleet.local.commands import UpOptions, down, existing_fleet, scale, status, up
+from fleet.local import validation_report
+from fleet.local.commands import (
+    OUTDATED_STATE,
+    UpOptions,
+    down,
+    existing_fleet,
+    scale,
+    status,
+    up,
+)
 from fleet.local.enrol import HostRow
 from fleet.local.fleet import DEFAULT_LABELS, check_name
+from fleet.local.observe import AGENT_OUTDATED_HINT
 from fleet.local.serve.jobs_file import JobsFile
 from fleet.local.serve.jobs_file import default_path as default_jobs_path
+from fleet.local.user_suite import UserSuite
+from fleet.local.validate import Extras, Validation
 
 NOT_REGISTERED = (
     "Runners are provisioned and validated but NOT registered with GitHub: "
@@ -69,11 +82,32 @@ def _registration_note(registrar: object | None, labels: tuple[str, ...]) -> str
     )
 
 
+def _extras(args: argparse.Namespace) -> Extras:
+    """Your suite and the baseline settings from `up`'s or `validate`'s options; bad input
+    fails here, before anything starts."""
+    if args.requirements is not None and args.suite is None:
+        raise FleetError("--requirements goes with --suite", hint="give --suite DIR too")
+    suite = None
+    if args.suite is not None:
+        suite = UserSuite(args.suite, args.requirements, args.suite_timeout).checked()
+    return Extras(
+        suite=suite,
+        baseline_dir=args.baseline_dir,
+        margin=args.benchmark_margin,
+        update_baseline=args.new_baseline,
+    )
+
+
 def _up(args: argparse.Namespace) -> int:
     if bool(args.agent_url) != bool(args.agent_sha256):
         raise FleetError(
             "--agent-url and --agent-sha256 go together",
             hint="give both (a tarball is never unpacked without its checksum), or neither",
+        )
+    if args.agent_version == "latest" and args.agent_url:
+        raise FleetError(
+            "--agent-version latest takes the newest release's own tarball and checksum",
+            hint="drop --agent-url/--agent-sha256, or give the version they belong to",
         )
     registrar = _registrar(args)
     options = UpOptions(
@@ -83,10 +117,12 @@ def _up(args: argparse.Namespace) -> int:
         vars_file=args.vars_file,
         agent_url=args.agent_url,
         agent_sha256=args.agent_sha256,
+        agent_version=args.agent_version,
         trust_host_cas=not args.no_host_cas,
         cache_dir=args.cache_dir,
         junit=args.junit,
         canary=not args.no_canary,
+        extras=_extras(args),
     )
     rows = up(options, _say, registrar)
     print()
@@ -98,6 +134,7 @@ def _up(args: argparse.Namespace) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
+    extras = _extras(args)
     if not status(args.name):
         raise FleetError(
             f"fleet {args.name!r} has no runner hosts", hint="run `python -m fleet up`"
@@ -108,6 +145,7 @@ def _validate(args: argparse.Namespace) -> int:
     fleet = existing_fleet(
         args.name, boot, DEFAULT_LABELS, _registrar(args), _say, vars_file=args.vars_file
     )
+    fleet.extras = extras
     hosts, busy = fleet.checkable()
     if busy:
         _say(f"{len(busy)} host(s) running a job, not checked: {', '.join(busy)}")
@@ -117,14 +155,26 @@ def _validate(args: argparse.Namespace) -> int:
             hint="run validate again when a job has finished, or `python -m fleet scale N`",
         )
     outcome = fleet.validate(hosts, args.junit, canary=not args.no_canary)
-    rows = [{"check": c.name, "runner": c.host, "result": c.outcome} for c in outcome.checks]
-    print(table(rows, ["check", "runner", "result"]))
-    counts = outcome.counts()
-    print(
-        f"\n{counts['passed']} passed, {counts['failed'] + counts['error']} failed"
-        f" in {outcome.seconds:.1f} s; JUnit report: {outcome.junit}"
-    )
+    print(_validation_text(outcome))
+    if args.html is not None:
+        validation_report.write_html(args.html, outcome, args.name, utc_now())
+        print(f"HTML report: {args.html}")
     return 0 if outcome.ok else 1
+
+
+def _validation_text(outcome: Validation) -> str:
+    """The report in the terminal: checks (your suite's row among them), then warnings."""
+    rows = [{"runner": c.host, "check": c.text, "result": c.outcome} for c in outcome.checks]
+    rows += [
+        {"runner": w.host, "check": w.sentence(), "result": "WARNING"} for w in outcome.warnings
+    ]
+    counts = outcome.counts()
+    warnings = f", {len(outcome.warnings)} performance warning(s)" if outcome.warnings else ""
+    return (
+        table(rows, ["runner", "check", "result"])
+        + f"\n\n{counts['passed']} passed, {counts['failed'] + counts['error']} failed"
+        + f"{warnings} in {outcome.seconds:.1f} s; JUnit report: {outcome.junit}"
+    )
 
 
 def _fleet_labels(name: str, given: tuple[str, ...] | None) -> tuple[str, ...]:
@@ -141,6 +191,11 @@ def _fleet_labels(name: str, given: tuple[str, ...] | None) -> tuple[str, ...]:
 
 
 def _scale(args: argparse.Namespace) -> int:
+    if args.agent_version == "latest" and args.agent_url:
+        raise FleetError(
+            "--agent-version latest takes the newest release's own tarball and checksum",
+            hint="drop --agent-url/--agent-sha256, or give the version they belong to",
+        )
     registrar = _registrar(args)
     options = UpOptions(
         name=args.name,
@@ -253,6 +308,9 @@ def _status(args: argparse.Namespace) -> int:
         if rows
         else f"fleet {args.name!r} has no runner hosts"
     )
+    if any(row["runner state"] == OUTDATED_STATE for row in rows):
+        print()
+        print(AGENT_OUTDATED_HINT[0].upper() + AGENT_OUTDATED_HINT[1:] + ".")
     return 0
 
 

@@ -99,6 +99,67 @@ def _host_options(command: argparse.ArgumentParser, labels_default: object) -> N
     )
 
 
+def _margin(text: str) -> float:
+    """A percentage: 25 means a runner may be 25 % slower than the baseline."""
+    try:
+        value = float(text.rstrip("%"))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a percentage") from exc
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value:g} must not be negative")
+    return value / 100
+
+
+def _suite_timeout(text: str) -> float:
+    value = _seconds(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{value:g} must be more than 0 seconds")
+    return value
+
+
+def _validation_options(command: argparse.ArgumentParser) -> None:
+    """Your suite and the performance baseline: the same on `up` and `validate`."""
+    command.add_argument(
+        "--suite",
+        type=Path,
+        metavar="DIR",
+        help="also run your containerized pytest suite in DIR on every runner, as the runner "
+        "user, in its own virtual environment on top of the toolchain",
+    )
+    command.add_argument(
+        "--requirements",
+        type=Path,
+        metavar="FILE",
+        help="pip requirements your suite needs (installed into its own environment)",
+    )
+    command.add_argument(
+        "--suite-timeout",
+        type=_suite_timeout,
+        default=1800.0,
+        metavar="SECONDS",
+        help="stop your suite (and its pip install) after this long (default 1800)",
+    )
+    command.add_argument(
+        "--benchmark-margin",
+        type=_margin,
+        metavar="PERCENT",
+        help="warn about a runner this much slower than the fleet's baseline (default: "
+        "thresholds.json in the baseline directory, else 25)",
+    )
+    command.add_argument(
+        "--baseline-dir",
+        type=Path,
+        metavar="DIR",
+        help="where the fleet's performance baseline and history are kept "
+        "(default /var/lib/fleet/NAME/benchmarks)",
+    )
+    command.add_argument(
+        "--new-baseline",
+        action="store_true",
+        help="make the performance baseline again from this validation's runners",
+    )
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(
         prog="fleet" if Path(sys.argv[0]).name == "fleet" else "python -m fleet",
@@ -130,12 +191,18 @@ def _up_parser(commands: Any) -> None:
     up.add_argument("--agent-url", help="runner agent tarball URL (default: the pinned release)")
     up.add_argument("--agent-sha256", help="sha256 of the tarball given with --agent-url")
     up.add_argument(
+        "--agent-version",
+        help="runner agent release, or 'latest': the newest, verified against the sha256 it "
+        "publishes (default: the pinned release)",
+    )
+    up.add_argument(
         "--no-host-cas",
         action="store_true",
         help="do not make runner hosts trust this machine's CA bundle",
     )
     up.add_argument("--no-canary", action="store_true", help="validate without the canary suite")
     up.add_argument("--junit", type=Path, help="write the validation report here")
+    _validation_options(up)
     _github_option(up)
 
 
@@ -144,7 +211,15 @@ def _validate_parser(commands: Any) -> None:
     _fleet_options(val)
     val.add_argument("--vars", type=Path, dest="vars_file", help="YAML file of role variables")
     val.add_argument("--junit", type=Path, help="write the validation report here")
-    val.add_argument("--no-canary", action="store_true", help="skip the canary suite")
+    val.add_argument(
+        "--no-canary",
+        action="store_true",
+        help="skip the canary suite (and the performance set, which needs its images)",
+    )
+    val.add_argument(
+        "--html", type=Path, metavar="FILE", help="also write the report as one HTML page"
+    )
+    _validation_options(val)
     _github_option(val)
 
 

@@ -8,6 +8,8 @@ from pathlib import Path
 import pulumi
 import pulumi_aws as aws
 
+from infra.agent_freshness import AgentFreshness
+from infra.agent_report import agent_vars_problems
 from infra.autoscaling import RunnerGroup, RunnerGroupArgs
 from infra.bundle import BUNDLE_DIRS, PlaybookBundle, PlaybookBundleArgs
 from infra.config import (
@@ -133,6 +135,9 @@ class RunnerFleet(pulumi.ComponentResource):
         build_dir = args.build_dir or project_root / "build"
         # Everything that can still reject the settings runs before the first resource.
         check_bundle_sources(project_root, bakes=not cfg.baked_image or cfg.image_pipeline)
+        agent_problems = agent_vars_problems(cfg.runner_vars)
+        if agent_problems:
+            raise ConfigError([("runnerVars", problem) for problem in agent_problems])
         image = resolve_image(cfg)
         partition = aws.get_partition()
         account_id = aws.get_caller_identity().account_id
@@ -246,6 +251,10 @@ class RunnerFleet(pulumi.ComponentResource):
                 ),
                 child,
             )
+        # An agent too old for GitHub: alarmed, and (newest-agent bakes) a bake starts.
+        self.agent_freshness = AgentFreshness(
+            f"{name}-agent", config=cfg, images=self.images, tags=tags, opts=child
+        )
         self.launch_template = RunnerLaunchTemplate(
             f"{name}-template",
             RunnerLaunchTemplateArgs(

@@ -23,12 +23,15 @@ resource and has no condition key naming the target instance, so the narrowest g
 allows is "instances of this fleet's group" (resource ARN by name, and the group's fleet tag).
 A hostile job that escapes to the host could therefore end other runners of the same fleet
 (availability, not data); the ledger records interrupted jobs for retry. The script only
-ever passes its own instance id. Nothing else is granted: no ec2:DescribeTags (the instance
-reads nothing from tags), no ec2:TerminateInstances (the shutdown fallback needs no IAM).
+ever passes its own instance id. An agent too old for GitHub is reported with one
+cloudwatch:PutMetricData into the fleet's own runner namespace (infra/agent_report.py). Nothing
+else is granted: no ec2:DescribeTags (the instance reads nothing from tags), no
+ec2:TerminateInstances (the shutdown fallback needs no IAM).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Sequence
 from typing import Any
@@ -36,6 +39,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
+from infra.agent_report import report_outdated_agent_statement
 from infra.config import FLEET_TAG, JIT_INSTANCE_TAG
 
 SSM_MANAGED_INSTANCE_CORE = "AmazonSSMManagedInstanceCore"
@@ -96,8 +100,8 @@ def instance_policy(
     fleet_name: str,
     warm_pool: bool = False,
 ) -> dict[str, Any]:
-    """Inline policy of a runner instance: its own JIT parameter, the bundle, leaving its group
-    (and, with a warm pool, telling the group it is prepared)."""
+    """Inline policy of a runner instance: its own JIT parameter, the bundle, leaving its group,
+    reporting an outdated agent (and, with a warm pool, telling the group it is prepared)."""
     runners = ssm_parameter_arn(partition, region, account_id, f"{parameter_root}/runners")
     own_tag = {f"ssm:resourceTag/{JIT_INSTANCE_TAG}": "${ec2:SourceInstanceARN}"}
     policy: dict[str, Any] = {
@@ -148,6 +152,7 @@ def instance_policy(
                 "Resource": asg_arn(partition, region, account_id, asg_name),
                 "Condition": {"StringEquals": {f"autoscaling:ResourceTag/{FLEET_TAG}": fleet_name}},
             },
+            report_outdated_agent_statement(fleet_name),
         ],
     }
     if warm_pool:
@@ -309,37 +314,22 @@ def validation_operator_policy(
     }
 
 
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class RunnerInstanceRoleArgs:
     """Inputs of RunnerInstanceRole; plain values or Outputs."""
 
-    def __init__(
-        self,
-        *,
-        partition: str,
-        dns_suffix: str,
-        region: str,
-        account_id: str,
-        parameter_root: str,
-        kms_key_arn: pulumi.Input[str],
-        bundle_bucket: pulumi.Input[str],
-        bundle_key: pulumi.Input[str],
-        asg_name: str,
-        fleet_name: str,
-        tags: dict[str, str],
-        warm_pool: bool = False,
-    ) -> None:
-        self.partition = partition
-        self.dns_suffix = dns_suffix
-        self.region = region
-        self.account_id = account_id
-        self.parameter_root = parameter_root
-        self.kms_key_arn = kms_key_arn
-        self.bundle_bucket = bundle_bucket
-        self.bundle_key = bundle_key
-        self.asg_name = asg_name
-        self.fleet_name = fleet_name
-        self.tags = tags
-        self.warm_pool = warm_pool
+    partition: str
+    dns_suffix: str
+    region: str
+    account_id: str
+    parameter_root: str
+    kms_key_arn: pulumi.Input[str]
+    bundle_bucket: pulumi.Input[str]
+    bundle_key: pulumi.Input[str]
+    asg_name: str
+    fleet_name: str
+    tags: dict[str, str]
+    warm_pool: bool = False
 
 
 class RunnerInstanceRole(pulumi.ComponentResource):

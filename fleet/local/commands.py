@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,9 +27,12 @@ from fleet.local.observe import host_state
 from fleet.local.registration import Registrar, RunnerBusyError
 from fleet.local.serve.jobs_file import JobsFile
 from fleet.local.serve.jobs_file import default_path as default_jobs_path
+from fleet.local.validate import Extras
 from fleet.local.yaml_files import load_mapping
 
 HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
+# `status`'s runner state of a host whose agent GitHub deems too old.
+OUTDATED_STATE = "agent outdated (exit 7)"
 MAX_RUNNERS = 50
 
 
@@ -41,10 +44,12 @@ class UpOptions:
     vars_file: Path | None = None
     agent_url: str | None = None
     agent_sha256: str | None = None
+    agent_version: str | None = None  # a release, or "latest"
     trust_host_cas: bool = True
     cache_dir: Path | None = None
     junit: Path | None = None
     canary: bool = True
+    extras: Extras = field(default_factory=Extras)
 
 
 def check_runner_count(count: int, flag: str = "--runners") -> int:
@@ -90,6 +95,8 @@ def local_extravars(boot: Bootstrap, options: UpOptions) -> dict[str, Any]:
         variables["actions_runner_url"] = options.agent_url
     if options.agent_sha256:
         variables["actions_runner_sha256"] = options.agent_sha256
+    if options.agent_version:
+        variables["actions_runner_version"] = options.agent_version
     variables.update(load_vars_file(options.vars_file))
     return variables
 
@@ -102,7 +109,11 @@ def fleet_for(
     report: Report,
 ) -> LocalFleet:
     """The fleet as ``up`` configures it (from the command line's options)."""
-    return LocalFleet(name, boot, local_extravars(boot, options), options.labels, registrar, report)
+    fleet = LocalFleet(
+        name, boot, local_extravars(boot, options), options.labels, registrar, report
+    )
+    fleet.extras = options.extras
+    return fleet
 
 
 def existing_fleet(
@@ -226,6 +237,7 @@ def scale(
     check_runner_count(count, "scale")
     boot = bootstrap(report, options.cache_dir)
     fleet = existing_fleet(name, boot, options.labels, registrar, report, options.vars_file)
+    fleet.extras = options.extras
     live = [n for n, _, probe in fleet.hosts() if probe.running and not probe.finished]
     if count > len(live):
         check_free_space(report)
@@ -243,6 +255,9 @@ def status(name: str, registrar: Registrar | None = None) -> list[dict[str, str]
         probe = backend.probe_host(container)
         registration = (registrations or {}).get(container.name)
         state = host_state(probe, registration, registered_fleet=registrations is not None)
+        runner_state = str(state)
+        if probe.agent_outdated:
+            runner_state = OUTDATED_STATE
         github = "-"
         if registration is not None:
             github = f"{registration.id} {'busy' if registration.busy else registration.status}"
@@ -250,7 +265,7 @@ def status(name: str, registrar: Registrar | None = None) -> list[dict[str, str]
             {
                 "runner": container.name,
                 "state": container.status,
-                "runner state": str(state),
+                "runner state": runner_state,
                 "github": github,
                 "image": (container.image.tags or [container.image.short_id])[0],
                 "labels": container.labels.get(backend.LABEL_RUNNER_LABELS, ""),

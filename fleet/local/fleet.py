@@ -19,7 +19,7 @@ from fleet.core.clock import Report
 from fleet.core.github.errors import GitHubError
 from fleet.core.github.runners import Runner
 from fleet.errors import FleetError
-from fleet.local import bake, enrol, hosts, validate
+from fleet.local import bake, enrol, hosts, validate, validation_report
 from fleet.local import docker as backend
 from fleet.local.engine.bootstrap import Bootstrap
 from fleet.local.enrol import HostRow
@@ -59,6 +59,8 @@ class LocalFleet:
         self.registrar = registrar
         self.report = report
         self.image: str | None = None
+        # What validations do beyond the checks (your suite, the performance baseline).
+        self.extras = validate.Extras()
 
     @property
     def registered(self) -> bool:
@@ -180,7 +182,12 @@ class LocalFleet:
     def validate(
         self, names: Sequence[str], junit: Path | None, canary: bool = True
     ) -> validate.Validation:
-        return validate.run_validation(self.name, list(names), self.variables, junit, canary)
+        outcome = validate.run_validation(
+            self.name, list(names), self.variables, junit, canary, self.extras
+        )
+        for line in validation_report.summary_lines(outcome):
+            self.report(line)
+        return outcome
 
     def add(
         self,

@@ -8,6 +8,7 @@ How a host's status is read (the host's own word first, GitHub's second):
 * container not running (killed, exited)                -> GONE: remove and replace
 * a job's worker process runs                            -> BUSY (never retired)
 * runner unit ran and ended (its one job is done)        -> FINISHED: remove and replace
+  (exit 7: the agent is too old for GitHub, ``outdated``: re-bake, see AGENT_OUTDATED_HINT)
 * GitHub says busy, or the ledger has a job running on it -> BUSY (assigned, worker not up)
 * boot part not finished                                 -> BOOTING
 * fleet not registered with GitHub, booted               -> IDLE (provisioned, no agent)
@@ -25,6 +26,17 @@ from enum import StrEnum
 
 from fleet.core.github.runners import Runner
 from fleet.core.scaling import FleetRunner, RunnerStatus
+
+# The agent's exit status when GitHub deems it too old (the unit sets
+# ACTIONS_RUNNER_RETURN_VERSION_DEPRECATED_EXIT_CODE=1), and what to do about it.
+AGENT_OUTDATED_EXIT_STATUS = 7
+AGENT_OUTDATED_HINT = (
+    "the runner agent baked into this fleet's image is too old for GitHub (exit 7): hosts "
+    "from it cannot take jobs. Re-bake with a current agent: `python -m fleet up "
+    "--agent-version latest` (the newest release, verified against its published sha256), "
+    "or --agent-url/--agent-sha256 of the current actions/runner release; a fleet already "
+    "baked with latest needs `python -m fleet down` first"
+)
 
 
 @dataclass(frozen=True)
@@ -46,6 +58,11 @@ class HostProbe:
     def finished(self) -> bool:
         """The ephemeral runner ran and ended: this host has served its one job."""
         return self.unit_started and not self.agent_running
+
+    @property
+    def agent_outdated(self) -> bool:
+        """The runner ended because GitHub deems its agent too old (no job ran)."""
+        return self.finished and self.unit_exit_status == AGENT_OUTDATED_EXIT_STATUS
 
 
 def parse_probe(text: str) -> HostProbe:
@@ -94,6 +111,7 @@ class Observation:
     runners: tuple[FleetRunner, ...]  # what decide() reads: booting, idle, busy
     gone: tuple[HostView, ...]  # killed or exited from outside
     finished: tuple[HostView, ...]  # served their one job
+    outdated: tuple[HostView, ...] = ()  # of those: ended because the agent is too old
     ghosts: tuple[Runner, ...] = ()  # registrations of this fleet with no host
     reasons: tuple[str, ...] = field(default=())
 
@@ -174,8 +192,11 @@ def observe(
     if gone:
         names = ", ".join(v.name for v in gone)
         reasons.append(f"{len(gone)} host(s) stopped from outside: {names}")
+    outdated = tuple(v for v in finished if v.probe.agent_outdated)
     if finished:
         reasons.append(f"{len(finished)} host(s) finished their job")
+    if outdated:
+        reasons.append(f"{len(outdated)} host(s) with an outdated agent: {AGENT_OUTDATED_HINT}")
     if ghosts:
         reasons.append(f"{len(ghosts)} registration(s) without a host")
     return Observation(
@@ -183,6 +204,7 @@ def observe(
         runners=runners,
         gone=gone,
         finished=finished,
+        outdated=outdated,
         ghosts=ghosts,
         reasons=tuple(reasons),
     )

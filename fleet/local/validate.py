@@ -7,7 +7,9 @@ runs it in a child pytest (argument list, no shell) and reads its JUnit XML.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -21,12 +23,22 @@ from typing import Any
 
 import yaml
 
+from fleet.core.baseline_store import Review, review
+from fleet.core.benchmarks import BenchmarkFormatError, Comparison, Thresholds
+from fleet.core.clock import Clock, utc_now
 from fleet.errors import FleetError
+from fleet.local import docker as backend
+from fleet.local import user_suite
+from fleet.local.baseline_store import LocalBaselineStore
+from fleet.local.baseline_store import default_directory as default_baseline_dir
+from fleet.local.user_suite import SuiteResult, UserSuite
 
 ROOT = Path(__file__).resolve().parents[2]
 SUITE = ROOT / "tests" / "runner"
 REPORTS = ROOT / "reports"
-NO_CANARY = ["-k", "not canary"]
+# The canary and the performance set (which uses the canary's images) go together.
+NO_CANARY = ["-k", "not canary and not performance"]
+SUITE_GROUP = "your suite"
 
 
 # pytest plugins the suite needs (loaded explicitly; autoloading is off in the child).
@@ -42,10 +54,30 @@ def local_host_spec(container: str) -> str:
 
 @dataclass
 class CheckResult:
-    name: str
+    name: str  # the pytest test id's function part, as in the JUnit report
     host: str
     outcome: str  # passed | failed | error | skipped
     message: str = ""
+    sentence: str = ""  # what the check proves, in words (its docstring's first line)
+    group: str = ""  # its module in words: docker engine, toolchain, canary, ...
+    seconds: float = 0.0
+
+    @property
+    def text(self) -> str:
+        """The row a person reads: the sentence, else the test's name in words."""
+        return self.sentence or self.name.removeprefix("test_").replace("_", " ")
+
+
+@dataclass(frozen=True)
+class Extras:
+    """What a validation does beyond the checks: your suite, and how runners' performance is
+    judged (the baseline's directory, a margin overriding its thresholds.json, or a new
+    baseline from this run)."""
+
+    suite: UserSuite | None = None
+    baseline_dir: Path | None = None  # default: /var/lib/fleet/NAME/benchmarks
+    margin: float | None = None
+    update_baseline: bool = False
 
 
 @dataclass
@@ -55,12 +87,20 @@ class Validation:
     junit: Path
     checks: list[CheckResult] = field(default_factory=list)
     output: str = ""
+    suites: list[SuiteResult] = field(default_factory=list)
+    performance: Review | None = None  # with the canary: each runner against the baseline
 
     @property
     def ok(self) -> bool:
+        """Every check passed (your suite counts as one check per host); performance
+        warnings do not fail a validation."""
         return (
             self.rc == 0 and bool(self.checks) and all(c.outcome == "passed" for c in self.checks)
         )
+
+    @property
+    def warnings(self) -> list[Comparison]:
+        return self.performance.warnings if self.performance is not None else []
 
     def counts(self, host: str | None = None) -> dict[str, int]:
         counts = {"passed": 0, "failed": 0, "error": 0, "skipped": 0}
@@ -78,25 +118,43 @@ def _host_of(param: str, hosts: list[str]) -> str:
     return param.split("://", 1)[-1]
 
 
+# test_x[docker://name], or test_x[docker://name]@group (xdist's loadgroup adds the group).
+_TEST_ID = re.compile(r"^(?P<name>[^\[]+)(\[(?P<param>.*)\])?(@[^\[\]@]+)?$")
+
+
+def _outcome(case: ET.Element) -> tuple[str, str]:
+    for tag in ("failure", "error", "skipped"):
+        element = case.find(tag)
+        if element is not None:
+            return ("failed" if tag == "failure" else tag), (element.get("message") or "").strip()
+    return "passed", ""
+
+
 def parse_junit(path: Path, hosts: list[str] | None = None) -> list[CheckResult]:
-    """Checks from a JUnit XML written by pytest; the host comes from the test id."""
+    """Checks from a JUnit XML written by pytest. The suite records each check's sentence,
+    host and group as properties (tests/runner/conftest.py); the test id is the fallback."""
     checks = []
     # Our own child pytest wrote this file: not untrusted input.
     for case in ET.parse(path).getroot().iter("testcase"):  # noqa: S314
-        name = case.get("name", "")
-        host = ""
-        # testinfra parametrizes checks with the host: test_x[docker://name]
-        if "[" in name and name.endswith("]"):
-            name, _, param = name[:-1].partition("[")
-            host = _host_of(param, hosts or [])
-        outcome, message = "passed", ""
-        for tag in ("failure", "error", "skipped"):
-            element = case.find(tag)
-            if element is not None:
-                outcome = "failed" if tag == "failure" else tag
-                message = (element.get("message") or "").strip()
-                break
-        checks.append(CheckResult(name=name, host=host, outcome=outcome, message=message))
+        match = _TEST_ID.match(case.get("name", ""))
+        name = match["name"] if match else case.get("name", "")
+        param = match["param"] if match and match["param"] else ""
+        properties = {
+            p.get("name", ""): p.get("value", "") for p in case.iter("property") if p.get("name")
+        }
+        host_id = properties.get("host") or param
+        outcome, message = _outcome(case)
+        checks.append(
+            CheckResult(
+                name=name,
+                host=_host_of(host_id, hosts or []) if host_id else "",
+                outcome=outcome,
+                message=message,
+                sentence=properties.get("check", ""),
+                group=properties.get("group", ""),
+                seconds=float(case.get("time") or 0),
+            )
+        )
     return checks
 
 
@@ -216,26 +274,91 @@ def _runner_vars_file(variables: dict[str, Any]) -> Iterator[Path]:
         yield path
 
 
+def _performance(name: str, reports_dir: Path, extras: Extras, clock: Clock) -> Review | None:
+    """Each host's performance report against the fleet's baseline (recorded in history)."""
+    reports = {}
+    for path in sorted(reports_dir.glob("*.json")):
+        try:
+            reports[path.stem] = json.loads(path.read_text(encoding="utf-8"))
+        except ValueError as exc:
+            reports[path.stem] = {"unreadable": str(exc)}
+    if not reports:
+        return None
+    store = LocalBaselineStore(extras.baseline_dir or default_baseline_dir(name), name)
+    try:
+        thresholds = Thresholds.from_mapping(store.load_thresholds())
+    except BenchmarkFormatError as exc:
+        raise FleetError(
+            f"{store.location}/thresholds.json: {exc}",
+            hint='write e.g. {"margin": 0.25, "margins": {"test_dind_start": 0.5}}',
+        ) from exc
+    if extras.margin is not None:
+        thresholds = Thresholds(margin=extras.margin, margins=thresholds.margins)
+    return review(
+        store, name, reports, clock(), thresholds=thresholds, update_baseline=extras.update_baseline
+    )
+
+
+def run_suites(
+    name: str, hosts: list[str], suite: UserSuite, variables: dict[str, Any], reports: Path
+) -> list[SuiteResult]:
+    """Your suite on each host, side by side (each host's run is its own)."""
+    containers = [c for c in backend.list_hosts(name) if c.name in hosts]
+    with ThreadPoolExecutor(max_workers=max(1, min(4, len(containers)))) as pool:
+        return list(
+            pool.map(lambda c: user_suite.run_on_host(c, suite, variables, reports), containers)
+        )
+
+
+def suite_checks(results: list[SuiteResult]) -> list[CheckResult]:
+    """One row per host for your suite, beside the checks."""
+    return [
+        CheckResult(
+            name="your_suite",
+            host=r.host,
+            outcome={"passed": "passed", "failed": "failed"}.get(r.status, "error"),
+            message=r.message,
+            sentence=r.sentence(),
+            group=SUITE_GROUP,
+            seconds=r.seconds,
+        )
+        for r in results
+    ]
+
+
 def run_validation(
     name: str,
     hosts: list[str],
     variables: dict[str, Any],
     junit: Path | None,
     canary: bool = True,
+    extras: Extras | None = None,
+    clock: Clock = utc_now,
 ) -> Validation:
     """tests/runner against each host of fleet ``name``, hosts side by side (one child
-    pytest per host)."""
+    pytest per host); with the canary, each host's performance against the fleet's
+    baseline; then your suite, when given."""
+    extras = extras or Extras()
     junit_path = junit or REPORTS / f"{name}-validation.xml"
-    with _runner_vars_file(variables) as runner_vars:
+    with (
+        _runner_vars_file(variables) as runner_vars,
+        tempfile.TemporaryDirectory(prefix="fleet-benchmarks-") as reports_dir,
+    ):
         outcome = validate_each(
             [local_host_spec(host) for host in hosts],
             junit_path,
             runner_vars,
-            extra_args=None if canary else NO_CANARY,
+            extra_args=["--benchmark-dir", reports_dir] if canary else NO_CANARY,
         )
-    if not outcome.checks:
-        raise FleetError(
-            "the validation suite ran no checks:\n" + outcome.output[-3000:],
-            hint="run `pytest tests/runner --hosts=docker://HOST` by hand to see why",
-        )
+        if not outcome.checks:
+            raise FleetError(
+                "the validation suite ran no checks:\n" + outcome.output[-3000:],
+                hint="run `pytest tests/runner --hosts=docker://HOST` by hand to see why",
+            )
+        if canary:
+            outcome.performance = _performance(name, Path(reports_dir), extras, clock)
+    if extras.suite is not None:
+        reports = junit_path.parent / f"{junit_path.stem}-suite"
+        outcome.suites = run_suites(name, hosts, extras.suite, variables, reports)
+        outcome.checks += suite_checks(outcome.suites)
     return outcome

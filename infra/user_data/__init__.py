@@ -14,6 +14,8 @@ from pathlib import Path
 
 import yaml
 
+from infra.agent_report import runner_metrics_namespace
+
 HERE = Path(__file__).resolve().parent
 
 # Tool versions installed on a stock image (same pins as requirements.txt; awscli 1.45.11 is
@@ -60,6 +62,7 @@ def fleet_env(settings: UserDataSettings) -> str:
         "DOCKER_DEVICE": DOCKER_DEVICE,
         "DOCKER_VOLUME_GIB": str(settings.docker_volume_gib),
         "JIT_WAIT_SECONDS": str(settings.jit_wait_seconds),
+        "METRICS_NAMESPACE": runner_metrics_namespace(settings.fleet_name),
         "ANSIBLE_VERSION": ANSIBLE_VERSION,
         "AWSCLI_VERSION": AWSCLI_VERSION,
     }

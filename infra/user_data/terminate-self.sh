@@ -1,9 +1,7 @@
 #!/usr/bin/env bash
 # runner-terminate-self: this host ran its one job (or cannot run one); it leaves its group.
-#
-# Called with a reason by runner-bootstrap, and without one as ExecStopPost of
-# actions-runner.service. In the second case it only acts once the boot is complete, so a
-# playbook handler that restarts the service during boot does not end the instance.
+# Called with a reason by runner-bootstrap; without one (ExecStopPost of actions-runner)
+# only once the boot is complete, so a restart during boot does not end the instance.
 set -uo pipefail
 
 # shellcheck source=/dev/null
@@ -18,6 +16,11 @@ if [[ -z "$reason" ]]; then
     exit 0
   fi
   reason="runner finished (${SERVICE_RESULT:-unknown}, ${EXIT_CODE:-unknown} ${EXIT_STATUS:-})"
+  if [[ "${EXIT_STATUS:-}" == 7 ]]; then # agent too old: infra/agent_report.py
+    reason="agent too old for GitHub (exit 7)"
+    aws cloudwatch put-metric-data --namespace "$METRICS_NAMESPACE" \
+      --metric-name RunnerAgentOutdated --value 1 || true
+  fi
 fi
 
 umask 077
@@ -35,7 +38,7 @@ if aws autoscaling terminate-instance-in-auto-scaling-group --instance-id "$inst
   --should-decrement-desired-capacity >/dev/null; then
   exit 0
 fi
-# At minSize the group refuses to shrink: leave anyway and let it launch a fresh runner.
+# At minSize the group refuses to shrink: leave without decrement.
 if aws autoscaling terminate-instance-in-auto-scaling-group --instance-id "$instance_id" \
   --no-should-decrement-desired-capacity >/dev/null; then
   exit 0

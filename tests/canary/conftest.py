@@ -1,11 +1,13 @@
 """Fixtures of the canary: the suite every runner must pass, run as the runner user.
 
-Run it the way a job would: ``pytest -n auto /opt/fleet/canary``. It uses the host's Docker
-engine through testcontainers and works without a registry (see canary_images).
+Run it the way a job would: ``pytest -n auto --dist=worksteal /opt/fleet/canary``. It uses
+the host's Docker engine through testcontainers and works without a registry (see
+canary_images).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -20,6 +22,7 @@ import pytest
 
 canary_env.configure()  # must run before anything imports testcontainers
 
+from canary_dind import busybox_image_tar  # noqa: E402
 from canary_postgres import (  # noqa: E402
     PostgresContainer,
     WorkerDatabase,
@@ -28,7 +31,18 @@ from canary_postgres import (  # noqa: E402
 )
 
 BUSYBOX_ENV = "FLEET_CANARY_BUSYBOX"
+BUSYBOX_REPOSITORY = "fleet-canary/busybox"
 MAX_AUTO_WORKERS = 4
+
+
+DIST_ENV = "FLEET_CANARY_DIST"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Tell the workers how the controller distributes tests (a worker's own ``--dist`` is
+    always ``no``); they inherit the environment when xdist starts them."""
+    if not hasattr(config, "workerinput"):
+        os.environ[DIST_ENV] = str(config.getoption("dist", "no"))
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -70,6 +84,17 @@ def busybox_binary() -> Path:
 
 
 @pytest.fixture(scope="session")
+def busybox_image(docker_client: docker.DockerClient, busybox_binary: Path) -> str:
+    """A busybox-only image on the host's engine, imported once (no registry needed)."""
+    data = busybox_image_tar(busybox_binary)
+    tag = hashlib.sha256(data).hexdigest()[:12]
+    with canary_images.build_lock(BUSYBOX_REPOSITORY):
+        if not canary_images.has_image(docker_client, f"{BUSYBOX_REPOSITORY}:{tag}"):
+            docker_client.api.import_image_from_data(data, repository=BUSYBOX_REPOSITORY, tag=tag)
+    return f"{BUSYBOX_REPOSITORY}:{tag}"
+
+
+@pytest.fixture(scope="session")
 def run_dir(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Path:
     """A directory shared by all workers of this run (each worker's basetemp is inside it)."""
     base = tmp_path_factory.getbasetemp()
@@ -78,12 +103,18 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Path:
 
 @pytest.fixture(scope="session", autouse=True)
 def worker_database(
-    postgres_image: str, run_dir: Path, worker_id: str
-) -> Iterator[tuple[WorkerDatabase, PostgresContainer]]:
+    request: pytest.FixtureRequest, run_dir: Path, worker_id: str
+) -> Iterator[tuple[WorkerDatabase, PostgresContainer] | None]:
     """Every worker starts its own PostgreSQL, tags a row with its id and records where it is.
 
     Autouse, so every worker that runs any test has one: the isolation check compares them.
+    A run of the performance set alone (``-m perf``) starts none: an idle database beside
+    the benchmarks would only cost their time.
     """
+    if request.session.items and all(i.get_closest_marker("perf") for i in request.session.items):
+        yield None
+        return
+    postgres_image = request.getfixturevalue("postgres_image")
     with postgres_container(postgres_image) as container:
         with connect(container) as conn:
             conn.execute("CREATE TABLE owner (worker text NOT NULL)")

@@ -10,6 +10,14 @@ from pathlib import Path
 from canary_postgres import PostgresContainer, WorkerDatabase, connect
 
 PEER_WAIT_SECONDS = 240
+DIST_ENV = "FLEET_CANARY_DIST"  # set by conftest.pytest_configure on the controller
+
+
+def test_the_suite_runs_with_work_stealing() -> None:
+    """Workers steal queued tests from each other (`--dist=worksteal`), each with its own
+    database: long and short tests mixed still finish together."""
+    _worker_count()
+    assert os.environ.get(DIST_ENV) == "worksteal", f"{DIST_ENV}={os.environ.get(DIST_ENV)}"
 
 
 def _worker_count() -> int:

@@ -48,6 +48,8 @@ from fleet.aws.handlers import lifecycle, reaper, scaler, webhook
 from fleet.aws.handlers.runtime import Runtime
 from fleet.aws.handlers.settings import Settings
 from fleet.aws.observe import runner_name
+from infra.agent_report import METRIC_NAME as OUTDATED_METRIC
+from infra.agent_report import runner_metrics_namespace
 from infra.config import FLEET_TAG, JIT_INSTANCE_TAG
 from infra.control_plane import ControlPlaneArgs, function_environment
 from infra.iam import instance_policy, instance_trust_policy
@@ -866,6 +868,14 @@ class Fleet:
                 self.registered[instance_id] = runner_id
             started.append(instance_id)
         return started
+
+    def instance_reports_outdated_agent(self, instance_id: str, namespace: str = "") -> None:
+        """runner-terminate-self after the agent exited 7: one datapoint, the instance's role."""
+        client = self.aws.instance_session(instance_id).client("cloudwatch", config=DEFAULT_CONFIG)
+        client.put_metric_data(
+            Namespace=namespace or runner_metrics_namespace(FLEET),
+            MetricData=[{"MetricName": OUTDATED_METRIC, "Value": 1.0}],
+        )
 
     def instance_terminates_itself(self, instance_id: str) -> None:
         """runner-terminate-self: leave the group with decrement, using the instance's role."""

@@ -10,6 +10,7 @@ Expected values come from the roles' variables (role_vars); the canary suite alw
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -22,6 +23,12 @@ from role_vars import RoleVars, facts_from_os_release, is_role_variable, load_ov
 from testinfra.host import Host
 
 docker_session.register()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if config.getoption("--benchmark-store") and config.getoption("--benchmark-dir") is None:
+        raise pytest.UsageError("--benchmark-store needs --benchmark-dir (where reports go)")
+
 
 DEFAULT_CANARY_TIMEOUT = 900
 FALLBACK_JOB_IMAGE = "debian:trixie-slim"
@@ -50,6 +57,26 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=[],
         metavar="CIDR",
         help="a network the engine's address pools must not overlap (repeatable)",
+    )
+    group.addoption(
+        "--benchmark-dir",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="write each host's pytest-benchmark report (the performance set) here",
+    )
+    group.addoption(
+        "--benchmark-store",
+        default=None,
+        metavar="URL",
+        help="compare each host with the fleet's baseline kept here (a directory or "
+        "s3://BUCKET/PREFIX) and record its report; needs --benchmark-dir",
+    )
+    group.addoption(
+        "--benchmark-fleet",
+        default=os.environ.get("FLEET_NAME", "fleet"),
+        metavar="NAME",
+        help="the fleet's name in the benchmark history (default: $FLEET_NAME, else fleet)",
     )
     group.addoption(
         "--job-image",
@@ -131,12 +158,14 @@ def job_image(request: pytest.FixtureRequest, role_vars: RoleVars) -> str:
     return preloaded[0]["name"] if preloaded else FALLBACK_JOB_IMAGE
 
 
-# --- the summary table -------------------------------------------------------------------
+# --- the report: a sentence and a host for every check --------------------------------
 
-# nodeid -> (check, host, result), in the order the checks ran.
+# nodeid -> (sentence, host, result), in the order the checks ran.
 _RESULTS: dict[str, tuple[str, str, str]] = {}
 # test_x[docker://name], or test_x[docker://name]@group when xdist groups the check.
 _HOST_PARAM = re.compile(r"\[(?P<host>[^\]]+)\](@[^\[\]]+)?$")
+# The JUnit <property> names every check carries (python -m fleet validate reads them).
+CHECK_PROPERTY, HOST_PROPERTY, GROUP_PROPERTY = "check", "host", "group"
 
 
 def _check_name(nodeid: str) -> str:
@@ -149,6 +178,38 @@ def _host_of(nodeid: str) -> str:
     return match["host"] if match else "local"
 
 
+def check_sentence(function: Callable[..., Any]) -> str:
+    """What a check proves, in the words a person reads: the first line of its docstring
+    (PEP 257's summary line). Every check has one (tests/unit/local/test_runner_report.py)."""
+    doc = (function.__doc__ or "").strip()
+    return doc.splitlines()[0].strip() if doc else ""
+
+
+def check_group(module_name: str) -> str:
+    """The group a check belongs to: its module, in words (test_docker_engine: docker engine)."""
+    return module_name.rpartition(".")[2].removeprefix("test_").replace("_", " ")
+
+
+def _item_host(item: pytest.Item) -> str:
+    callspec = getattr(item, "callspec", None)
+    host = callspec.params.get("_testinfra_host") if callspec is not None else None
+    return host.backend.get_pytest_id() if host is not None else _host_of(item.nodeid)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Each check's sentence, host and group as JUnit properties: the test id stays the
+    test case's name, and a report reader needs no parsing of ids (xdist appends the
+    group of a grouped check to it)."""
+    for item in items:
+        function = getattr(item, "function", None)
+        sentence = check_sentence(function) if function is not None else ""
+        item.user_properties += [
+            (CHECK_PROPERTY, sentence or _check_name(item.nodeid)),
+            (HOST_PROPERTY, _item_host(item)),
+            (GROUP_PROPERTY, check_group(getattr(item.module, "__name__", ""))),
+        ]
+
+
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     if report.when == "call":
         result = report.outcome
@@ -158,20 +219,30 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
         result = "skipped"
     else:
         return
-    _RESULTS[report.nodeid] = (_check_name(report.nodeid), _host_of(report.nodeid), result)
+    properties = dict(report.user_properties)
+    _RESULTS[report.nodeid] = (
+        str(properties.get(CHECK_PROPERTY) or _check_name(report.nodeid)),
+        str(properties.get(HOST_PROPERTY) or _host_of(report.nodeid)),
+        result,
+    )
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    """A short table: check, host, result (the JUnit XML of --junitxml has the details)."""
+    """A short table: host, check, result (the JUnit XML of --junitxml has the details)."""
     rows = list(_RESULTS.values())
     if not rows:
         return
     width = max(len(name) for name, _, _ in rows)
     host_width = max(len("host"), *(len(host) for _, host, _ in rows))
     terminalreporter.section("runner validation")
-    terminalreporter.write_line(f"{'check':<{width}}  {'host':<{host_width}}  result")
+    terminalreporter.write_line(f"{'host':<{host_width}}  {'check':<{width}}  result")
     for name, host, result in rows:
-        terminalreporter.write_line(f"{name:<{width}}  {host:<{host_width}}  {result}")
+        terminalreporter.write_line(f"{host:<{host_width}}  {name:<{width}}  {result}")
     failed = sum(1 for _, _, result in rows if result != "passed")
     summary = f"{len(rows) - failed} of {len(rows)} checks passed"
     terminalreporter.write_line(summary + (f", {failed} did not" if failed else ""))
+    store = terminalreporter.config.getoption("--benchmark-store")
+    if store:
+        import performance
+
+        performance.summary(terminalreporter, store)

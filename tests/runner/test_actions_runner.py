@@ -34,10 +34,18 @@ def agent_env(root: Shell, role_vars: RoleVars) -> dict[str, str]:
 
 
 def test_the_agent_is_installed_with_run_sh(root: Shell, role_vars: RoleVars) -> None:
-    """Property 11: current points at <version>-<sha256 prefix> of the pinned release, and
-    that directory holds an executable run.sh."""
+    """The runner agent is installed and its run.sh is executable.
+
+    Property 11: current points at <version>-<sha256 prefix> of the pinned release (with
+    actions_runner_version latest: of whichever release was newest at bake time), and that
+    directory holds an executable run.sh."""
     current = role_vars["__actions_runner_current"]
-    assert root.check("readlink %s", current) == role_vars["__actions_runner_agent_dir"]
+    installed = root.check("readlink %s", current)
+    if role_vars["actions_runner_version"] == "latest":
+        install_dir = re.escape(role_vars["actions_runner_install_dir"])
+        assert re.fullmatch(rf"{install_dir}/\d+\.\d+\.\d+-[0-9a-f]{{12}}", installed), installed
+    else:
+        assert installed == role_vars["__actions_runner_agent_dir"]
     assert root.check("stat -L -c %s %s", "%F %A", f"{current}/run.sh").startswith(
         "regular file -rwx"
     )
@@ -46,16 +54,29 @@ def test_the_agent_is_installed_with_run_sh(root: Shell, role_vars: RoleVars) ->
 def test_the_runner_service_is_enabled_and_runs_as_the_runner_user(
     root: Shell, unit: str, runner_user: str
 ) -> None:
-    """Property 10: systemd starts the agent as the runner user, never as root."""
+    """The runner service is enabled and runs as the runner user.
+
+    Property 10: systemd starts the agent as the runner user, never as root."""
     state = _unit_properties(root, unit, "User", "UnitFileState", "NoNewPrivileges")
     assert state == {"User": runner_user, "UnitFileState": "enabled", "NoNewPrivileges": "yes"}
     assert runner_user != "root"
 
 
+def test_an_outdated_agent_exits_with_its_own_code(root: Shell, unit: str) -> None:
+    """An agent GitHub deems too old exits with its own code, 7.
+
+    run.sh passes it through only with ACTIONS_RUNNER_RETURN_VERSION_DEPRECATED_EXIT_CODE=1,
+    so AWS and the local fleet can tell "re-bake" from a runner that simply finished."""
+    environment = _unit_properties(root, unit, "Environment")["Environment"].split()
+    assert "ACTIONS_RUNNER_RETURN_VERSION_DEPRECATED_EXIT_CODE=1" in environment
+
+
 def test_the_runner_service_reads_its_jit_config_from_a_root_only_file(
     root: Shell, unit: str, role_vars: RoleVars
 ) -> None:
-    """Property 7: the config reaches the agent through a root-only EnvironmentFile (0600
+    """The runner service reads its just-in-time config from a root-only file.
+
+    Property 7: the config reaches the agent through a root-only EnvironmentFile (0600
     when present, in a 0700 directory), not through its command line."""
     config_file = role_vars["__actions_runner_jitconfig_file"]
     state = _unit_properties(root, unit, "EnvironmentFiles", "ExecStart")
@@ -88,7 +109,9 @@ def _jit_values(root: Shell, unit: str, role_vars: RoleVars) -> Iterator[str]:
 
 
 def test_no_runner_agent_process_runs_as_root(root: Shell, unit: str, runner_user: str) -> None:
-    """Property 10: the unit's main process, and anything that looks like the agent, belongs
+    """No runner agent process runs as root.
+
+    Property 10: the unit's main process, and anything that looks like the agent, belongs
     to the runner user."""
     pid = _agent_pid(root, unit)
     if pid:
@@ -101,7 +124,9 @@ def test_no_runner_agent_process_runs_as_root(root: Shell, unit: str, runner_use
 def test_no_jit_config_appears_on_any_command_line(
     root: Shell, unit: str, role_vars: RoleVars
 ) -> None:
-    """Property 7: no process (ps, /proc/*/cmdline) carries the JIT config or its option.
+    """No just-in-time config appears on any process's command line.
+
+    Property 7: no process (ps, /proc/*/cmdline) carries the JIT config or its option.
 
     The secret is compared in memory, never printed."""
     command_lines = root.check(
@@ -117,7 +142,9 @@ def test_no_jit_config_appears_on_any_command_line(
 def test_the_job_hooks_are_installed_executable_and_referenced_in_the_agent_env(
     root: Shell, role_vars: RoleVars, agent_env: dict[str, str]
 ) -> None:
-    """Property 23: the agent runs the cleanup hooks before and after every job."""
+    """The job cleanup hooks are installed and the agent runs them around every job.
+
+    Property 23: the agent runs the cleanup hooks before and after every job."""
     assert role_vars["actions_runner_job_cleanup"], "job hooks are off: jobs leave state behind"
     hooks = role_vars["__actions_runner_hooks_dir"]
     for phase in ("started", "completed"):
@@ -129,7 +156,9 @@ def test_the_job_hooks_are_installed_executable_and_referenced_in_the_agent_env(
 def test_the_agent_env_has_the_configured_path_and_variables(
     role_vars: RoleVars, agent_env: dict[str, str]
 ) -> None:
-    """Jobs find the toolchain first on PATH and get actions_runner_env."""
+    """The agent's environment has the configured PATH and variables.
+
+    Jobs find the toolchain first on PATH and get actions_runner_env."""
     assert agent_env["PATH"] == role_vars["actions_runner_path"]
     for name, value in role_vars["actions_runner_env"].items():
         assert agent_env.get(name) == str(value), name
@@ -139,7 +168,9 @@ def test_the_agent_env_has_the_configured_path_and_variables(
 def test_the_job_completed_hook_leaves_no_containers_volumes_or_networks(
     runner: Shell, role_vars: RoleVars, job_image: str
 ) -> None:
-    """Property 23: what a job leaves (a container with an anonymous volume, a named volume,
+    """After a job, the cleanup hook leaves no containers, volumes or networks.
+
+    Property 23: what a job leaves (a container with an anonymous volume, a named volume,
     a network) is gone after the job-completed hook; run it on an idle host."""
     created = runner.check(
         "sh -c %s _ %s",

@@ -68,7 +68,9 @@ def _canary_image(runner: Shell, role_vars: RoleVars, recipe: str) -> str:
 
 
 def test_the_runner_user_reaches_docker_without_sudo(root: Shell, runner: Shell) -> None:
-    """`docker info` as the runner user shows the same server the host runs."""
+    """The runner user reaches the Docker engine without sudo.
+
+    `docker info` as the runner user shows the same server the host runs."""
     server = root.check("docker version --format %s", "{{.Server.Version}}")
     info = runner.check("docker info --format %s", "server={{.ServerVersion}}")
     assert info == f"server={server}"
@@ -78,7 +80,9 @@ def test_the_runner_user_reaches_docker_without_sudo(root: Shell, runner: Shell)
 def test_the_runner_user_can_start_a_privileged_container_and_a_container_inside_it(
     runner: Shell, role_vars: RoleVars
 ) -> None:
-    """DinD as jobs run it: a privileged dockerd, and a container started inside it."""
+    """The runner user can start a privileged container and a container inside it.
+
+    DinD as jobs run it: a privileged dockerd, and a container started inside it."""
     image = _canary_image(runner, role_vars, "DIND")
     output = runner.check("sh -c %s _ %s %s", DIND_SCRIPT, image, GREETING)
     assert "privileged=true" in output
@@ -88,7 +92,9 @@ def test_the_runner_user_can_start_a_privileged_container_and_a_container_inside
 def test_a_job_container_on_the_bridge_network_gets_no_imds_token(
     runner: Shell, job_image: str
 ) -> None:
-    """Property 2: no token and no credentials reach a bridge-network container (on AWS the
+    """A job container on the bridge network gets no instance metadata token or credentials.
+
+    Property 2: no token and no credentials reach a bridge-network container (on AWS the
     IMDS hop limit of 1 drops the answers; elsewhere there is no route, or a proxy refuses)."""
     output = runner.check("docker run --rm --network bridge %s bash -c %s", job_image, IMDS_SCRIPT)
     assert "token-exit=" in output and "credentials-exit=" in output, output
@@ -100,7 +106,9 @@ def test_a_job_container_on_the_bridge_network_gets_no_imds_token(
 def test_a_container_the_runner_user_starts_gets_no_docker_socket(
     runner: Shell, job_image: str
 ) -> None:
-    """Property 22: the host's socket is not mounted into containers by default.
+    """A container the runner user starts gets no Docker socket.
+
+    Property 22: the host's socket is not mounted into containers by default.
 
     (GitHub's agent itself mounts it into `container:` jobs; see docs/validation.md.)"""
     output = runner.check("docker run --rm %s sh -c %s", job_image, SOCKET_SCRIPT)

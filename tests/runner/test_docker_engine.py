@@ -39,7 +39,9 @@ def daemon_json(root: Shell) -> dict[str, Any]:
 
 
 def test_the_docker_service_is_enabled_and_running(root: Shell) -> None:
-    """systemd starts the engine at boot and it runs now."""
+    """The Docker service is enabled and running.
+
+    systemd starts the engine at boot and it runs now."""
     state = _systemd_properties(root, "docker.service", "ActiveState", "UnitFileState", "SubState")
     assert state == {"ActiveState": "active", "SubState": "running", "UnitFileState": "enabled"}
 
@@ -47,7 +49,9 @@ def test_the_docker_service_is_enabled_and_running(root: Shell) -> None:
 def test_the_engine_runs_overlay2_on_the_configured_data_root(
     docker_info: dict[str, Any], role_vars: RoleVars
 ) -> None:
-    """Property 23: the engine keeps its data where the data root was mounted, on overlay2."""
+    """The engine stores its data with overlay2 on the configured data root.
+
+    Property 23: the engine keeps its data where the data root was mounted, on overlay2."""
     info = docker_info
     assert info["Driver"] == "overlay2"
     assert info["DockerRootDir"] == role_vars["docker_host_data_root"]
@@ -58,19 +62,25 @@ def test_the_engine_runs_overlay2_on_the_configured_data_root(
 def test_daemon_json_has_the_configured_values(
     daemon_json: dict[str, Any], role_vars: RoleVars
 ) -> None:
-    """Property 21: daemon.json is exactly what the docker_host variables render."""
+    """The engine's daemon.json holds exactly the configured values.
+
+    Property 21: daemon.json is exactly what the docker_host variables render."""
     assert daemon_json == role_vars["__docker_host_daemon_config"]
 
 
 def test_daemon_json_is_owned_by_root_with_mode_0644(root: Shell) -> None:
-    """Property 21: only root can change the engine's configuration."""
+    """Only root can change the engine's daemon.json.
+
+    Property 21: only root can change the engine's configuration."""
     assert root.check("stat -c %s %s", "%U:%G %a", DAEMON_JSON) == "root:root 644"
 
 
 def test_container_logs_are_rotated_with_bounded_size(
     docker_info: dict[str, Any], daemon_json: dict[str, Any], role_vars: RoleVars
 ) -> None:
-    """Property 21: json-file logs (unbounded by default) rotate at the configured limits."""
+    """Container logs are rotated at a bounded size.
+
+    Property 21: json-file logs (unbounded by default) rotate at the configured limits."""
     info, config = docker_info, daemon_json
     assert info["LoggingDriver"] == config["log-driver"] == "json-file"
     assert config["log-opts"]["max-size"] == str(role_vars["docker_host_log_max_size"])
@@ -82,7 +92,9 @@ def test_container_logs_are_rotated_with_bounded_size(
 def test_the_address_pools_do_not_overlap_the_hosts_networks(
     root: Shell, role_vars: RoleVars, vpc_cidrs: list[str]
 ) -> None:
-    """Property 21: networks the engine creates never shadow the VPC or the host's routes."""
+    """The engine's address pools do not overlap the host's networks.
+
+    Property 21: networks the engine creates never shadow the VPC or the host's routes."""
     pools = [
         ipaddress.ip_network(p["base"]) for p in role_vars["docker_host_default_address_pools"]
     ]
@@ -101,12 +113,16 @@ def test_the_address_pools_do_not_overlap_the_hosts_networks(
 def test_the_docker_socket_is_owned_by_root_and_the_docker_group_with_mode_0660(
     root: Shell,
 ) -> None:
-    """Property 22: only root and members of the docker group reach the engine."""
+    """Only root and the docker group can use the Docker socket.
+
+    Property 22: only root and members of the docker group reach the engine."""
     assert root.check("stat -L -c %s %s", "%U:%G %a %F", DOCKER_SOCKET) == "root:docker 660 socket"
 
 
 def test_the_engine_does_not_listen_on_tcp(root: Shell, daemon_json: dict[str, Any]) -> None:
-    """Property 20: no plain 2375 (nor any TCP API) on the host's engine."""
+    """The engine does not listen on TCP.
+
+    Property 20: no plain 2375 (nor any TCP API) on the host's engine."""
     listeners = root.check("ss --no-header --listening --tcp --numeric --processes")
     assert not re.search(r":(2375|2376)\s", listeners), listeners
     assert '"dockerd"' not in listeners, listeners
@@ -117,7 +133,9 @@ def test_the_engine_does_not_listen_on_tcp(root: Shell, daemon_json: dict[str, A
 
 
 def test_the_data_root_is_its_own_mount(root: Shell, role_vars: RoleVars) -> None:
-    """Property 23: /var/lib/docker is a filesystem of its own (not the root filesystem, and
+    """The engine's data root is a filesystem of its own.
+
+    Property 23: /var/lib/docker is a filesystem of its own (not the root filesystem, and
     not overlay, on which overlay2 cannot work); locally it is a Docker volume."""
     data_root = role_vars["docker_host_data_root"]
     target, fstype = root.check("findmnt -n -o TARGET,FSTYPE --target %s", data_root).split()
@@ -128,7 +146,9 @@ def test_the_data_root_is_its_own_mount(root: Shell, role_vars: RoleVars) -> Non
 def test_the_prune_timer_is_active_and_the_threshold_is_configured(
     root: Shell, role_vars: RoleVars
 ) -> None:
-    """Property 23: a timer prunes images and volumes when free space falls under the
+    """A timer prunes images and volumes when free disk space runs low.
+
+    Property 23: a timer prunes images and volumes when free space falls under the
     configured percentage."""
     timer = _systemd_properties(root, f"{PRUNE_UNIT}.timer", "ActiveState", "UnitFileState")
     assert timer == {"ActiveState": "active", "UnitFileState": "enabled"}
@@ -145,7 +165,9 @@ def test_the_prune_timer_is_active_and_the_threshold_is_configured(
 def test_free_space_on_the_data_root_is_above_the_threshold(
     root: Shell, role_vars: RoleVars
 ) -> None:
-    """Property 23: right now, the data root has more free space than the prune threshold."""
+    """The data root has more free space than the prune threshold.
+
+    Property 23: right now, the data root has more free space than the prune threshold."""
     data_root = role_vars["docker_host_data_root"]
     used = root.check("df --output=pcent %s", data_root).splitlines()[-1]
     free = 100 - int(used.strip().rstrip("%"))
@@ -155,7 +177,9 @@ def test_free_space_on_the_data_root_is_above_the_threshold(
 def test_the_images_jobs_start_from_are_in_the_engine(
     root: Shell, runner: Shell, role_vars: RoleVars, job_image: str
 ) -> None:
-    """Every preloaded image (jobs without a registry start from them) is in the engine, and
+    """The images jobs start from are in the engine.
+
+    Every preloaded image (jobs without a registry start from them) is in the engine, and
     the job image the other checks use is there or can be pulled by the runner user."""
     names = [image["name"] for image in role_vars["docker_host_preload_images"]]
     if names:

@@ -14,7 +14,9 @@ ADMIN_GROUPS = {"sudo", "wheel", "admin", "root"}
 def test_the_runner_user_exists_and_is_not_root(
     root: Shell, runner_user: str, role_vars: RoleVars
 ) -> None:
-    """Property 10: the account the agent and its jobs run as is an ordinary user."""
+    """The runner user exists and is not root.
+
+    Property 10: the account the agent and its jobs run as is an ordinary user."""
     entry = root.check("getent passwd %s", runner_user).split(":")
     name, uid, home = entry[0], int(entry[2]), entry[5]
     assert name == runner_user
@@ -26,7 +28,9 @@ def test_the_runner_user_exists_and_is_not_root(
 def test_the_runner_user_is_in_the_docker_group_and_no_admin_group(
     root: Shell, runner_user: str, role_vars: RoleVars
 ) -> None:
-    """Docker access comes from the docker group (when configured), nothing else."""
+    """The runner user is in the docker group and in no admin group.
+
+    Docker access comes from the docker group (when configured), nothing else."""
     groups = set(root.check("id -Gn %s", runner_user).split())
     expected = {role_vars["actions_runner_group"]}
     if role_vars["actions_runner_docker_access"]:
@@ -36,7 +40,9 @@ def test_the_runner_user_is_in_the_docker_group_and_no_admin_group(
 
 
 def test_the_runner_user_has_no_sudo(root: Shell, runner_user: str) -> None:
-    """No sudoers rule names the runner; where sudo is installed, sudo itself says so."""
+    """The runner user cannot use sudo.
+
+    No sudoers rule names the runner; where sudo is installed, sudo itself says so."""
     sudoers = root.check("sh -c %s", "ls -d /etc/sudoers /etc/sudoers.d/* 2>/dev/null || :").split()
     if sudoers:
         rules = root.run("grep -lw -- %s" + " %s" * len(sudoers), runner_user, *sudoers)

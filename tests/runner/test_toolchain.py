@@ -22,7 +22,9 @@ def _pem_bodies(text: str) -> set[str]:
 
 
 def test_the_toolchain_has_the_pinned_versions(runner: Shell, role_vars: RoleVars) -> None:
-    """Every package of test_toolchain_packages (+ extras) at exactly its pinned version."""
+    """The test toolchain has exactly the pinned package versions.
+
+    Every package of test_toolchain_packages (+ extras) at exactly its pinned version."""
     python = f"{role_vars['test_toolchain_venv']}/bin/python"
     listed = json.loads(runner.check("%s -m pip list --format=json", python))
     installed = {_distribution_name(p["name"]): p["version"] for p in listed}
@@ -36,14 +38,18 @@ def test_the_toolchain_has_the_pinned_versions(runner: Shell, role_vars: RoleVar
 def test_the_toolchain_comes_first_on_the_runner_users_path(
     runner: Shell, role_vars: RoleVars
 ) -> None:
-    """A login shell of the runner user finds pytest and python in the toolchain venv."""
+    """The runner user's shell finds pytest and python in the toolchain first.
+
+    A login shell of the runner user finds pytest and python in the toolchain venv."""
     venv = role_vars["test_toolchain_venv"]
     found = runner.check("bash -lc %s", "command -v pytest python")
     assert found.splitlines() == [f"{venv}/bin/pytest", f"{venv}/bin/python"]
 
 
 def test_the_system_tools_jobs_use_are_installed(root: Shell, role_vars: RoleVars) -> None:
-    """git, make, curl, jq, unzip, busybox-static, ... (test_toolchain_system_packages)."""
+    """The system tools jobs use are installed.
+
+    git, make, curl, jq, unzip, busybox-static, ... (test_toolchain_system_packages)."""
     packages = role_vars["__test_toolchain_install_system_packages"]
     output = root.check(
         "dpkg-query --show --showformat=%s" + " %s" * len(packages),
@@ -55,7 +61,9 @@ def test_the_system_tools_jobs_use_are_installed(root: Shell, role_vars: RoleVar
 
 
 def test_the_canary_suite_is_installed_for_everyone(runner: Shell, role_vars: RoleVars) -> None:
-    """The runner user can read the canary suite the role installed."""
+    """The canary suite is installed and readable by the runner user.
+
+    The runner user can read the canary suite the role installed."""
     canary = role_vars["test_toolchain_canary_dest"]
     listing = runner.check("ls %s", canary).split()
     assert {"conftest.py", "pytest.ini"} <= set(listing)
@@ -63,7 +71,9 @@ def test_the_canary_suite_is_installed_for_everyone(runner: Shell, role_vars: Ro
 
 
 def test_pip_trusts_the_system_ca_bundle(runner: Shell, role_vars: RoleVars) -> None:
-    """pip reads /etc/pip.conf, which points at the bundle holding the extra CAs."""
+    """pip trusts the system CA bundle.
+
+    pip reads /etc/pip.conf, which points at the bundle holding the extra CAs."""
     python = f"{role_vars['test_toolchain_venv']}/bin/python"
     config = runner.check("%s -m pip config list", python)
     assert f"global.cert='{role_vars['test_toolchain_pip_cert']}'" in config.splitlines()
@@ -72,7 +82,9 @@ def test_pip_trusts_the_system_ca_bundle(runner: Shell, role_vars: RoleVars) -> 
 def test_the_extra_ca_certificates_are_in_the_system_bundle(
     root: Shell, role_vars: RoleVars
 ) -> None:
-    """Exactly the configured extra CAs are installed, and each one is in the bundle that
+    """The configured extra CA certificates are in the system bundle.
+
+    Exactly the configured extra CAs are installed, and each one is in the bundle that
     pip, git, curl and Docker read (offline, membership is what can be proved)."""
     ca_dir = role_vars["__docker_host_ca_dir"]
     configured = role_vars["docker_host_extra_ca_certificates"]

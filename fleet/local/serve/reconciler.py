@@ -28,7 +28,7 @@ from fleet.core.github.runners import Runner
 from fleet.core.scaling import Decision, FleetLimits, decide
 from fleet.errors import FleetError
 from fleet.local.hosts import retire_host
-from fleet.local.observe import HostProbe, Observation
+from fleet.local.observe import AGENT_OUTDATED_HINT, HostProbe, Observation
 from fleet.local.registration import RunnerBusyError
 from fleet.local.serve.catch_up import JobSource, RedeliverySchedule, stale_jobs
 from fleet.local.serve.intake import Intake
@@ -260,6 +260,11 @@ class Reconciler:
             self._deregister(host.registration, result)
             self.fleet.remove(host.name)
             result.removed.append(host.name)
+        if seen.outdated:
+            # New hosts would come from the same image: say why, and launch no faster
+            # than the back-off allows until the image is re-baked.
+            names = ", ".join(host.name for host in seen.outdated)
+            self._back_off(result, f"{names}: {AGENT_OUTDATED_HINT}")
         for ghost in seen.ghosts:
             if ghost.busy:
                 continue  # GitHub thinks a job runs there: left for GitHub to time out

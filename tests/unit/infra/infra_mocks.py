@@ -134,7 +134,10 @@ class FleetMocks(pulumi.runtime.Mocks):
             arn = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{state['name']}"
         elif args.typ == "aws:lambda/functionUrl:FunctionUrl":
             state["functionUrl"] = "https://abcdefghij.lambda-url.eu-west-1.on.aws/"
+        elif args.typ == "aws:cloudwatch/metricAlarm:MetricAlarm":
+            arn = f"arn:aws:cloudwatch:{REGION}:{ACCOUNT}:alarm:{state['name']}"
         elif args.typ == "aws:cloudwatch/eventRule:EventRule":
+            state.setdefault("name", f"{args.name}-a1b2c3d")  # autonamed, as AWS answers
             arn = f"arn:aws:events:{REGION}:{ACCOUNT}:rule/{args.name}"
         elif args.typ.startswith("aws:imagebuilder/"):
             # As Image Builder writes them: kind/<lowercase name>[/<version>[/<build>]].

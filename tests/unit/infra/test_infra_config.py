@@ -34,8 +34,13 @@ def test_defaults_are_the_safe_choices():
 
 def test_example_stack_file_is_valid_and_matches_the_defaults():
     settings = example_settings()
+    # One deliberate choice beyond the defaults: the newest runner agent in every bake.
     assert parse_config(settings) == parse_config(
-        {"githubScope": "my-org", "tags": {"team": "ci-platform"}}
+        {
+            "githubScope": "my-org",
+            "tags": {"team": "ci-platform"},
+            "runnerVars": {"actions_runner_version": "latest"},
+        }
     )
 
 

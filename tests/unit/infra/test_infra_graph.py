@@ -67,6 +67,8 @@ EXAMPLE_GRAPH = Counter(
         "aws:iam/instanceProfile:InstanceProfile": 1,
         "aws:ec2/launchTemplate:LaunchTemplate": 1,
         "aws:autoscaling/group:Group": 1,
+        # runner agents too old for GitHub (infra/agent_freshness.py)
+        "aws:cloudwatch/metricAlarm:MetricAlarm": 1,
     }
 )
 # The control plane (infra/control_plane.py): four functions with a role, a policy and a log
@@ -106,9 +108,13 @@ VALIDATION_GRAPH = Counter(
 
 # Baked images (infra/image_pipeline.py): Image Builder's component, recipe, build
 # infrastructure (role, policy, SSM core, profile, log group), distribution and pipeline, the
-# image parameter, and the bake function (role, policy, log group) with its invocation.
+# image parameter, and the bake function (role, policy, log group) with its invocation; with
+# the newest agent (the example's runnerVars), the outdated-agent alarm's rule that starts it.
 IMAGE_PIPELINE_GRAPH = Counter(
     {
+        "aws:cloudwatch/eventRule:EventRule": 1,
+        "aws:cloudwatch/eventTarget:EventTarget": 1,
+        "aws:lambda/permission:Permission": 1,
         "aws:imagebuilder/component:Component": 1,
         "aws:imagebuilder/imageRecipe:ImageRecipe": 1,
         "aws:imagebuilder/infrastructureConfiguration:InfrastructureConfiguration": 1,
@@ -277,6 +283,7 @@ def test_property_7_user_data_holds_names_and_paths_only(default_graph):
         "DOCKER_DEVICE",
         "DOCKER_VOLUME_GIB",
         "JIT_WAIT_SECONDS",
+        "METRICS_NAMESPACE",
         "ANSIBLE_VERSION",
         "AWSCLI_VERSION",
     }
@@ -423,7 +430,9 @@ def test_bundle_is_a_reproducible_zip_of_the_playbooks_and_the_canary(build_grap
             "runner-vars.yml",
             "tests/canary/test_canary.py",
         ]
-        assert yaml.safe_load(bundle.read("runner-vars.yml")) == {}
+        # The example's runnerVars.
+        runner_vars = yaml.safe_load(bundle.read("runner-vars.yml"))
+        assert runner_vars == {"actions_runner_version": "latest"}
     build_graph()
     assert archive.read_bytes() == first
     assert graph.one("aws:s3/bucketObjectv2:BucketObjectv2")["contentType"] == "application/zip"

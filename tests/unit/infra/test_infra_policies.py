@@ -107,6 +107,7 @@ def test_instance_policy_has_exactly_these_statements(policy):
         "ReadPlaybookBundle": ("Allow", "s3:GetObject"),
         "DecryptPlaybookBundleViaS3": ("Allow", "kms:Decrypt"),
         "LeaveOwnFleetGroup": ("Allow", "autoscaling:TerminateInstanceInAutoScalingGroup"),
+        "ReportOutdatedAgent": ("Allow", "cloudwatch:PutMetricData"),
     }
 
 
@@ -141,6 +142,12 @@ def test_no_allow_uses_a_wildcard_action_or_every_resource(policy):
             statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
         )
         assert all("*" not in action for action in actions)
+        if actions == ["cloudwatch:PutMetricData"]:
+            # No resource-level permissions exist for it: its condition key is the bound.
+            assert statement["Condition"] == {
+                "StringEquals": {"cloudwatch:namespace": "RunnerFleet/Runners/main"}
+            }
+            continue
         assert statement["Resource"] != "*"
 
 
@@ -287,3 +294,23 @@ def test_bundle_bucket_refuses_requests_without_tls():
         "s3:GetObject", f"arn:aws:s3:::{BUCKET}/{BUNDLE_KEY}", {"aws:SecureTransport": "true"}
     )
     assert decide([policy], request) == "ImplicitDeny"
+
+
+def test_an_instance_reports_an_outdated_agent_into_its_own_fleets_namespace_only(policy):
+    """The one metric write a runner may make: its fleet's runner namespace; never the control
+    plane's namespace (its alarms) nor another fleet's."""
+
+    def put(namespace: str) -> str:
+        return decide(
+            [policy],
+            Request(
+                "cloudwatch:PutMetricData",
+                "*",
+                {"cloudwatch:namespace": namespace, "ec2:SourceInstanceARN": SELF_ARN},
+            ),
+        )
+
+    assert put("RunnerFleet/Runners/main") == "Allow"
+    assert put("RunnerFleet") == "ImplicitDeny"
+    assert put("RunnerFleet/Runners/other") == "ImplicitDeny"
+    assert put("RunnerFleet/Runners/main/x") == "ImplicitDeny"

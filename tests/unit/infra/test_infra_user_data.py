@@ -304,3 +304,71 @@ def test_unknown_arguments_are_refused_before_anything_runs(tmp_path, args):
     assert result.returncode == 2
     assert result.stderr == "usage: runner-bootstrap [--bake-only]\n"
     assert calls(env) == []
+
+
+# -- runner-terminate-self: an agent too old for GitHub is reported before the host leaves ---
+
+
+def terminate_self_sandboxed(tmp_path: Path) -> tuple[Path, dict[str, str]]:
+    """runner-terminate-self with fleet.env under tmp_path; IMDS, systemd and the AWS CLI are
+    recording stubs (the CLI's calls succeed)."""
+    env_file = tmp_path / "fleet.env"
+    env_file.write_text(fleet_env(SETTINGS))
+    script = (HERE / "terminate-self.sh").read_text()
+    script = script.replace("/etc/runner-fleet/fleet.env", str(env_file))
+    script = script.replace("/opt/runner-fleet/venv/bin", str(tmp_path / "stubs"))
+    target = tmp_path / "runner-terminate-self"
+    target.write_text(script)
+    stubs = tmp_path / "stubs"
+    stubs.mkdir()
+    for name, body in {
+        "curl": 'case "$*" in *instance-id*) echo i-0aaaaaaaaaaaaaaaa;; *) echo token;; esac\n',
+        "systemctl": "exit 0\n",  # runner-boot.service is active: the boot is complete
+        "logger": "",
+        "aws": "",
+    }.items():
+        (stubs / name).write_text(RECORDING_STUB + body)
+        (stubs / name).chmod(0o755)
+    env = {"PATH": f"{stubs}:/usr/bin:/bin", "CALLS": str(tmp_path / "calls")}
+    return target, env
+
+
+@pytest.mark.parametrize(
+    ("exit_code", "exit_status", "reported"),
+    [
+        ("exited", "7", True),
+        ("exited", "0", False),
+        ("exited", "1", False),
+        ("killed", "TERM", False),
+    ],
+)
+def test_an_outdated_agent_is_reported_then_the_host_leaves(
+    tmp_path, exit_code, exit_status, reported
+):
+    """ExecStopPost after the agent exits: exit 7 (agent too old for GitHub) puts one datapoint
+    into the fleet's runner namespace, the one the alarm watches; any other end reports
+    nothing. Either way the instance leaves its group."""
+    script, env = terminate_self_sandboxed(tmp_path)
+    env |= {"SERVICE_RESULT": "exit-code", "EXIT_CODE": exit_code, "EXIT_STATUS": exit_status}
+    result = run_sandboxed(script, env)
+    assert result.returncode == 0, result.stderr
+    aws = [c for c in calls(env) if c.startswith("aws ")]
+    report = (
+        "aws cloudwatch put-metric-data --namespace RunnerFleet/Runners/main "
+        "--metric-name RunnerAgentOutdated --value 1"
+    )
+    assert aws[0] == report if reported else report not in aws
+    assert aws[-1].startswith("aws autoscaling terminate-instance-in-auto-scaling-group")
+    logged = [c for c in calls(env) if c.startswith("logger ")]
+    too_old = any("agent too old for GitHub (exit 7)" in line for line in logged)
+    assert too_old is reported
+
+
+def test_a_failed_report_does_not_keep_the_host(tmp_path):
+    script, env = terminate_self_sandboxed(tmp_path)
+    (tmp_path / "stubs" / "aws").write_text(
+        RECORDING_STUB + '[ "$1" = cloudwatch ] && exit 255\nexit 0\n'
+    )
+    result = run_sandboxed(script, {**env, "EXIT_CODE": "exited", "EXIT_STATUS": "7"})
+    assert result.returncode == 0, result.stderr
+    assert calls(env)[-1].startswith("aws autoscaling terminate-instance-in-auto-scaling-group")

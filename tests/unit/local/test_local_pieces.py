@@ -1,6 +1,7 @@
 """Pure pieces of the local fleet: names, vars files, inventories, reports, CLI input."""
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -127,6 +128,23 @@ def test_bad_cli_input_is_rejected_with_a_reason(argv, message, capsys):
 def test_agent_url_without_checksum_is_refused(capsys):
     assert cli.main(["up", "--agent-url", "http://example.invalid/a.tgz"]) == 2
     assert "--agent-url and --agent-sha256 go together" in capsys.readouterr().err
+
+
+def test_latest_agent_with_a_tarball_of_its_own_is_refused(capsys):
+    argv = ["up", "--agent-version", "latest", "--agent-url", "http://example.invalid/a.tgz"]
+    assert cli.main([*argv, "--agent-sha256", "0" * 64]) == 2
+    assert "--agent-version latest takes the newest release's own" in capsys.readouterr().err
+
+
+def test_the_agent_version_reaches_the_playbooks(tmp_path):
+    from fleet.local.commands import UpOptions, local_extravars
+
+    boot = SimpleNamespace(
+        images=SimpleNamespace(base="fleet/debian:trixie", preload_tar=tmp_path / "base.tar")
+    )
+    options = UpOptions(agent_version="latest", trust_host_cas=False)
+    assert local_extravars(boot, options)["actions_runner_version"] == "latest"
+    assert "actions_runner_version" not in local_extravars(boot, UpOptions(trust_host_cas=False))
 
 
 def test_bad_fleet_name_on_the_cli_exits_2(capsys):

@@ -42,6 +42,21 @@ def test_a_runner_unit_that_never_started_is_not_finished():
     assert not probe.finished
 
 
+def test_exit_7_is_an_agent_too_old_for_github():
+    probe = parse_probe("ActiveState=failed\nExecMainStartTimestampMonotonic=99\nExecMainStatus=7")
+    assert probe.finished and probe.agent_outdated
+    seen = observe([("h1", NOW, probe)], None, runner_prefix="h")
+    assert [v.name for v in seen.finished] == [v.name for v in seen.outdated] == ["h1"]
+    assert any("--agent-version latest" in reason for reason in seen.reasons)
+    running = parse_probe(
+        "ActiveState=active\nExecMainStartTimestampMonotonic=99\nExecMainStatus=7"
+    )
+    assert not running.agent_outdated  # still running: nothing ended yet
+    done = parse_probe("ActiveState=inactive\nExecMainStartTimestampMonotonic=9\nExecMainStatus=0")
+    assert done.finished and not done.agent_outdated
+    assert observe([("h1", NOW, done)], None, runner_prefix="h").outdated == ()
+
+
 def test_a_runner_unit_that_ran_and_ended_is_finished():
     probe = parse_probe("ActiveState=failed\nExecMainStartTimestampMonotonic=99\nExecMainStatus=1")
     assert probe.finished

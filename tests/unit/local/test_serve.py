@@ -165,6 +165,25 @@ def test_an_ephemeral_runner_that_finished_its_job_is_replaced_by_a_fresh_host()
     assert done not in fleet.hosts
 
 
+def test_a_runner_whose_agent_is_too_old_is_named_and_launches_back_off():
+    """Exit 7 (ACTIONS_RUNNER_RETURN_VERSION_DEPRECATED_EXIT_CODE=1): GitHub refused the
+    agent. The host is cleared away like a finished one, the cycle says why and how to
+    re-bake, and new hosts (from the same image) wait for the back-off."""
+    fleet = MemoryFleet()
+    outdated = fleet.host(
+        HostProbe(unit_state="failed", unit_started=True, unit_exit_status=7, booted=True)
+    )
+    rec = reconciler(fleet)
+    result = rec.cycle()
+    assert result.removed == [outdated]
+    (problem,) = [e for e in result.errors if "exit 7" in e]
+    assert problem.startswith(f"{outdated}: the runner agent baked into this fleet's image")
+    assert "python -m fleet up --agent-version latest" in problem
+    assert result.launched == []  # postponed: the next host would be just as old
+    rec.times["now"] += 11  # past the first back-off (10 s)
+    assert len(rec.cycle().launched) == 2
+
+
 def test_surplus_idle_runners_are_retired_oldest_first_after_the_grace_period():
     fleet = MemoryFleet()
     old = fleet.host(LISTENING, age=timedelta(hours=2))

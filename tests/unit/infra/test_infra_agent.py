@@ -1,0 +1,137 @@
+"""A runner agent too old for GitHub, as the program declares it: the instance may report into
+its fleet's runner namespace, the alarm watches exactly that, and (newest-agent bakes) the
+alarm entering ALARM starts a bake through the bake function and nothing else.
+
+Under Pulumi's mocks: the resources' inputs and the edges between them. What AWS does with
+them at run time is in tests/integration/test_agent_outdated.py (moto) and the instance side
+in tests/unit/infra/test_infra_user_data.py.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import pytest
+import yaml
+from infra_mocks import ACCOUNT, REGION
+
+from infra.agent_report import (
+    METRIC_NAME,
+    agent_tracks_latest,
+    alarm_event_pattern,
+    runner_metrics_namespace,
+)
+from infra.config import ConfigError
+from tests.fakes.iam_policy import statements_by_sid
+
+pytestmark = pytest.mark.unit
+
+ALARM = "aws:cloudwatch/metricAlarm:MetricAlarm"
+RULE = "aws:cloudwatch/eventRule:EventRule"
+TARGET = "aws:cloudwatch/eventTarget:EventTarget"
+PERMISSION = "aws:lambda/permission:Permission"
+ALARM_ARN = f"arn:aws:cloudwatch:{REGION}:{ACCOUNT}:alarm:runner-fleet-main-runner-agent-outdated"
+BAKE_FUNCTION = "runner-fleet-main-bake"
+
+
+def _outdated_alarm(graph) -> dict:
+    return graph.named(ALARM, "main-agent-outdated-alarm")
+
+
+def _fleet_env(graph) -> dict[str, str]:
+    template = graph.one("aws:ec2/launchTemplate:LaunchTemplate")
+    document = yaml.safe_load(base64.b64decode(template["userData"]))
+    env = next(f for f in document["write_files"] if f["path"] == "/etc/runner-fleet/fleet.env")
+    return dict(line.split("=", 1) for line in env["content"].splitlines())
+
+
+def test_the_alarm_watches_what_the_instances_report(default_graph):
+    alarm = _outdated_alarm(default_graph)
+    assert alarm["name"] == "runner-fleet-main-runner-agent-outdated"
+    # The namespace the instance writes (fleet.env) is the one the alarm reads.
+    assert _fleet_env(default_graph)["METRICS_NAMESPACE"] == alarm["namespace"]
+    assert alarm["namespace"] == runner_metrics_namespace("main") == "RunnerFleet/Runners/main"
+    assert alarm["metricName"] == METRIC_NAME
+    # One report is enough; it stays in ALARM for the hour a bake takes.
+    assert (alarm["statistic"], alarm["threshold"], alarm["comparisonOperator"]) == (
+        "Sum",
+        0,
+        "GreaterThanThreshold",
+    )
+    assert (alarm["period"], alarm["evaluationPeriods"]) == (3600, 1)
+    assert alarm["treatMissingData"] == "notBreaching"
+    assert "a bake with the newest agent starts" in alarm["alarmDescription"]
+
+
+def test_the_instance_may_write_only_that_namespace(default_graph):
+    policy = json.loads(
+        default_graph.named("aws:iam/rolePolicy:RolePolicy", "main-instance-policy")["policy"]
+    )
+    report = statements_by_sid(policy)["ReportOutdatedAgent"]
+    assert report["Action"] == "cloudwatch:PutMetricData"
+    assert report["Condition"] == {
+        "StringEquals": {"cloudwatch:namespace": _outdated_alarm(default_graph)["namespace"]}
+    }
+
+
+def test_the_alarm_entering_alarm_starts_a_bake_through_the_bake_function(default_graph):
+    graph = default_graph
+    rule = graph.named(RULE, "main-agent-outdated")
+    assert json.loads(rule["eventPattern"]) == alarm_event_pattern(ALARM_ARN)
+    assert json.loads(rule["eventPattern"])["detail"] == {"state": {"value": ["ALARM"]}}
+    target = graph.named(TARGET, "main-agent-outdated-target")
+    assert target["arn"] == f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{BAKE_FUNCTION}"
+    assert target["rule"] == "main-agent-outdated-a1b2c3d"
+    assert "exit 7" in json.loads(target["input"])["reason"]
+    permission = graph.named(PERMISSION, "main-agent-outdated-invoke")
+    assert permission == {
+        "action": "lambda:InvokeFunction",
+        "function": BAKE_FUNCTION,
+        "principal": "events.amazonaws.com",
+        "sourceArn": f"arn:aws:events:{REGION}:{ACCOUNT}:rule/main-agent-outdated",
+    }
+    # The target is the rule's, and is written once EventBridge may invoke the function.
+    edge = graph.registration(TARGET, "main-agent-outdated-target")
+    assert graph.registration(RULE, "main-agent-outdated").urn in edge.dependencies
+    assert graph.registration(PERMISSION, "main-agent-outdated-invoke").urn in edge.dependencies
+
+
+@pytest.mark.parametrize(
+    ("overrides", "why"),
+    [
+        ({"runnerVars": {}}, "a bake would bake the same pinned agent again"),
+        ({"imagePipeline": False}, "no pipeline to start"),
+    ],
+)
+def test_without_newest_agent_bakes_the_alarm_asks_for_a_new_agent(build_graph, overrides, why):
+    graph = build_graph(overrides)
+    assert not graph.of_type(RULE) or all(
+        r.name != "main-agent-outdated" for r in graph.of_type(RULE)
+    ), why
+    assert all(not p.name.startswith("main-agent") for p in graph.of_type(PERMISSION))
+    description = _outdated_alarm(graph)["alarmDescription"]
+    assert "actions_runner_version latest" in description
+
+
+def test_latest_with_its_own_checksum_fails_at_preview(build_graph):
+    with pytest.raises(ConfigError) as refused:
+        build_graph(
+            {"runnerVars": {"actions_runner_version": "latest", "actions_runner_sha256": "0" * 64}}
+        )
+    message = str(refused.value)
+    assert "runner-fleet:runnerVars" in message
+    assert "pulumi config rm --path runnerVars.actions_runner_sha256" in message
+
+
+@pytest.mark.parametrize(
+    ("runner_vars", "latest"),
+    [
+        ({}, False),
+        ({"actions_runner_version": "2.338.0"}, False),
+        ({"actions_runner_version": "latest"}, True),
+        ({"actions_runner_version": " latest "}, True),
+    ],
+)
+def test_which_bakes_take_the_newest_agent(runner_vars, latest):
+    assert agent_tracks_latest(runner_vars) is latest
