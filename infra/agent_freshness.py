@@ -13,7 +13,6 @@ from infra.agent_report import (
     ALARM_PERIOD_SECONDS,
     ALARM_SUFFIX,
     METRIC_NAME,
-    agent_tracks_latest,
     alarm_event_pattern,
     runner_metrics_namespace,
 )
@@ -36,7 +35,7 @@ class AgentFreshness:
         tags: Mapping[str, str],
         opts: pulumi.ResourceOptions,
     ) -> None:
-        self.bakes = images is not None and agent_tracks_latest(config.runner_vars)
+        self.bakes = images is not None and config.newest_agent_bakes
         remedy = (
             "a bake with the newest agent starts (image pipeline)"
             if self.bakes

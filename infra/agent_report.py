@@ -1,8 +1,10 @@
 """An outdated runner agent on AWS: how it is reported, and what the program needs to know.
 
-Pure (no Pulumi): names, the instance's one extra IAM statement, the event pattern, and the
-runner agent's mode read from the stack's runnerVars. infra/agent_freshness.py declares the
-resources; infra/user_data writes the namespace into fleet.env.
+Pure (no Pulumi): names, the instance's one extra IAM statement and the event pattern.
+infra/agent_freshness.py declares the resources; infra/user_data writes the namespace into
+fleet.env. The config model (fleet.core.config) derives and checks the alarm's name with the
+fleet's other names, reads the agent's mode from the stack's runnerVars
+(``FleetConfig.newest_agent_bakes``) and refuses ``latest`` with a checksum of its own.
 
 The report: actions-runner.service runs the agent with
 ``ACTIONS_RUNNER_RETURN_VERSION_DEPRECATED_EXIT_CODE=1``, so an agent GitHub deems too old
@@ -27,18 +29,28 @@ then asks for a new pin (docs/deploy-aws.md).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
+
+from fleet.core.config.names import AGENT_OUTDATED_ALARM
+
+__all__ = [
+    "ALARM_PERIOD_SECONDS",
+    "ALARM_SUFFIX",
+    "METRIC_NAME",
+    "alarm_event_pattern",
+    "report_outdated_agent_statement",
+    "runner_metrics_namespace",
+]
 
 OUTDATED_EXIT_STATUS = 7
 METRIC_NAME = "RunnerAgentOutdated"
-ALARM_SUFFIX = "runner-agent-outdated"
+# The alarm's name is derived and checked with the fleet's other names (fleet.core.config).
+ALARM_SUFFIX = AGENT_OUTDATED_ALARM
 # One hour: a bake takes 20-40 minutes; runners launched from the old image meanwhile keep the
 # alarm where it is instead of starting a second bake.
 ALARM_PERIOD_SECONDS = 3600
 RUNNER_NAMESPACE_PREFIX = "RunnerFleet/Runners"
 ALARM_STATE_CHANGE = "CloudWatch Alarm State Change"
-LATEST = "latest"
 
 
 def runner_metrics_namespace(fleet_name: str) -> str:
@@ -67,20 +79,3 @@ def alarm_event_pattern(alarm_arn: str) -> dict[str, Any]:
         "resources": [alarm_arn],
         "detail": {"state": {"value": ["ALARM"]}},
     }
-
-
-def agent_tracks_latest(runner_vars: Mapping[str, Any]) -> bool:
-    """The bake installs the newest agent release (runnerVars actions_runner_version latest)."""
-    return str(runner_vars.get("actions_runner_version", "")).strip() == LATEST
-
-
-def agent_vars_problems(runner_vars: Mapping[str, Any]) -> list[str]:
-    """What the actions_runner role would refuse at bake time, said at preview instead."""
-    if agent_tracks_latest(runner_vars) and runner_vars.get("actions_runner_sha256"):
-        return [
-            "actions_runner_version latest installs the newest release verified against the "
-            "sha256 it publishes; actions_runner_sha256 pins one tarball: remove it "
-            "(pulumi config rm --path runnerVars.actions_runner_sha256), or pin "
-            "actions_runner_version to the version that checksum belongs to"
-        ]
-    return []

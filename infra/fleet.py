@@ -9,7 +9,6 @@ import pulumi
 import pulumi_aws as aws
 
 from infra.agent_freshness import AgentFreshness
-from infra.agent_report import agent_vars_problems
 from infra.autoscaling import RunnerGroup, RunnerGroupArgs
 from infra.bundle import BUNDLE_DIRS, PlaybookBundle, PlaybookBundleArgs
 from infra.config import (
@@ -135,9 +134,6 @@ class RunnerFleet(pulumi.ComponentResource):
         build_dir = args.build_dir or project_root / "build"
         # Everything that can still reject the settings runs before the first resource.
         check_bundle_sources(project_root, bakes=not cfg.baked_image or cfg.image_pipeline)
-        agent_problems = agent_vars_problems(cfg.runner_vars)
-        if agent_problems:
-            raise ConfigError([("runnerVars", problem) for problem in agent_problems])
         image = resolve_image(cfg)
         partition = aws.get_partition()
         account_id = aws.get_caller_identity().account_id

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
+from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BeforeValidator, Field
@@ -268,7 +269,14 @@ def _tags(tags: dict[str, str]) -> dict[str, str]:
 # The role variable the boot part gets per instance; never a stack setting.
 RUNNER_VARS_REFUSED = ("actions_runner_jitconfig",)
 RUNNER_VARS_MAX_BYTES = 256 * 1024
+# actions_runner_version's value for the newest agent release (the actions_runner role).
+AGENT_VERSION_LATEST = "latest"
 _VARIABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def agent_tracks_latest(runner_vars: Mapping[str, Any]) -> bool:
+    """The bake installs the newest agent release (runnerVars actions_runner_version latest)."""
+    return str(runner_vars.get("actions_runner_version", "")).strip() == AGENT_VERSION_LATEST
 
 
 def _runner_vars(value: dict[str, Any]) -> dict[str, Any]:
@@ -278,6 +286,13 @@ def _runner_vars(value: dict[str, Any]) -> dict[str, Any]:
     for key in RUNNER_VARS_REFUSED:
         if key in value:
             raise refuse(f"{key} is made per instance by the control plane; remove it")
+    if agent_tracks_latest(value) and value.get("actions_runner_sha256"):
+        raise refuse(
+            "actions_runner_version latest installs the newest release verified against the "
+            "sha256 it publishes; actions_runner_sha256 pins one tarball: remove it "
+            "(pulumi config rm --path runnerVars.actions_runner_sha256), or pin "
+            "actions_runner_version to the version that checksum belongs to"
+        )
     size = len(json.dumps(value, default=str))
     if size > RUNNER_VARS_MAX_BYTES:
         raise refuse(f"{size} bytes; keep it under {RUNNER_VARS_MAX_BYTES}")

@@ -31,8 +31,15 @@ LISTENER_FUNCTION = "listener"
 SCALE_SET_FUNCTIONS = ("scaler", "lifecycle", "reaper", LISTENER_FUNCTION)
 # The image pipeline's function (infra/bake_function.py): starts a bake.
 BAKE_FUNCTION = "bake"
-# Name suffixes of the control plane's alarms (infra/alarms.py).
-ALARM_SUFFIXES = ("dead-letters-not-empty", "jobs-queued-too-long", "boot-failures")
+# Name suffixes of the fleet's alarms: the control plane's (infra/alarms.py) and the one on
+# runner agents too old for GitHub (infra/agent_freshness.py).
+AGENT_OUTDATED_ALARM = "runner-agent-outdated"
+ALARM_SUFFIXES = (
+    "dead-letters-not-empty",
+    "jobs-queued-too-long",
+    "boot-failures",
+    AGENT_OUTDATED_ALARM,
+)
 # The control plane's scheduled functions (infra/events.py); in scaleSet mode the listener runs
 # the scaler's cycle, and is scheduled in its place.
 SCHEDULED_FUNCTIONS = ("scaler", "reaper")
@@ -56,7 +63,8 @@ class ResourceNames:
     ``prefix`` names the resources with explicit names (``<ssmParameterPrefix>-<fleetName>``
     with '/' as '-'); ``parameter_root`` is the fleet's SSM path; ``component`` is the
     RunnerFleet component's name, which prefixes the logical names of autonamed resources;
-    ``github_mode`` says which control plane functions exist (``functions``).
+    ``github_mode`` says which control plane functions exist (``functions``);
+    ``newest_agent_bakes``: the outdated-agent alarm starts a bake (an EventBridge rule).
     """
 
     prefix: str
@@ -64,6 +72,7 @@ class ResourceNames:
     component: str | None = None
     image_pipeline: bool = True
     github_mode: str = "webhook"
+    newest_agent_bakes: bool = False
 
     @classmethod
     def for_fleet(
@@ -74,6 +83,7 @@ class ResourceNames:
         component: str | None = None,
         image_pipeline: bool = True,
         github_mode: str = "webhook",
+        newest_agent_bakes: bool = False,
     ) -> ResourceNames:
         return cls(
             prefix=f"{ssm_parameter_prefix.replace('/', '-')}-{fleet_name}",
@@ -81,6 +91,7 @@ class ResourceNames:
             component=component or fleet_name,
             image_pipeline=image_pipeline,
             github_mode=github_mode,
+            newest_agent_bakes=newest_agent_bakes,
         )
 
     @property
@@ -208,6 +219,8 @@ class ResourceNames:
             ("event_rule", f"{c}-control-plane-{fn}-schedule")
             for fn in scheduled_functions(self.github_mode)
         ]
+        if self.image_pipeline and self.newest_agent_bakes:
+            names.append(("event_rule", f"{c}-agent-outdated"))
         return names
 
     # -- all of them ---------------------------------------------------------------------------

@@ -216,7 +216,14 @@ class FleetConfig(BaseModel):
             self.ssm_parameter_prefix,
             image_pipeline=self.image_pipeline,
             github_mode=self.github_mode,
+            newest_agent_bakes=self.newest_agent_bakes,
         )
+
+    @property
+    def newest_agent_bakes(self) -> bool:
+        """Bakes install the newest runner agent (runnerVars actions_runner_version latest) and
+        the image pipeline is on: the outdated-agent alarm starts a bake."""
+        return self.image_pipeline and fields.agent_tracks_latest(self.runner_vars)
 
     @property
     def parameter_root(self) -> str:

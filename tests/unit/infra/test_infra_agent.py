@@ -14,15 +14,15 @@ import json
 
 import pytest
 import yaml
-from infra_mocks import ACCOUNT, REGION
+from infra_mocks import ACCOUNT, REGION, example_settings
 
+from fleet.core.config.fields import agent_tracks_latest
 from infra.agent_report import (
     METRIC_NAME,
-    agent_tracks_latest,
     alarm_event_pattern,
     runner_metrics_namespace,
 )
-from infra.config import ConfigError
+from infra.config import ConfigError, parse_config
 from tests.fakes.iam_policy import statements_by_sid
 
 pytestmark = pytest.mark.unit
@@ -112,13 +112,28 @@ def test_without_newest_agent_bakes_the_alarm_asks_for_a_new_agent(build_graph, 
     assert all(not p.name.startswith("main-agent") for p in graph.of_type(PERMISSION))
     description = _outdated_alarm(graph)["alarmDescription"]
     assert "actions_runner_version latest" in description
+    # The config model derives (and checks) the rule's name exactly when there is one.
+    cfg = parse_config({**example_settings(), **overrides})
+    assert not cfg.newest_agent_bakes
+    assert ("event_rule", "main-agent-outdated") not in cfg.names.autonamed()
 
 
-def test_latest_with_its_own_checksum_fails_at_preview(build_graph):
+def test_the_alarm_and_the_rule_are_named_and_checked_by_the_config_model():
+    cfg = parse_config(example_settings())
+    assert cfg.newest_agent_bakes
+    assert ("alarm", "runner-fleet-main-runner-agent-outdated") in cfg.names.every_name()
+    assert ("event_rule", "main-agent-outdated") in cfg.names.autonamed()
+    # A prefix that makes the alarm's name too long is refused with the other names.
+    with pytest.raises(ConfigError, match="CloudWatch alarm name"):
+        parse_config({**example_settings(), "ssmParameterPrefix": "p" * 240})
+
+
+def test_latest_with_its_own_checksum_fails_at_preview(build_graph, mocks):
     with pytest.raises(ConfigError) as refused:
         build_graph(
             {"runnerVars": {"actions_runner_version": "latest", "actions_runner_sha256": "0" * 64}}
         )
+    assert mocks.resources == []
     message = str(refused.value)
     assert "runner-fleet:runnerVars" in message
     assert "pulumi config rm --path runnerVars.actions_runner_sha256" in message
