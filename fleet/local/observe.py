@@ -67,6 +67,23 @@ def parse_probe(text: str) -> HostProbe:
     )
 
 
+# The agent's exit when GitHub deems its version too old (with
+# ACTIONS_RUNNER_RETURN_VERSION_DEPRECATED_EXIT_CODE=1, which the runner unit sets): it takes
+# no job, and every host of the same image will do the same.
+AGENT_TOO_OLD_EXIT = 7
+AGENT_TOO_OLD = "agent too old (exit 7)"
+AGENT_TOO_OLD_HINT = (
+    "GitHub no longer accepts the runner agent baked into this fleet's image, so its hosts "
+    "take no job: re-bake with a newer agent (raise actions_runner_version, see "
+    "playbooks/roles/actions_runner/README.md, then `python -m fleet up`)"
+)
+
+
+def agent_too_old(probe: HostProbe) -> bool:
+    """The host's agent ended with exit 7: too old for GitHub (``AGENT_TOO_OLD_HINT``)."""
+    return probe.finished and probe.unit_exit_status == AGENT_TOO_OLD_EXIT
+
+
 class HostState(StrEnum):
     GONE = "gone"  # container not running
     FINISHED = "finished"  # served its job

@@ -28,7 +28,7 @@ from fleet.core.github.runners import Runner
 from fleet.core.scaling import Decision, FleetLimits, decide
 from fleet.errors import FleetError
 from fleet.local.hosts import retire_host
-from fleet.local.observe import HostProbe, Observation
+from fleet.local.observe import AGENT_TOO_OLD_HINT, HostProbe, HostState, Observation, agent_too_old
 from fleet.local.registration import RunnerBusyError
 from fleet.local.serve.catch_up import JobSource, RedeliverySchedule, stale_jobs
 from fleet.local.serve.intake import Intake
@@ -162,9 +162,18 @@ class Reconciler:
         )
         self._launch_failures = 0
         self._launch_not_before = 0.0
+        self._agent_too_old = False  # the last used host's agent exited 7
+
+    def _busy_names(self) -> set[str]:
+        """Runners the job ledger shows running a job (webhook mode: the intake)."""
+        return self.intake.busy_runner_names()
+
+    def _queued(self, seen: Observation) -> int:
+        """Jobs waiting for a runner of this fleet (webhook mode: the intake's)."""
+        return self.intake.queued()
 
     def _busy(self, name: str) -> bool:
-        return name in self.intake.busy_runner_names()
+        return name in self._busy_names()
 
     def _deregister(self, registration: Runner | None, result: CycleResult) -> None:
         if registration is None:
@@ -184,7 +193,7 @@ class Reconciler:
             self._redeliver(self.jobs, result)
             self._look_up_stale_jobs(self.jobs, result)
         try:
-            seen = self.fleet.observe(self.intake.busy_runner_names())
+            seen = self.fleet.observe(self._busy_names())
         except (GitHubError, FleetError) as exc:
             # Uncertain state: touch nothing this cycle.
             result.errors.append(f"cannot read the fleet's state, nothing changed: {exc}")
@@ -195,7 +204,7 @@ class Reconciler:
         }
         try:
             self._clear_away(seen, result)
-            queued = self.intake.queued()
+            queued = self._queued(seen)
             decision = decide(queued, seen.runners, self.limits, self.clock())
             result.decision = decision
             self._shrink(seen, decision, result)
@@ -255,7 +264,20 @@ class Reconciler:
             if self.intake.merge(status.to_event()):
                 result.converged_jobs.append(record.job_id)
 
+    def _check_agents(self, seen: Observation, result: CycleResult) -> None:
+        """An agent that exited 7 is too old for GitHub: said plainly, and launches back off
+        (a new host of the same image would do the same) until a host takes a job again."""
+        too_old = [h.name for h in seen.finished if agent_too_old(h.probe)]
+        if too_old:
+            self._agent_too_old = True
+            self._back_off(
+                result, f"the runner agent on {', '.join(too_old)} exited 7: {AGENT_TOO_OLD_HINT}"
+            )
+        elif any(h.state is HostState.BUSY for h in seen.hosts) or seen.finished:
+            self._agent_too_old = False
+
     def _clear_away(self, seen: Observation, result: CycleResult) -> None:
+        self._check_agents(seen, result)
         for host in (*seen.gone, *seen.finished):
             self._deregister(host.registration, result)
             self.fleet.remove(host.name)
@@ -310,7 +332,7 @@ class Reconciler:
         if failed:
             problems = "; ".join(p for row in failed for p in row.problems[:2]) or failed[0].state
             self._back_off(result, f"{len(failed)} new host(s) failed ({problems}); removed")
-        else:
+        elif not self._agent_too_old:
             self._launch_failures = 0
 
     def _back_off(self, result: CycleResult, problem: str) -> None:
