@@ -58,14 +58,18 @@ def _rows_table(rows: list[HostRow]) -> str:
     )
 
 
-def _join_scale_set(args: argparse.Namespace, registrar, labels, report=_say):
-    """``--scale-set NAME``: (its registrar, spec, state file); needs GitHub settings."""
+def _need_settings(args: argparse.Namespace, registrar) -> None:
     if registrar is None:
         raise FleetError(
             f"--scale-set {args.scale_set} needs GitHub App settings",
             hint="set FLEET_GITHUB_APP_ID, FLEET_GITHUB_APP_PRIVATE_KEY_FILE and "
             "FLEET_GITHUB_SCOPE, or --github-config (README, 'Register with GitHub')",
         )
+
+
+def _join_scale_set(args: argparse.Namespace, registrar, labels, report=_say):
+    """``--scale-set NAME``: (its registrar, spec, state file); needs GitHub settings."""
+    _need_settings(args, registrar)
     from fleet.local.scale_set import join_scale_set
 
     return join_scale_set(registrar, args.name, args.scale_set, labels, report)
@@ -261,6 +265,8 @@ def build_autoscaler(args: argparse.Namespace, report=_say):  # -> Autoscaler
     if args.min_size > args.max_size:
         raise FleetError(f"--min {args.min_size} is more than --max {args.max_size}")
     registrar = _registrar(args)
+    if args.scale_set is not None:
+        _need_settings(args, registrar)
     if registrar is not None:
         registrar.check()
     labels = _fleet_labels(args.name, args.labels)

@@ -27,7 +27,7 @@ from fleet.local.hosts import runner_prefix
 from fleet.local.observe import AGENT_TOO_OLD, agent_too_old, host_state
 from fleet.local.registration import Registrar, RunnerBusyError
 from fleet.local.scale_set import StateFile, connect_service, delete_if_created, state_path
-from fleet.local.serve.jobs_file import JobsFile
+from fleet.local.serve.jobs_file import DEFAULT_DIRECTORY, JobsFile
 from fleet.local.serve.jobs_file import default_path as default_jobs_path
 from fleet.local.yaml_files import load_mapping
 
@@ -264,11 +264,11 @@ def status(name: str, registrar: Registrar | None = None) -> list[dict[str, str]
     return rows
 
 
-def mode_line(name: str, registrar: Registrar | None) -> str:
+def mode_line(name: str, registrar: Registrar | None, directory: Path = DEFAULT_DIRECTORY) -> str:
     """How the fleet takes jobs, for ``status``: its scale set (and the service's counts,
     with GitHub settings), or webhooks/polling."""
     try:
-        state = StateFile(state_path(name)).load()
+        state = StateFile(state_path(name, directory)).load()
     except FleetError as exc:
         return f"mode: unknown ({exc.message})"
     if state is None:

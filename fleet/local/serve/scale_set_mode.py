@@ -114,8 +114,14 @@ class ScaleSetReconciler(Reconciler):
         return self.demand.busy_runner_names()
 
     def _queued(self, seen: Observation) -> int:
-        busy = sum(1 for host in seen.hosts if host.state is HostState.BUSY)
-        return pending_jobs(self.demand.desired(), min_idle=self.options.idle, busy=busy)
+        """Jobs the desired count leaves uncovered. A job started on a host that is no longer
+        busy (finished, or gone) still counts in the last count until its ``JobCompleted``
+        arrives: such hosts count as covering it, so no host is started for a job just done."""
+        busy = {host.name.casefold() for host in seen.hosts if host.state is HostState.BUSY}
+        finishing = len(self.demand.busy_runner_names() - busy)
+        return pending_jobs(
+            self.demand.desired(), min_idle=self.options.idle, busy=len(busy) + finishing
+        )
 
 
 @dataclass(frozen=True)
