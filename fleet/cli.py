@@ -13,18 +13,10 @@ from fleet.cli_parser import WEBHOOK_SECRET_ENV, parser
 from fleet.core.clock import utc_now
 from fleet.errors import FleetError
 from fleet.local import validation_report
-from fleet.local.commands import (
-    OUTDATED_STATE,
-    UpOptions,
-    down,
-    existing_fleet,
-    scale,
-    status,
-    up,
-)
+from fleet.local.commands import UpOptions, down, existing_fleet, mode_line, scale, status, up
 from fleet.local.enrol import HostRow
 from fleet.local.fleet import DEFAULT_LABELS, check_name
-from fleet.local.observe import AGENT_OUTDATED_HINT
+from fleet.local.observe import OUTDATED_STATE, outdated_message
 from fleet.local.serve.jobs_file import JobsFile
 from fleet.local.serve.jobs_file import default_path as default_jobs_path
 from fleet.local.user_suite import UserSuite
@@ -71,10 +63,40 @@ def _rows_table(rows: list[HostRow]) -> str:
     )
 
 
+def _need_settings(args: argparse.Namespace, registrar) -> None:
+    if registrar is None:
+        raise FleetError(
+            f"--scale-set {args.scale_set} needs GitHub App settings",
+            hint="set FLEET_GITHUB_APP_ID, FLEET_GITHUB_APP_PRIVATE_KEY_FILE and "
+            "FLEET_GITHUB_SCOPE, or --github-config (README, 'Register with GitHub')",
+        )
+
+
+def _join_scale_set(args: argparse.Namespace, registrar, labels, report=_say):
+    """``--scale-set NAME``: (its registrar, spec, state file); needs GitHub settings."""
+    _need_settings(args, registrar)
+    from fleet.local.scale_set import join_scale_set
+
+    return join_scale_set(registrar, args.name, args.scale_set, labels, report)
+
+
+def _registrar_in_use(args: argparse.Namespace):  # -> Registrar | ScaleSetRegistrar | None
+    from fleet.local.scale_set import registrar_in_use
+
+    return registrar_in_use(_registrar(args), args.name)
+
+
 def _registration_note(registrar: object | None, labels: tuple[str, ...]) -> str:
     if registrar is None:
         return NOT_REGISTERED
     scope = registrar.settings.scope_text  # type: ignore[attr-defined]
+    state = getattr(registrar, "state", None)
+    if state is not None:
+        return (
+            f"Runners are registered into {state.describe()} on {scope} as ephemeral "
+            f"just-in-time runners (labels {','.join(state.labels)}): each takes one job. "
+            f"Run `python -m fleet serve --scale-set {state.name}` to follow its jobs."
+        )
     return (
         f"Runners are registered with GitHub ({scope}) as ephemeral just-in-time runners "
         f"with labels {','.join(labels)}: each takes one job. "
@@ -110,6 +132,8 @@ def _up(args: argparse.Namespace) -> int:
             hint="drop --agent-url/--agent-sha256, or give the version they belong to",
         )
     registrar = _registrar(args)
+    if args.scale_set is not None:
+        registrar = _join_scale_set(args, registrar, args.labels)[0]
     options = UpOptions(
         name=args.name,
         runners=args.runners,
@@ -196,7 +220,7 @@ def _scale(args: argparse.Namespace) -> int:
             "--agent-version latest takes the newest release's own tarball and checksum",
             hint="drop --agent-url/--agent-sha256, or give the version they belong to",
         )
-    registrar = _registrar(args)
+    registrar = _registrar_in_use(args)
     options = UpOptions(
         name=args.name,
         labels=_fleet_labels(args.name, args.labels),
@@ -233,27 +257,10 @@ def _webhook_secret(args: argparse.Namespace) -> str | None:
     return os.environ.get(WEBHOOK_SECRET_ENV, "").strip() or None
 
 
-def build_autoscaler(args: argparse.Namespace, report=_say):  # -> Autoscaler
-    """The autoscaler `serve` runs, from parsed arguments (tests run it in a thread)."""
-    from fleet.local.engine.bootstrap import bootstrap
-    from fleet.local.serve.autoscaler import Autoscaler
-    from fleet.local.serve.catch_up import GitHubJobSource
+def _serve_options(args: argparse.Namespace, fleet, registrar, secret: str | None):
+    """ServeOptions from the command line (``--idle`` defaults to the hosts running now)."""
     from fleet.local.serve.reconciler import ServeOptions
 
-    secret = _webhook_secret(args)
-    if args.webhook_port is not None and not secret:
-        raise FleetError(
-            "--webhook-port needs the webhook secret GitHub signs deliveries with",
-            hint=f"set {WEBHOOK_SECRET_ENV} or --webhook-secret-file (the App's webhook secret)",
-        )
-    if args.min_size > args.max_size:
-        raise FleetError(f"--min {args.min_size} is more than --max {args.max_size}")
-    registrar = _registrar(args)
-    if registrar is not None:
-        registrar.check()
-    labels = _fleet_labels(args.name, args.labels)
-    boot = bootstrap(report, args.cache_dir)
-    fleet = existing_fleet(args.name, boot, labels, registrar, report, args.vars_file)
     idle = args.idle
     if idle is None:
         idle = max(1, len([h for h in fleet.hosts() if h[2].running]))
@@ -261,7 +268,7 @@ def build_autoscaler(args: argparse.Namespace, report=_say):  # -> Autoscaler
     if registrar is not None:
         scope = registrar.settings.scope
         owners = (scope.org or (scope.repository or "").split("/")[0],)
-    options = ServeOptions(
+    return ServeOptions(
         idle=idle,
         min_size=args.min_size,
         max_size=max(args.max_size, args.min_size),
@@ -278,7 +285,55 @@ def build_autoscaler(args: argparse.Namespace, report=_say):  # -> Autoscaler
         redeliver_every=args.redeliver_every,
         stale_after=args.stale_after,
     )
+
+
+def build_autoscaler(args: argparse.Namespace, report=_say):  # -> Autoscaler
+    """The autoscaler `serve` runs, from parsed arguments (tests run it in a thread)."""
+    from fleet.local.engine.bootstrap import bootstrap
+    from fleet.local.serve.autoscaler import Autoscaler
+    from fleet.local.serve.catch_up import GitHubJobSource
+
+    if args.scale_set is not None:
+        from fleet.local.scale_set import refuse_webhook_options
+
+        refuse_webhook_options(
+            {
+                "--webhook-port": args.webhook_port,
+                "--jobs-file": args.jobs_file,
+                "--webhook-secret-file": args.webhook_secret_file,
+            }
+        )
+    secret = _webhook_secret(args)
+    if args.webhook_port is not None and not secret:
+        raise FleetError(
+            "--webhook-port needs the webhook secret GitHub signs deliveries with",
+            hint=f"set {WEBHOOK_SECRET_ENV} or --webhook-secret-file (the App's webhook secret)",
+        )
+    if args.min_size > args.max_size:
+        raise FleetError(f"--min {args.min_size} is more than --max {args.max_size}")
+    registrar = _registrar(args)
+    if args.scale_set is not None:
+        _need_settings(args, registrar)
+    if registrar is not None:
+        registrar.check()
+    labels = _fleet_labels(args.name, args.labels)
+    if args.scale_set is not None:
+        registrar, spec, state_file = _join_scale_set(args, registrar, labels, report)
+    elif registrar is not None and _registrar_in_use(args) is not registrar:
+        report(
+            f"note: fleet {args.name!r} is in a scale set (`up --scale-set`); without "
+            "--scale-set this serve registers new hosts with the REST API, outside it"
+        )
+    boot = bootstrap(report, args.cache_dir)
+    fleet = existing_fleet(args.name, boot, labels, registrar, report, args.vars_file)
+    options = _serve_options(args, fleet, registrar, secret)
     options.limits()  # bad combinations fail here, before anything starts
+    if args.scale_set is not None:
+        from fleet.local.serve.scale_set_mode import ScaleSetAutoscaler
+
+        return ScaleSetAutoscaler(
+            fleet, options, report, registrar=registrar, spec=spec, state_file=state_file
+        )
     # Catching up on missed webhooks needs the App (the Autoscaler uses it only with webhooks).
     jobs = GitHubJobSource(registrar) if registrar is not None else None
     # Jobs come only from webhooks: without them there is nothing to keep.
@@ -302,20 +357,22 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    rows = status(args.name, _registrar(args))
+    registrar = _registrar(args)
+    rows = status(args.name, registrar)
     print(
         table(rows, ["runner", "state", "runner state", "github", "image", "labels", "started"])
         if rows
         else f"fleet {args.name!r} has no runner hosts"
     )
-    if any(row["runner state"] == OUTDATED_STATE for row in rows):
-        print()
-        print(AGENT_OUTDATED_HINT[0].upper() + AGENT_OUTDATED_HINT[1:] + ".")
+    print(mode_line(args.name, registrar))
+    outdated = [row["runner"] for row in rows if row["runner state"] == OUTDATED_STATE]
+    if outdated:
+        print(outdated_message(outdated))
     return 0
 
 
 def _down(args: argparse.Namespace) -> int:
-    removed = down(args.name, _registrar(args), _say)
+    removed = down(args.name, _registrar_in_use(args), _say)
     _say(
         f"removed {removed['containers']} container(s), {removed['volumes']} volume(s), "
         f"{removed['networks']} network(s), {removed['images']} image(s) and "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -70,6 +71,22 @@ def _labels(text: str) -> tuple[str, ...]:
     if not labels:
         raise argparse.ArgumentTypeError("give at least one label, e.g. self-hosted,linux,dind")
     return labels
+
+
+SCALE_SET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,44}$")
+
+
+def _scale_set_name(text: str) -> str:
+    if not SCALE_SET_NAME.match(text):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a scale set name: 1-45 letters, digits, '.', '_' and '-', "
+            "starting with a letter or digit"
+        )
+    return text
+
+
+def _scale_set_option(command: argparse.ArgumentParser, what: str) -> None:
+    command.add_argument("--scale-set", type=_scale_set_name, metavar="NAME", help=what)
 
 
 def _fleet_options(command: argparse.ArgumentParser) -> None:
@@ -204,6 +221,11 @@ def _up_parser(commands: Any) -> None:
     up.add_argument("--junit", type=Path, help="write the validation report here")
     _validation_options(up)
     _github_option(up)
+    _scale_set_option(
+        up,
+        "register the hosts into this runner scale set (created, or adopted if it exists; "
+        "needs GitHub App settings); `serve --scale-set NAME` keeps it going",
+    )
 
 
 def _validate_parser(commands: Any) -> None:
@@ -238,11 +260,17 @@ def _scale_parser(commands: Any) -> None:
 # Long on purpose: one add_argument per option of serve; the help texts are the list a user reads.
 def _serve_parser(commands: Any) -> None:
     serve = commands.add_parser(
-        "serve", help="autoscale the fleet: replace used runners, follow webhooks"
+        "serve",
+        help="autoscale the fleet: replace used runners, follow a scale set or webhooks",
     )
     _fleet_options(serve)
     _host_options(serve, None)
     _github_option(serve)
+    _scale_set_option(
+        serve,
+        "listen on this runner scale set (created, or adopted if it exists) and size the "
+        "fleet from GitHub's job assignments: no webhook port (recommended)",
+    )
     serve.add_argument(
         "--idle",
         type=_count,

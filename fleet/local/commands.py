@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from fleet.core.clock import Report
+from fleet.core.github.errors import GitHubError
 from fleet.errors import FleetError
 from fleet.local import docker as backend
 from fleet.local.bake import check_free_space
@@ -23,16 +24,15 @@ from fleet.local.engine.bootstrap import Bootstrap, bootstrap
 from fleet.local.enrol import HostRow
 from fleet.local.fleet import DEFAULT_LABELS, LocalFleet, check_name
 from fleet.local.hosts import runner_prefix
-from fleet.local.observe import host_state
+from fleet.local.observe import OUTDATED_STATE, host_state
 from fleet.local.registration import Registrar, RunnerBusyError
-from fleet.local.serve.jobs_file import JobsFile
+from fleet.local.scale_set import StateFile, connect_service, delete_if_created, state_path
+from fleet.local.serve.jobs_file import DEFAULT_DIRECTORY, JobsFile
 from fleet.local.serve.jobs_file import default_path as default_jobs_path
 from fleet.local.validate import Extras
 from fleet.local.yaml_files import load_mapping
 
 HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
-# `status`'s runner state of a host whose agent GitHub deems too old.
-OUTDATED_STATE = "agent outdated (exit 7)"
 MAX_RUNNERS = 50
 
 
@@ -275,9 +275,41 @@ def status(name: str, registrar: Registrar | None = None) -> list[dict[str, str]
     return rows
 
 
+def mode_line(name: str, registrar: Registrar | None, directory: Path = DEFAULT_DIRECTORY) -> str:
+    """How the fleet takes jobs, for ``status``: its scale set (and the service's counts,
+    with GitHub settings), or webhooks/polling."""
+    try:
+        state = StateFile(state_path(name, directory)).load()
+    except FleetError as exc:
+        return f"mode: unknown ({exc.message})"
+    if state is None:
+        return "mode: runners registered with the REST API (serve follows webhooks or polls)"
+    line = (
+        f"mode: {state.describe()}, runner group {state.runner_group!r}, labels "
+        f"{','.join(state.labels)}; listener session "
+        + (state.session_id or "none open (serve --scale-set is not running)")
+    )
+    if registrar is None:
+        return line
+    try:
+        found = connect_service(registrar).get_scale_set_by_id(state.scale_set_id)
+    except GitHubError as exc:
+        return f"{line}\n  the scale set could not be read: {exc}"
+    stats = found.statistics
+    if stats is None:
+        return line
+    return (
+        f"{line}\n  GitHub: {stats.total_available_jobs} job(s) available, "
+        f"{stats.total_assigned_jobs} assigned ({stats.total_running_jobs} running), "
+        f"{stats.total_registered_runners} runner(s) ({stats.total_busy_runners} busy, "
+        f"{stats.total_idle_runners} idle)"
+    )
+
+
 def down(name: str, registrar: Registrar | None = None, report: Report = print) -> dict[str, int]:
     """Remove every Docker object of the fleet and, with GitHub settings, its registrations
-    (a busy one is reported and left: GitHub refuses to delete a runner with a job)."""
+    (a busy one is reported and left: GitHub refuses to delete a runner with a job), and the
+    scale set if this fleet created it (an adopted one is left; either way it says so)."""
     check_name(name)
     deregistered = 0
     if registrar is not None:
@@ -288,6 +320,10 @@ def down(name: str, registrar: Registrar | None = None, report: Report = print) 
                 report(f"{runner.name} is running a job on GitHub: its registration is left")
     removed = backend.remove_fleet(name)
     removed["registrations"] = deregistered
+    rest = getattr(registrar, "rest", registrar)  # a scale set's registrar wraps the REST one
+    said = delete_if_created(rest, StateFile(state_path(name)), report)
+    if said:
+        report(said)
     removed["jobs files"] = int(JobsFile(default_jobs_path(name)).remove())
     return removed
 

@@ -27,16 +27,25 @@ from enum import StrEnum
 from fleet.core.github.runners import Runner
 from fleet.core.scaling import FleetRunner, RunnerStatus
 
-# The agent's exit status when GitHub deems it too old (the unit sets
-# ACTIONS_RUNNER_RETURN_VERSION_DEPRECATED_EXIT_CODE=1), and what to do about it.
+# The agent's exit status when GitHub deems it too old (the runner unit sets
+# ACTIONS_RUNNER_RETURN_VERSION_DEPRECATED_EXIT_CODE=1): it takes no job, and every host of the
+# same image will do the same. `status` shows OUTDATED_STATE as the host's runner state; status
+# and serve (webhook and scale-set modes alike) name the hosts with ``outdated_message``.
 AGENT_OUTDATED_EXIT_STATUS = 7
+OUTDATED_STATE = "agent outdated (exit 7)"
 AGENT_OUTDATED_HINT = (
     "the runner agent baked into this fleet's image is too old for GitHub (exit 7): hosts "
     "from it cannot take jobs. Re-bake with a current agent: `python -m fleet up "
     "--agent-version latest` (the newest release, verified against its published sha256), "
-    "or --agent-url/--agent-sha256 of the current actions/runner release; a fleet already "
+    "a newer pinned --agent-version (playbooks/roles/actions_runner/README.md), or "
+    "--agent-url/--agent-sha256 of the current actions/runner release; a fleet already "
     "baked with latest needs `python -m fleet down` first"
 )
+
+
+def outdated_message(names: Iterable[str]) -> str:
+    """The hosts whose agent exited 7, and how to re-bake."""
+    return f"{', '.join(names)}: {AGENT_OUTDATED_HINT}"
 
 
 @dataclass(frozen=True)

@@ -180,6 +180,7 @@ class Registrar:
         permissions = ORG_PERMISSIONS if settings.scope.org else REPO_PERMISSIONS
         self.app = GitHubApp(self.client, signer, permissions=permissions)
         self._api: RunnersAPI | None = None
+        self._auth: TokenSource | None = None
         self._group_id: int | None = None
 
     def __repr__(self) -> str:
@@ -203,8 +204,15 @@ class Registrar:
                         raise FleetError(str(exc), hint=f"set {ENV_RUNNER_GROUP}") from exc
             except GitHubError as exc:
                 raise _explain(exc, self.settings) from exc
-            self._api = api
+            self._api, self._auth = api, auth
         return self._api
+
+    def installation_auth(self) -> TokenSource:
+        """The installation token source runner administration goes through (the scale-set
+        service's registration takes the same token)."""
+        self._runners_api()
+        assert self._auth is not None
+        return self._auth
 
     def check(self) -> None:
         """Prove the credentials work (installation found, runners listable) or explain."""

@@ -7,8 +7,9 @@
   itself; ``payloads`` makes signed ``workflow_job`` deliveries. Runner scale sets:
   ``scaleset_github`` (registration, the service and its message queue on the same fake
   GitHub; state in ``scaleset_service``, admin routes in ``scaleset_routes``) and
-  ``scaleset_agent`` (a step-by-step agent and a threaded loopback server); see
-  docs/scale-sets.md.
+  ``scaleset_agent`` (a step-by-step agent and a threaded loopback server), and
+  ``scaleset_hosts`` (a local fleet's hosts in memory, each a step-by-step agent: serve's
+  scale-set mode without Docker); see docs/scale-sets.md.
 - AWS: ``imds`` (IMDSv2 with the hop limit), ``iam_policy`` (an IAM policy evaluator),
   ``sqs_event_source`` (Lambda's SQS event source mapping), ``moto_dynamodb_speed`` (moto's
   DynamoDB answers without its slow generic serializer).

@@ -6,7 +6,8 @@ installation tokens, the runners API) plus what GitHub's job service does for a 
 * ``generate-jitconfig`` answers with a JIT config the fake agent understands (base64 JSON
   naming this fake's job broker, the runner id and a per-runner token);
 * ``/_broker/runners/{id}/...`` is where the fake agent (``tests/fakes/runner_agent.py``)
-  reports online, takes a queued job whose labels it matches, and reports the job done;
+  reports online (refused with ``deprecated_agents``, as GitHub refuses an outdated agent),
+  takes a queued job whose labels it matches, and reports the job done;
   an ephemeral runner's registration is deleted once its job is done, as GitHub does;
 * ``queue_job(script)`` queues a job; each change of a job is sent as a signed
   ``workflow_job`` webhook when ``webhook_url`` is set (queued, in_progress, completed);
@@ -86,6 +87,9 @@ class FakeGitHubWithJobs(FakeGitHub):
     webhooks_sent: list[tuple[str, str, int]] = field(default_factory=list)  # action, id, status
     payloads: dict[str, bytes] = field(default_factory=dict)  # delivery guid -> body
     finished_runners: list[str] = field(default_factory=list)
+    # GitHub deems every agent too old: an agent coming online is refused (the stand-in
+    # agent then exits 7 with ACTIONS_RUNNER_RETURN_VERSION_DEPRECATED_EXIT_CODE set).
+    deprecated_agents: bool = False
     _lock: threading.RLock = field(default_factory=threading.RLock)
     _job_ids: itertools.count = field(default_factory=lambda: itertools.count(5000))
 
@@ -169,6 +173,9 @@ class FakeGitHubWithJobs(FakeGitHub):
         if not secrets.compare_digest(token, self.agent_tokens.get(runner_id, "")):
             return self._json(401, {"message": "bad runner token"})
         action = m.group(2)
+        if action == "online" and request.method == "POST" and self.deprecated_agents:
+            body = {"message": "runner version too old", "typeName": "RunnerVersionDeprecated"}
+            return self._json(403, body)
         if action == "online" and request.method == "POST":
             runner["status"] = "online"
             return self._json(200, {})

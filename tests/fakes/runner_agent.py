@@ -8,7 +8,9 @@ ACTIONS_RUNNER_INPUT_JITCONFIG, refuses to run as root, and runs the job hooks.
 
 Given a JIT config issued by the FAKE GitHub of ``tests/fakes/github_jobs.py`` (base64
 JSON naming the fake's job broker), ``bin/Runner.Listener`` behaves like an ephemeral
-runner: it reads the agent's ``.env`` (as the real agent does), reports online, polls the
+runner: it reads the agent's ``.env`` (as the real agent does), reports online (and exits 7,
+given ``ACTIONS_RUNNER_RETURN_VERSION_DEPRECATED_EXIT_CODE``, when the fake says the agent is
+too old), polls the
 fake for a job, runs the job-started hook, runs the job's script in ``bin/Runner.Worker``
 (so a job in flight is visible as a ``Runner.Worker`` process, as with the real agent),
 runs the job-completed hook, reports the result and exits. Any other config (e.g. the
@@ -111,7 +113,14 @@ def main():
     stopping = []
     signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
     runner = f"/runners/{config['runner_id']}"
-    call(config, "POST", runner + "/online")
+    try:
+        call(config, "POST", runner + "/online")
+    except urllib.error.HTTPError as exc:
+        if exc.code == 403 and b"Deprecated" in exc.read():
+            # The real agent exits 7 here only when asked to (else 1, like any error).
+            log("GitHub deems this agent version too old")
+            return 7 if os.environ.get("ACTIONS_RUNNER_RETURN_VERSION_DEPRECATED_EXIT_CODE") else 1
+        raise
     log(f"online as {config['runner_name']}")
     job = None
     while not stopping:

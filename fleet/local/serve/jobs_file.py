@@ -56,20 +56,7 @@ class JobsFile:
     def save(self, snapshot: dict[str, Any]) -> None:
         """Replace the file with ``snapshot`` (written, flushed, then renamed into place)."""
         # json.dumps encodes in C; json.dump to a file does not (3x slower here).
-        text = json.dumps(snapshot, separators=(",", ":"))
-        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(
-            dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp"
-        )
-        try:
-            with os.fdopen(handle, "w", encoding="utf-8") as out:  # mkstemp: mode 0600
-                out.write(text)
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(temporary, self.path)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
+        write_private(self.path, json.dumps(snapshot, separators=(",", ":")))
 
     def remove(self) -> bool:
         """Delete the file (and its directory when nothing else is in it); True if it was there."""
@@ -80,3 +67,20 @@ class JobsFile:
         with contextlib.suppress(OSError):  # something else lives there: not ours to remove
             self.path.parent.rmdir()
         return True
+
+
+def write_private(path: Path, text: str) -> None:
+    """Replace ``path`` with ``text``: written to a root-only temporary file in the same
+    directory (made 0700 if missing), flushed, then renamed into place, so a crash leaves
+    the old or the new file, never half of one."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as out:  # mkstemp: mode 0600
+            out.write(text)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise

@@ -28,7 +28,7 @@ from fleet.core.github.runners import Runner
 from fleet.core.scaling import Decision, FleetLimits, decide
 from fleet.errors import FleetError
 from fleet.local.hosts import retire_host
-from fleet.local.observe import AGENT_OUTDATED_HINT, HostProbe, Observation
+from fleet.local.observe import HostProbe, HostState, Observation, outdated_message
 from fleet.local.registration import RunnerBusyError
 from fleet.local.serve.catch_up import JobSource, RedeliverySchedule, stale_jobs
 from fleet.local.serve.intake import Intake
@@ -162,9 +162,18 @@ class Reconciler:
         )
         self._launch_failures = 0
         self._launch_not_before = 0.0
+        self._agent_outdated = False  # the last used host's agent exited 7
+
+    def _busy_names(self) -> set[str]:
+        """Runners the job ledger shows running a job (webhook mode: the intake)."""
+        return self.intake.busy_runner_names()
+
+    def _queued(self, seen: Observation) -> int:
+        """Jobs waiting for a runner of this fleet (webhook mode: the intake's)."""
+        return self.intake.queued()
 
     def _busy(self, name: str) -> bool:
-        return name in self.intake.busy_runner_names()
+        return name in self._busy_names()
 
     def _deregister(self, registration: Runner | None, result: CycleResult) -> None:
         if registration is None:
@@ -184,7 +193,7 @@ class Reconciler:
             self._redeliver(self.jobs, result)
             self._look_up_stale_jobs(self.jobs, result)
         try:
-            seen = self.fleet.observe(self.intake.busy_runner_names())
+            seen = self.fleet.observe(self._busy_names())
         except (GitHubError, FleetError) as exc:
             # Uncertain state: touch nothing this cycle.
             result.errors.append(f"cannot read the fleet's state, nothing changed: {exc}")
@@ -195,7 +204,7 @@ class Reconciler:
         }
         try:
             self._clear_away(seen, result)
-            queued = self.intake.queued()
+            queued = self._queued(seen)
             decision = decide(queued, seen.runners, self.limits, self.clock())
             result.decision = decision
             self._shrink(seen, decision, result)
@@ -255,16 +264,22 @@ class Reconciler:
             if self.intake.merge(status.to_event()):
                 result.converged_jobs.append(record.job_id)
 
+    def _check_agents(self, seen: Observation, result: CycleResult) -> None:
+        """An agent that exited 7 is too old for GitHub: the hosts are named with how to
+        re-bake, and launches back off (10 s, doubling, up to 5 minutes: a new host of the
+        same image would do the same) until a host takes a job again."""
+        if seen.outdated:
+            self._agent_outdated = True
+            self._back_off(result, outdated_message(host.name for host in seen.outdated))
+        elif any(h.state is HostState.BUSY for h in seen.hosts) or seen.finished:
+            self._agent_outdated = False
+
     def _clear_away(self, seen: Observation, result: CycleResult) -> None:
+        self._check_agents(seen, result)
         for host in (*seen.gone, *seen.finished):
             self._deregister(host.registration, result)
             self.fleet.remove(host.name)
             result.removed.append(host.name)
-        if seen.outdated:
-            # New hosts would come from the same image: say why, and launch no faster
-            # than the back-off allows until the image is re-baked.
-            names = ", ".join(host.name for host in seen.outdated)
-            self._back_off(result, f"{names}: {AGENT_OUTDATED_HINT}")
         for ghost in seen.ghosts:
             if ghost.busy:
                 continue  # GitHub thinks a job runs there: left for GitHub to time out
@@ -315,7 +330,7 @@ class Reconciler:
         if failed:
             problems = "; ".join(p for row in failed for p in row.problems[:2]) or failed[0].state
             self._back_off(result, f"{len(failed)} new host(s) failed ({problems}); removed")
-        else:
+        elif not self._agent_outdated:
             self._launch_failures = 0
 
     def _back_off(self, result: CycleResult, problem: str) -> None:

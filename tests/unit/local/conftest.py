@@ -1,15 +1,20 @@
-"""Fixtures for the local fleet's unit tests: an App key pair and a FAKE GitHub with jobs."""
+"""Fixtures for the local fleet's unit tests: an App key pair, a FAKE GitHub with jobs, and one
+with runner scale sets on a threaded loopback server (``world``)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from fleet.core.github.runners import Scope
-from fleet.local.registration import GitHubSettings
+from fleet.local.registration import GitHubSettings, Registrar
+from fleet.local.scale_set import StateFile, state_path
 from tests.fakes.github import app_key_pair
 from tests.fakes.github_jobs import FakeGitHubWithJobs, WallClock
+from tests.fakes.scaleset_agent import threaded_server
+from tests.fakes.scaleset_github import FakeGitHubWithScaleSets
 
 APP_ID = "31337"
 ORG = "octo-org"
@@ -49,3 +54,40 @@ def settings(github: FakeGitHubWithJobs, app_keys) -> GitHubSettings:
         api_url=github.base_url,
         runner_group="local-fleet",
     )
+
+
+@dataclass
+class World:
+    fake: FakeGitHubWithScaleSets
+    rest: Registrar
+    directory: Path
+
+    def state(self) -> StateFile:
+        return StateFile(state_path("f", self.directory))
+
+
+@pytest.fixture(scope="module")
+def server():
+    with threaded_server() as running:
+        yield running
+
+
+@pytest.fixture
+def world(server, app_keys, tmp_path):
+    fake = FakeGitHubWithScaleSets(
+        server=server, app_id=APP_ID, public_key=app_keys[1], clock=WallClock()
+    )
+    fake.scalesets.hold_seconds = 0.05
+    fake.install(ORG, 1)
+    fake.add_group(ORG, "local-fleet", group_id=7)
+    settings = GitHubSettings(
+        app_id=APP_ID,
+        private_key=app_keys[0].decode(),
+        scope=Scope.for_org(ORG),
+        api_url=fake.base_url,
+        runner_group="local-fleet",
+    )
+    try:
+        yield World(fake, Registrar(settings), tmp_path)
+    finally:
+        server.clear()

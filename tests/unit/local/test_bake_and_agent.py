@@ -118,3 +118,29 @@ def test_the_fake_agent_exits_when_its_runner_is_deleted(github, settings, tmp_p
     output, _ = listener.communicate(timeout=30)
     assert listener.returncode == 1
     assert "removed from GitHub" in output
+
+
+@pytest.mark.parametrize(("asked", "code"), [("1", 7), ("", 1)])
+def test_the_fake_agent_exits_7_when_too_old_only_if_asked_to(
+    github, settings, tmp_path, asked, code
+):
+    """As the real agent: refused as too old, it exits 7 with
+    ACTIONS_RUNNER_RETURN_VERSION_DEPRECATED_EXIT_CODE set (from its .env here), else 1."""
+    agent = _unpack_agent(tmp_path / "agent")
+    if asked:
+        with (agent / ".env").open("a") as env_file:
+            env_file.write(f"ACTIONS_RUNNER_RETURN_VERSION_DEPRECATED_EXIT_CODE={asked}\n")
+    github.deprecated_agents = True
+    jit = Registrar(settings).register("f-runner-ccc", ["self-hosted", "linux"])
+    env = {**os.environ, "ACTIONS_RUNNER_INPUT_JITCONFIG": jit.encoded_jit_config}
+    env.pop("ACTIONS_RUNNER_RETURN_VERSION_DEPRECATED_EXIT_CODE", None)
+    result = subprocess.run(
+        [sys.executable, str(agent / "bin" / "Runner.Listener")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == code, result.stdout + result.stderr
+    assert "too old" in result.stdout
