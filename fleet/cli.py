@@ -10,34 +10,26 @@ import threading
 import time
 
 from fleet.cli_parser import WEBHOOK_SECRET_ENV, parser
+from fleet.cli_text import (
+    outdated_lines,
+    registration_note,
+    rows_table,
+    table,
+    validation_text,
+)
 from fleet.core.clock import utc_now
 from fleet.errors import FleetError
 from fleet.local import validation_report
 from fleet.local.commands import UpOptions, down, existing_fleet, mode_line, scale, status, up
-from fleet.local.enrol import HostRow
 from fleet.local.fleet import DEFAULT_LABELS, check_name
-from fleet.local.observe import OUTDATED_STATE, outdated_message
 from fleet.local.serve.jobs_file import JobsFile
 from fleet.local.serve.jobs_file import default_path as default_jobs_path
 from fleet.local.user_suite import UserSuite
-from fleet.local.validate import Extras, Validation
-
-NOT_REGISTERED = (
-    "Runners are provisioned and validated but NOT registered with GitHub: "
-    "no GitHub App credentials were given (see README, 'Register with GitHub')."
-)
+from fleet.local.validate import Extras
 
 
 def _say(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
-
-
-def table(rows: list[dict[str, str]], columns: list[str]) -> str:
-    """A plain text table (what a person reads in a terminal or a CI log)."""
-    widths = {c: max([len(c)] + [len(str(r.get(c, ""))) for r in rows]) for c in columns}
-    lines = ["  ".join(c.upper().ljust(widths[c]) for c in columns)]
-    lines += ["  ".join(str(r.get(c, "")).ljust(widths[c]) for c in columns) for r in rows]
-    return "\n".join(line.rstrip() for line in lines)
 
 
 def _registrar(args: argparse.Namespace):  # -> Registrar | None
@@ -45,22 +37,6 @@ def _registrar(args: argparse.Namespace):  # -> Registrar | None
 
     settings = load_settings(os.environ, getattr(args, "github_config", None))
     return Registrar(settings) if settings is not None else None
-
-
-def _rows_table(rows: list[HostRow]) -> str:
-    return table(
-        [
-            {
-                "runner": r.name,
-                "state": r.state,
-                "converge": f"{r.converge_seconds:.0f} s" if r.converge_seconds else "-",
-                "checks": f"{r.checks_passed}/{r.checks_total}" if r.checks_total else "-",
-                "github": r.github,
-            }
-            for r in rows
-        ],
-        ["runner", "state", "converge", "checks", "github"],
-    )
 
 
 def _need_settings(args: argparse.Namespace, registrar) -> None:
@@ -84,24 +60,6 @@ def _registrar_in_use(args: argparse.Namespace):  # -> Registrar | ScaleSetRegis
     from fleet.local.scale_set import registrar_in_use
 
     return registrar_in_use(_registrar(args), args.name)
-
-
-def _registration_note(registrar: object | None, labels: tuple[str, ...]) -> str:
-    if registrar is None:
-        return NOT_REGISTERED
-    scope = registrar.settings.scope_text  # type: ignore[attr-defined]
-    state = getattr(registrar, "state", None)
-    if state is not None:
-        return (
-            f"Runners are registered into {state.describe()} on {scope} as ephemeral "
-            f"just-in-time runners (labels {','.join(state.labels)}): each takes one job. "
-            f"Run `python -m fleet serve --scale-set {state.name}` to follow its jobs."
-        )
-    return (
-        f"Runners are registered with GitHub ({scope}) as ephemeral just-in-time runners "
-        f"with labels {','.join(labels)}: each takes one job. "
-        "Run `python -m fleet serve` to replace them after their jobs."
-    )
 
 
 def _extras(args: argparse.Namespace) -> Extras:
@@ -150,9 +108,9 @@ def _up(args: argparse.Namespace) -> int:
     )
     rows = up(options, _say, registrar)
     print()
-    print(_rows_table(rows))
+    print(rows_table(rows))
     print()
-    print(_registration_note(registrar, options.labels))
+    print(registration_note(registrar, options.labels))
     good = {"registered"} if registrar is not None else {"validated"}
     return 0 if all(r.state in good for r in rows) else 1
 
@@ -179,26 +137,11 @@ def _validate(args: argparse.Namespace) -> int:
             hint="run validate again when a job has finished, or `python -m fleet scale N`",
         )
     outcome = fleet.validate(hosts, args.junit, canary=not args.no_canary)
-    print(_validation_text(outcome))
+    print(validation_text(outcome))
     if args.html is not None:
         validation_report.write_html(args.html, outcome, args.name, utc_now())
         print(f"HTML report: {args.html}")
     return 0 if outcome.ok else 1
-
-
-def _validation_text(outcome: Validation) -> str:
-    """The report in the terminal: checks (your suite's row among them), then warnings."""
-    rows = [{"runner": c.host, "check": c.text, "result": c.outcome} for c in outcome.checks]
-    rows += [
-        {"runner": w.host, "check": w.sentence(), "result": "WARNING"} for w in outcome.warnings
-    ]
-    counts = outcome.counts()
-    warnings = f", {len(outcome.warnings)} performance warning(s)" if outcome.warnings else ""
-    return (
-        table(rows, ["runner", "check", "result"])
-        + f"\n\n{counts['passed']} passed, {counts['failed'] + counts['error']} failed"
-        + f"{warnings} in {outcome.seconds:.1f} s; JUnit report: {outcome.junit}"
-    )
 
 
 def _fleet_labels(name: str, given: tuple[str, ...] | None) -> tuple[str, ...]:
@@ -215,11 +158,6 @@ def _fleet_labels(name: str, given: tuple[str, ...] | None) -> tuple[str, ...]:
 
 
 def _scale(args: argparse.Namespace) -> int:
-    if args.agent_version == "latest" and args.agent_url:
-        raise FleetError(
-            "--agent-version latest takes the newest release's own tarball and checksum",
-            hint="drop --agent-url/--agent-sha256, or give the version they belong to",
-        )
     registrar = _registrar_in_use(args)
     options = UpOptions(
         name=args.name,
@@ -232,9 +170,9 @@ def _scale(args: argparse.Namespace) -> int:
     rows, retired = scale(args.name, args.runners, options, _say, registrar)
     if rows:
         print()
-        print(_rows_table(rows))
+        print(rows_table(rows))
         print()
-        print(_registration_note(registrar, options.labels))
+        print(registration_note(registrar, options.labels))
     if retired:
         _say(f"retired {len(retired)} idle host(s): {', '.join(retired)}")
     live = [r for r in status(args.name) if r["state"] == "running"]
@@ -365,9 +303,8 @@ def _status(args: argparse.Namespace) -> int:
         else f"fleet {args.name!r} has no runner hosts"
     )
     print(mode_line(args.name, registrar))
-    outdated = [row["runner"] for row in rows if row["runner state"] == OUTDATED_STATE]
-    if outdated:
-        print(outdated_message(outdated))
+    for line in outdated_lines(rows):
+        print(line)
     return 0
 
 

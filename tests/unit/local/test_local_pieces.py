@@ -136,6 +136,24 @@ def test_latest_agent_with_a_tarball_of_its_own_is_refused(capsys):
     assert "--agent-version latest takes the newest release's own" in capsys.readouterr().err
 
 
+def test_scale_takes_no_agent_options_and_runs_without_them(monkeypatch, capsys):
+    """`scale` adds hosts from the image `up` baked: the agent is the image's, so it has no
+    --agent-* options (and must not read them)."""
+    for variable in ("FLEET_GITHUB_APP_ID", "FLEET_GITHUB_APP_PRIVATE_KEY_FILE"):
+        monkeypatch.delenv(variable, raising=False)
+    asked = []
+    monkeypatch.setattr(
+        cli, "scale", lambda name, n, options, report, reg: asked.append(n) or ([], [])
+    )
+    monkeypatch.setattr(cli, "status", lambda name, registrar=None: [])
+    assert cli.main(["scale", "2", "--name", "ci", "--labels", "self-hosted,linux"]) == 0
+    assert asked == [2]
+    assert "fleet 'ci' has 0 runner host(s)" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        cli.main(["scale", "2", "--agent-version", "latest"])
+    assert "unrecognized arguments: --agent-version" in capsys.readouterr().err
+
+
 def test_the_agent_version_reaches_the_playbooks(tmp_path):
     from fleet.local.commands import UpOptions, local_extravars
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from fleet import cli
+from fleet import cli_text
 from fleet.core.baseline_store import Review
 from fleet.core.benchmarks import Baseline, Comparison, Verdict
 from fleet.local import validation_report
@@ -139,7 +139,7 @@ def test_summary_lines_name_the_slow_runner_the_history_and_the_suites_log(tmp_p
 
 
 def test_the_terminal_report_shows_warning_rows_beside_the_checks(tmp_path):
-    text = cli._validation_text(outcome(tmp_path))
+    text = cli_text.validation_text(outcome(tmp_path))
     lines = text.splitlines()
     assert lines[0].split() == ["RUNNER", "CHECK", "RESULT"]
     assert re.search(r"^fleet-local-runner-2\s+test_cpu_sha256: .*WARNING$", text, re.M)
