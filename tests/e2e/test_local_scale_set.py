@@ -42,9 +42,6 @@ SCALE_SET = "e2e-scale-set"
 ORG = "octo-org"
 APP_ID = "4243"
 ROOT = Path(__file__).resolve().parents[2]
-# The runner unit of the actions_runner role sets this too; given here through the agent's
-# .env as well, so the agent's exit 7 does not depend on which role version baked the image.
-VARS = "actions_runner_env:\n  ACTIONS_RUNNER_RETURN_VERSION_DEPRECATED_EXIT_CODE: '1'\n"
 
 
 @pytest.fixture(scope="module")
@@ -103,12 +100,13 @@ def serve_argv(fleet: str, *extra: str) -> list[str]:
 
 
 def test_up_creates_the_scale_set_and_registers_its_hosts_into_it(
-    fleet_name, agent, github, capsys, tmp_path
+    fleet_name, agent, github, capsys
 ):
-    variables = tmp_path / "vars.yml"
-    variables.write_text(VARS)
+    # The runner unit (actions_runner role) sets ACTIONS_RUNNER_RETURN_VERSION_DEPRECATED_
+    # EXIT_CODE=1, so the agent exits 7 when the fake GitHub deems it too old
+    # (test_an_agent_too_old_for_github_is_named_by_status_and_serve).
     argv = ["up", "--name", fleet_name, "--runners", "2", "--labels", LABELS, "--no-canary"]
-    argv += ["--agent-url", agent.url, "--agent-sha256", agent.sha256, "--vars", str(variables)]
+    argv += ["--agent-url", agent.url, "--agent-sha256", agent.sha256]
     rc = cli.main([*argv, "--scale-set", SCALE_SET])
     out, err = capsys.readouterr()
     assert rc == 0, out + err

@@ -4,9 +4,19 @@ from datetime import UTC, datetime
 
 import pytest
 
+from fleet.cli_text import outdated_lines
 from fleet.core.github.runners import Runner
 from fleet.core.scaling import RunnerStatus
-from fleet.local.observe import HostProbe, HostState, host_state, observe, parse_probe
+from fleet.local.observe import (
+    AGENT_OUTDATED_HINT,
+    OUTDATED_STATE,
+    HostProbe,
+    HostState,
+    host_state,
+    observe,
+    outdated_message,
+    parse_probe,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -55,6 +65,20 @@ def test_exit_7_is_an_agent_too_old_for_github():
     done = parse_probe("ActiveState=inactive\nExecMainStartTimestampMonotonic=9\nExecMainStatus=0")
     assert done.finished and not done.agent_outdated
     assert observe([("h1", NOW, done)], None, runner_prefix="h").outdated == ()
+
+
+def test_status_and_serve_name_the_outdated_hosts_and_how_to_re_bake():
+    rows = [
+        {"runner": "h1", "runner state": OUTDATED_STATE},
+        {"runner": "h2", "runner state": "idle"},
+        {"runner": "h3", "runner state": OUTDATED_STATE},
+    ]
+    (line,) = outdated_lines(rows)
+    assert line == outdated_message(["h1", "h3"])
+    assert line.startswith("h1, h3: the runner agent baked into this fleet's image is too old")
+    for way in ("--agent-version latest", "pinned --agent-version", "--agent-url/--agent-sha256"):
+        assert way in AGENT_OUTDATED_HINT
+    assert outdated_lines(rows[1:2]) == []
 
 
 def test_a_runner_unit_that_ran_and_ended_is_finished():

@@ -1,6 +1,7 @@
 """The local fleet's scale-set pieces: the pure demand rule, the state file and its lock,
 create-or-adopt and what ``down`` does with each, the registrar's removals through the
-service, ``status``'s mode line, the agent-too-old rule, and the command line's refusals."""
+service, ``status``'s mode line, and the command line's refusals (the agent-too-old rule:
+test_local_state.py)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,6 @@ from fleet.core.scaleset_listener import ScaleUpdate
 from fleet.errors import FleetError
 from fleet.local.commands import mode_line
 from fleet.local.hosts import retire_host
-from fleet.local.observe import AGENT_OUTDATED_HINT, HostProbe
 from fleet.local.scale_set import (
     ScaleSetState,
     StateFile,
@@ -98,14 +98,6 @@ def test_the_demand_remembers_a_bounded_number_of_runners(monkeypatch):
 def test_listener_restarts_back_off_up_to_a_bound():
     restarts = Restarts(first=10, longest=300)
     assert [restarts.delay(n) for n in (1, 2, 3, 6, 20)] == [10, 20, 40, 300, 300]
-
-
-def test_an_agent_is_too_old_only_when_it_ended_with_exit_7():
-    ended = HostProbe(unit_state="failed", unit_started=True, unit_exit_status=7, booted=True)
-    assert ended.agent_outdated
-    assert not replace(ended, unit_exit_status=0).agent_outdated
-    assert not replace(ended, unit_state="active").agent_outdated  # still running
-    assert "Re-bake" in AGENT_OUTDATED_HINT and "--agent-version" in AGENT_OUTDATED_HINT
 
 
 # --- the state file and its lock -----------------------------------------------------------

@@ -165,23 +165,38 @@ def test_an_ephemeral_runner_that_finished_its_job_is_replaced_by_a_fresh_host()
     assert done not in fleet.hosts
 
 
+TOO_OLD = HostProbe(unit_state="failed", unit_started=True, unit_exit_status=7, booted=True)
+
+
 def test_a_runner_whose_agent_is_too_old_is_named_and_launches_back_off():
     """Exit 7 (ACTIONS_RUNNER_RETURN_VERSION_DEPRECATED_EXIT_CODE=1): GitHub refused the
     agent. The host is cleared away like a finished one, the cycle says why and how to
-    re-bake, and new hosts (from the same image) wait for the back-off."""
+    re-bake, and new hosts (from the same image) wait for a back-off that keeps growing
+    until a host takes a job again (the scale-set mode's test: test_serve_scale_set.py)."""
     fleet = MemoryFleet()
-    outdated = fleet.host(
-        HostProbe(unit_state="failed", unit_started=True, unit_exit_status=7, booted=True)
-    )
+    outdated = fleet.host(TOO_OLD)
     rec = reconciler(fleet)
     result = rec.cycle()
     assert result.removed == [outdated]
     (problem,) = [e for e in result.errors if "exit 7" in e]
     assert problem.startswith(f"{outdated}: the runner agent baked into this fleet's image")
     assert "python -m fleet up --agent-version latest" in problem
+    assert problem.endswith("next launch in 10 s")
     assert result.launched == []  # postponed: the next host would be just as old
     rec.times["now"] += 11  # past the first back-off (10 s)
-    assert len(rec.cycle().launched) == 2
+    first, second = rec.cycle().launched
+    # A new host from the same image exits 7 too: no host took a job since, so the back-off
+    # doubles instead of starting over.
+    fleet.hosts[first] = (fleet.hosts[first][0], TOO_OLD)
+    (problem,) = [e for e in rec.cycle().errors if "exit 7" in e]
+    assert problem.startswith(f"{first}: ") and problem.endswith("next launch in 20 s")
+    # A host that takes a job: the image's agent is accepted, and the back-off starts over.
+    fleet.hosts[second] = (fleet.hosts[second][0], WORKING)
+    rec.times["now"] += 21
+    third, *_ = rec.cycle().launched
+    fleet.hosts[third] = (fleet.hosts[third][0], TOO_OLD)
+    (problem,) = [e for e in rec.cycle().errors if "exit 7" in e]
+    assert problem.startswith(f"{third}: ") and problem.endswith("next launch in 10 s")
 
 
 def test_surplus_idle_runners_are_retired_oldest_first_after_the_grace_period():
