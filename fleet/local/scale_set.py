@@ -37,7 +37,7 @@ from fleet.core.github.scaleset.target import Target
 from fleet.core.scaleset_listener import ScaleSetSpec, ensure_scale_set
 from fleet.errors import FleetError
 from fleet.local.registration import ENV_RUNNER_GROUP, GitHubSettings, Registrar
-from fleet.local.serve.jobs_file import DEFAULT_DIRECTORY, write_private
+from fleet.local.serve.jobs_file import DEFAULT_DIRECTORY, read_private, write_private
 
 STATE_FORMAT = 1
 MOVE_ASIDE = (
@@ -92,15 +92,13 @@ class StateFile:
         self.path = path
 
     def load(self) -> ScaleSetState | None:
-        try:
-            text = self.path.read_text(encoding="utf-8")
-        except FileNotFoundError:
+        text = read_private(
+            self.path,
+            "the fleet's scale-set state",
+            hint="run as root (the state is readable by root only)",
+        )
+        if text is None:
             return None
-        except OSError as exc:
-            raise FleetError(
-                f"cannot read the fleet's scale-set state {self.path}: {exc.strerror}",
-                hint="run as root (the state is readable by root only)",
-            ) from exc
         try:
             return ScaleSetState.from_dict(json.loads(text))
         except ValueError as exc:

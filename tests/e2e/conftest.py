@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -15,6 +16,7 @@ from fleet.local import docker as backend
 from fleet.local.commands import UpOptions, local_extravars
 from fleet.local.engine.bootstrap import Bootstrap, bootstrap
 from tests.e2e import engine_objects
+from tests.fakes.github import app_key_pair
 from tests.fakes.runner_agent import ServedAgent, serve_agent
 
 
@@ -77,3 +79,14 @@ def local_vars(boot: Bootstrap, agent: ServedAgent) -> dict:
     """The variables `python -m fleet up` would pass, with the fake agent."""
     options = UpOptions(agent_url=agent.url, agent_sha256=agent.sha256)
     return local_extravars(boot, options)
+
+
+@pytest.fixture(scope="module")
+def app_key(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, bytes]:
+    """A GitHub App key pair for the FAKE GitHub: the private key in a 0600 file (what the
+    fleet reads), the public key the fake checks the App's JWTs with."""
+    private, public = app_key_pair()
+    path = tmp_path_factory.mktemp("app") / "app.pem"
+    path.write_bytes(private)
+    path.chmod(0o600)
+    return path, public

@@ -31,27 +31,17 @@ from fleet.local.engine.engine import client
 from fleet.local.registration import Registrar, load_settings
 from fleet.local.serve.jobs_file import default_path as default_jobs_path
 from tests.e2e import engine_objects
+from tests.e2e.fake_app import ORG, RUNNER_GROUP, github_app_env
 from tests.e2e.polling import wait_for
-from tests.fakes.github import app_key_pair
 from tests.fakes.github_jobs import FakeGitHubWithJobs, FakeJob, WallClock
 from tests.fakes.runner_agent import ServedAgent
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
 LABELS = "self-hosted,linux,x64,dind"
-ORG = "octo-org"
 APP_ID = "4242"
 WEBHOOK_SECRET = "e2e-webhook-secret"
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="module")
-def app_key(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, bytes]:
-    private, public = app_key_pair()
-    path = tmp_path_factory.mktemp("app") / "app.pem"
-    path.write_bytes(private)
-    path.chmod(0o600)
-    return path, public
 
 
 @pytest.fixture(scope="module")
@@ -64,20 +54,14 @@ def github(fleet_name: str, agent: ServedAgent, app_key) -> Iterator[FakeGitHubW
         server=server, app_id=APP_ID, public_key=app_key[1], clock=WallClock()
     )
     fake.install(ORG, 1)
-    fake.add_group(ORG, "local-fleet", group_id=7)
+    fake.add_group(ORG, RUNNER_GROUP, group_id=7)
     yield fake
     server.stop()
 
 
 @pytest.fixture(scope="module", autouse=True)
 def github_env(github: FakeGitHubWithJobs, app_key) -> Iterator[None]:
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("FLEET_GITHUB_APP_ID", APP_ID)
-        patch.setenv("FLEET_GITHUB_APP_PRIVATE_KEY_FILE", str(app_key[0]))
-        patch.setenv("FLEET_GITHUB_SCOPE", ORG)
-        patch.setenv("FLEET_GITHUB_API_URL", github.base_url)
-        patch.setenv("FLEET_GITHUB_RUNNER_GROUP", "local-fleet")
-        patch.setenv("FLEET_WEBHOOK_SECRET", WEBHOOK_SECRET)
+    with github_app_env(APP_ID, app_key[0], github.base_url, webhook_secret=WEBHOOK_SECRET):
         yield
 
 

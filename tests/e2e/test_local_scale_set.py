@@ -29,8 +29,8 @@ from fleet import cli
 from fleet.local import docker as backend
 from fleet.local.engine.engine import client
 from fleet.local.scale_set import StateFile, state_path
+from tests.e2e.fake_app import ORG, RUNNER_GROUP, github_app_env
 from tests.e2e.polling import wait_for
-from tests.fakes.github import app_key_pair
 from tests.fakes.github_jobs import FakeJob, WallClock
 from tests.fakes.runner_agent import ServedAgent
 from tests.fakes.scaleset_github import FakeGitHubWithScaleSets
@@ -39,18 +39,8 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
 LABELS = "self-hosted,linux,x64,dind"
 SCALE_SET = "e2e-scale-set"
-ORG = "octo-org"
 APP_ID = "4243"
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="module")
-def app_key(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, bytes]:
-    private, public = app_key_pair()
-    path = tmp_path_factory.mktemp("app") / "app.pem"
-    path.write_bytes(private)
-    path.chmod(0o600)
-    return path, public
 
 
 @pytest.fixture(scope="module")
@@ -64,20 +54,14 @@ def github(fleet_name: str, agent: ServedAgent, app_key) -> Iterator[FakeGitHubW
     )
     fake.scalesets.hold_seconds = 0.5
     fake.install(ORG, 1)
-    fake.add_group(ORG, "local-fleet", group_id=7)
+    fake.add_group(ORG, RUNNER_GROUP, group_id=7)
     yield fake
     server.stop()
 
 
 @pytest.fixture(scope="module", autouse=True)
 def github_env(github: FakeGitHubWithScaleSets, app_key) -> Iterator[None]:
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("FLEET_GITHUB_APP_ID", APP_ID)
-        patch.setenv("FLEET_GITHUB_APP_PRIVATE_KEY_FILE", str(app_key[0]))
-        patch.setenv("FLEET_GITHUB_SCOPE", ORG)
-        patch.setenv("FLEET_GITHUB_API_URL", github.base_url)
-        patch.setenv("FLEET_GITHUB_RUNNER_GROUP", "local-fleet")
-        patch.delenv("FLEET_WEBHOOK_SECRET", raising=False)
+    with github_app_env(APP_ID, app_key[0], github.base_url):
         yield
 
 

@@ -37,15 +37,13 @@ class JobsFile:
 
     def load(self) -> Any | None:
         """The saved snapshot, or None when there is none yet."""
-        try:
-            text = self.path.read_text(encoding="utf-8")
-        except FileNotFoundError:
+        text = read_private(
+            self.path,
+            "serve's job file",
+            hint="check its permissions, or pass --jobs-file with another path",
+        )
+        if text is None:
             return None
-        except OSError as exc:
-            raise FleetError(
-                f"cannot read serve's job file {self.path}: {exc.strerror}",
-                hint="check its permissions, or pass --jobs-file with another path",
-            ) from exc
         try:
             return json.loads(text)
         except ValueError as exc:
@@ -67,6 +65,17 @@ class JobsFile:
         with contextlib.suppress(OSError):  # something else lives there: not ours to remove
             self.path.parent.rmdir()
         return True
+
+
+def read_private(path: Path, what: str, hint: str) -> str | None:
+    """``path``'s text, None when there is no such file; one that cannot be read is an error
+    naming ``what`` it is, with ``hint``."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise FleetError(f"cannot read {what} {path}: {exc.strerror}", hint=hint) from exc
 
 
 def write_private(path: Path, text: str) -> None:

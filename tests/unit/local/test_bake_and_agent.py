@@ -79,15 +79,7 @@ def test_the_fake_agent_takes_one_job_from_the_fake_github_and_reports_it(
     jit = registrar.register("f-runner-aaa", ["self-hosted", "linux", "dind"])
     other = github.queue_job("echo never", labels=("self-hosted", "gpu"))
     job = github.queue_job('echo "hello from $PWD"; exit 3')
-    env = {**os.environ, "ACTIONS_RUNNER_INPUT_JITCONFIG": jit.encoded_jit_config}
-    result = subprocess.run(
-        [sys.executable, str(agent / "bin" / "Runner.Listener")],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = _run_listener(agent, jit.encoded_jit_config)
     assert result.returncode == 0, result.stdout + result.stderr
     assert job.status == "completed" and job.exit_code == 3
     assert "hello from" in job.output and f"_work/{job.id}" in job.output
@@ -125,22 +117,28 @@ def test_the_fake_agent_exits_7_when_too_old_only_if_asked_to(
     github, settings, tmp_path, asked, code
 ):
     """As the real agent: refused as too old, it exits 7 with
-    ACTIONS_RUNNER_RETURN_VERSION_DEPRECATED_EXIT_CODE set (from its .env here), else 1."""
+    ACTIONS_RUNNER_RETURN_VERSION_DEPRECATED_EXIT_CODE set (the runner unit's Environment=,
+    playbooks/roles/actions_runner), else 1."""
     agent = _unpack_agent(tmp_path / "agent")
-    if asked:
-        with (agent / ".env").open("a") as env_file:
-            env_file.write(f"ACTIONS_RUNNER_RETURN_VERSION_DEPRECATED_EXIT_CODE={asked}\n")
     github.deprecated_agents = True
     jit = Registrar(settings).register("f-runner-ccc", ["self-hosted", "linux"])
-    env = {**os.environ, "ACTIONS_RUNNER_INPUT_JITCONFIG": jit.encoded_jit_config}
-    env.pop("ACTIONS_RUNNER_RETURN_VERSION_DEPRECATED_EXIT_CODE", None)
-    result = subprocess.run(
+    result = _run_listener(
+        agent, jit.encoded_jit_config, ACTIONS_RUNNER_RETURN_VERSION_DEPRECATED_EXIT_CODE=asked
+    )
+    assert result.returncode == code, result.stdout + result.stderr
+    assert "too old" in result.stdout
+
+
+def _run_listener(agent: Path, jit_config: str, **env: str) -> subprocess.CompletedProcess:
+    """The fake agent's listener run to its end with a JIT config (and ``env``; an empty
+    value unsets the variable)."""
+    environment = {**os.environ, "ACTIONS_RUNNER_INPUT_JITCONFIG": jit_config, **env}
+    environment = {name: value for name, value in environment.items() if value}
+    return subprocess.run(
         [sys.executable, str(agent / "bin" / "Runner.Listener")],
-        env=env,
+        env=environment,
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
     )
-    assert result.returncode == code, result.stdout + result.stderr
-    assert "too old" in result.stdout

@@ -13,6 +13,7 @@ import requests
 from fleet.core.ledger import JobEvent, JobRecord, JobState
 from fleet.core.webhook import QueuedDelivery, parse_workflow_job_event
 from fleet.errors import FleetError
+from fleet.local.scale_set import StateFile
 from fleet.local.serve.autoscaler import Autoscaler
 from fleet.local.serve.intake import Intake
 from fleet.local.serve.jobs_file import JobsFile, default_path
@@ -123,6 +124,19 @@ def test_a_garbled_jobs_file_is_an_error_that_says_what_to_do(tmp_path):
     with pytest.raises(FleetError, match="holds no job intake") as caught:
         Autoscaler(MemoryFleet(now=wall_now), ServeOptions(), print, jobs_file=JobsFile(path))
     assert path.read_text() == '{"format": 7}', "the file is left for the user to look at"
+
+
+def test_files_that_cannot_be_read_say_which_and_what_to_do(tmp_path):
+    """The jobs file and the scale-set state are read the same way (read_private)."""
+    unreadable = tmp_path / "a-directory"
+    unreadable.mkdir()
+    with pytest.raises(FleetError, match=r"cannot read serve's job file .*a-directory") as caught:
+        JobsFile(unreadable).load()
+    assert "--jobs-file" in caught.value.hint
+    with pytest.raises(FleetError, match="cannot read the fleet's scale-set state") as caught:
+        StateFile(unreadable).load()
+    assert "run as root" in caught.value.hint
+    assert StateFile(tmp_path / "missing.json").load() is None
 
 
 def test_down_removes_the_jobs_file_and_only_an_empty_directory(tmp_path):
