@@ -28,6 +28,9 @@ pytestmark = pytest.mark.unit
         (["serve", "--stale-after", "10m"], "'10m' is not a number of seconds"),
         (["serve", "--stale-after", "0.5"], "0.5 must be 0 (off) or at least 60 seconds"),
         (["status", "--labels", "a"], "unrecognized arguments"),
+        (["validate", "--suite-timeout", "0"], "must be more than 0 seconds"),
+        (["validate", "--benchmark-margin", "fast"], "is not a percentage"),
+        (["validate", "--benchmark-margin", "-5"], "must not be negative"),
     ],
 )
 def test_bad_arguments_exit_2_with_a_reason(argv, message, capsys):

@@ -193,21 +193,6 @@ def test_bad_suite_input_on_the_command_line_exits_2(argv, message, capsys):
     assert message in capsys.readouterr().err
 
 
-@pytest.mark.parametrize(
-    ("argv", "message"),
-    [
-        (["validate", "--suite-timeout", "0"], "must be more than 0 seconds"),
-        (["validate", "--benchmark-margin", "fast"], "is not a percentage"),
-        (["validate", "--benchmark-margin", "-5"], "must not be negative"),
-    ],
-)
-def test_bad_suite_and_baseline_values_are_rejected_with_a_reason(argv, message, capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        cli.main(argv)
-    assert exit_info.value.code == 2
-    assert message in capsys.readouterr().err
-
-
 def test_pip_from_the_toolchain_installs_into_the_suites_environment(tmp_path):
     """No pip of its own (--without-pip): the toolchain's pip, run by the suite's python,
     targets the suite's environment."""
