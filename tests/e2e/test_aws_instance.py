@@ -36,6 +36,11 @@ import yaml
 
 from fleet.aws.observe import runner_name
 from fleet.local.engine.bootstrap import Bootstrap
+from tests.e2e.aws_sim.image_build import (
+    build_role_name,
+    launch_build_instance,
+    run_build_phase,
+)
 from tests.e2e.aws_sim.scenario import (
     Simulation,
     left_the_group,
@@ -331,4 +336,34 @@ def test_a_reboot_mid_bake_bakes_again_and_the_runner_serves(sim: Simulation):
     log = launched.vm.boot_log()
     assert log.count("runner-bootstrap: running the bake part") == 2, log[-4000:]
     assert "boot failed" not in log
+    finish_life(sim, launched)
+
+
+def test_the_image_pipeline_component_bakes_an_image_that_boots_straight_to_the_runner(
+    sim: Simulation,
+):
+    """`runner-bootstrap --bake-only` as Image Builder runs it: the component's build steps
+    on a build instance holding the pipeline's build role. An instance from that image skips
+    the bake because of the marker the bake left (no `bakedImage` flag), then serves a job."""
+    deployment = sim.deploy()
+    pipeline = sim.render(imagePipeline=True)
+    assert pipeline.outputs["bundleKey"] == deployment.outputs["bundleKey"]
+    build = launch_build_instance(sim.aws, pipeline, sim.image)
+    try:
+        assert run_build_phase(build, pipeline, sim.aws.endpoint) == ["WriteBootFiles", "Bake"]
+        image = build.commit(f"fleet/{sim.name}-ami", "pipeline")
+    finally:
+        build.terminate()
+        sim.aws.imds.forget(build.ip)
+    # The build role was enough (read the bundle), and nothing it did was denied.
+    build_role = f"role/{build_role_name(pipeline)}"
+    assert "s3:GetObject" in sim.aws.enforcer.actions(build_role)
+    assert sim.aws.enforcer.denied(build_role) == []
+
+    launched = sim.aws.launch(image)
+    assert sim.aws.fire_launch_hook(launched.instance_id)["result"] == "jit-config-stored"
+    wait_logged(launched, "runner started", BAKED_BOOT_SECONDS)
+    log = launched.vm.boot_log()
+    assert "baked image: false" in log  # the stack says stock; the image's marker decides
+    assert "running the bake part" not in log
     finish_life(sim, launched)

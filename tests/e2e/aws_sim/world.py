@@ -485,11 +485,14 @@ class SimAws:
 
     def _credentials(self, instance_id: str):
         """Instance-profile credentials: the instance role, a session named after it."""
-        role_arn = self.deployment.outputs["instanceRoleArn"]
+        return self.role_credentials(self.deployment.outputs["instanceRoleArn"], instance_id)
+
+    def role_credentials(self, role_arn: str, session_name: str):
+        """What the IMDS hands out for an instance profile: a fresh session of ``role_arn``."""
         sts = self.client("sts")
 
         def fetch() -> dict[str, Any]:
-            answer = sts.assume_role(RoleArn=role_arn, RoleSessionName=instance_id)
+            answer = sts.assume_role(RoleArn=role_arn, RoleSessionName=session_name)
             creds = answer["Credentials"]
             return {
                 "AccessKeyId": creds["AccessKeyId"],
