@@ -42,7 +42,7 @@ def _leftovers(host: str) -> str:
     found = (
         client()
         .containers.get(host)
-        .exec_run(["sh", "-c", "ls -d /tmp/fleet-suite-* 2>/dev/null; docker ps -aq"])
+        .exec_run(["sh", "-c", "ls -d /var/tmp/fleet-suite-* 2>/dev/null; docker ps -aq"])
     )
     return found.output.decode().strip()
 
@@ -69,7 +69,8 @@ def test_validate_runs_your_suite_and_reports_it_beside_the_checks(fleet, capsys
             str(html),
         ]
     )
-    out = capsys.readouterr().out
+    captured = capsys.readouterr()
+    out = captured.out + captured.err
     assert rc == 0, out
     host = _host(fleet)
     assert re.search(rf"^{host}\s+Your suite passed: (\d+) passed, 0 failed", out, re.M), out
@@ -111,7 +112,8 @@ def test_a_bad_suite_is_an_error_row_and_the_runner_is_left_clean(
     if (suite / "requirements.txt").exists():
         argv += ["--requirements", str(suite / "requirements.txt")]
     assert cli.main(argv) == 1
-    out = capsys.readouterr().out
+    captured = capsys.readouterr()
+    out = captured.out + captured.err
     assert re.search(rf"Your suite could not run: .*{words}.*\s+error$", out, re.M), out
     assert _leftovers(_host(fleet)) == ""
 
@@ -122,7 +124,7 @@ def test_a_runner_slowed_on_purpose_is_flagged_against_the_baseline(fleet, capsy
     baseline = tmp_path / "baseline"
     junit = str(tmp_path / "v.xml")
     argv = ["validate", "--name", fleet, "--baseline-dir", str(baseline), "--junit", junit]
-    assert cli.main(argv) == 0, capsys.readouterr().out
+    assert cli.main(argv) == 0, str(capsys.readouterr())
     assert json.loads((baseline / "baseline.json").read_text())["medians"]["test_cpu_sha256"]
     container = client().containers.get(_host(fleet))
     container.update(cpu_quota=25_000, cpu_period=100_000)
@@ -130,7 +132,8 @@ def test_a_runner_slowed_on_purpose_is_flagged_against_the_baseline(fleet, capsy
         rc = cli.main([*argv, "--benchmark-margin", "50"])
     finally:
         container.update(cpu_quota=-1, cpu_period=100_000)
-    out = capsys.readouterr().out
+    captured = capsys.readouterr()
+    out = captured.out + captured.err
     assert rc == 0, out  # warnings do not fail a validation
     assert re.search(r"test_cpu_sha256: .*slower than the 50% margin allows\s+WARNING$", out, re.M)
     history = sorted((baseline / "history" / fleet).glob("*.json"))

@@ -9,7 +9,7 @@ import tarfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-WORK = "/tmp/fleet-suite-abc123"
+WORK = "/var/tmp/fleet-suite-abc123"
 Answer = tuple[int, bytes]
 
 
