@@ -9,14 +9,15 @@ On one fleet and one baked image, in this order:
 1. ``up --runners 1`` (the bake, once; the host registered through the REST API);
 2. the webhook path: ``serve --webhook-port 0`` with ``--idle 1`` (warm), then ``--idle 0``
    (cold); the fake posts each job's signed ``workflow_job`` webhook to it as it queues it;
-3. ``scale 0``, then the scale-set path: ``serve --scale-set NAME`` with ``--idle 1``, then
-   ``--idle 0`` (it creates the scale set; its hosts get scale-set JIT configs). It comes
-   second because the fake routes every job whose labels a scale set has to that scale set;
+3. the scale-set path: ``serve --scale-set NAME`` with ``--idle 1``, then ``--idle 0`` (it
+   creates the scale set; its hosts get scale-set JIT configs). It comes second because the
+   fake routes every job whose labels a scale set has to that scale set;
 4. ``down`` (hosts, image, network, jobs file, and the scale set it created).
 
-Each run waits for the fleet to settle (``bench.scale_set.settled``), queues one job and
-takes, from the fake's own stamps, the time from the job queued to the job taken by an
-agent (and, on the scale-set path, to the job acquired by the listener).
+Each run waits for the fleet to settle (``bench.scale_set.settled``; each path's cold runs
+end with no host, so the scale-set path starts from none), queues one job and takes, from
+the fake's own stamps (``bench.scale_set.job_timings``), the time from the job queued to the
+job taken by an agent, and on the scale-set path to the job acquired by the listener.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from bench.scale_set import (
     ORG,
     SCALE_SET,
     Summary,
+    job_timings,
     settled,
     summarise,
 )
@@ -108,12 +110,10 @@ def _one_run(
     _wait(ready, "the fleet to settle before a run", lines)
     job: FakeJob = github.queue_job(JOB)
     _wait(lambda: job.started_at is not None, f"job {job.id} to be taken by a runner", lines)
-    assert job.started_at is not None
-    assigned = (job.started_at - job.created_at).total_seconds()
     with github._lock:
         entry = github.scalesets.job_of(job.id)
         acquired_at = entry.assigned_at if entry is not None else None
-    acquired = (acquired_at - job.created_at).total_seconds() if acquired_at else None
+    assigned, acquired = job_timings(job.created_at, job.started_at, acquired_at)
     _wait(lambda: job.status == "completed", f"job {job.id} to complete", lines)
     if job.exit_code != 0:
         raise RuntimeError(f"job {job.id} failed on {job.runner_name}: {job.output[-2000:]}")
@@ -141,6 +141,7 @@ def _webhook_path(
                 for run in range(runs):
                     print(f"latency: {key}, run {run + 1} of {runs}", flush=True)
                     found[key].append(_one_run(github, ready, lines)[0])
+                _wait(ready, "the fleet to settle after the last run", lines)
             finally:
                 github.webhook_url = None
 
@@ -171,6 +172,7 @@ def _scale_set_path(
                 found[key].append(assigned)
                 if taken is not None:
                     acquired.append(taken)
+            _wait(ready, "the fleet to settle after the last run", lines)
 
 
 def measure_latency(runs: int, hold: float) -> tuple[dict[str, Summary], Summary | None]:
@@ -211,7 +213,8 @@ def measure_latency(runs: int, hold: float) -> tuple[dict[str, Summary], Summary
                     try:
                         _measure(fleet, github, agent, runs, found, acquired)
                     finally:
-                        cli.main(["down", "--name", fleet])
+                        if cli.main(["down", "--name", fleet]) != 0:
+                            print(f"`down --name {fleet}` failed: see above", flush=True)
             finally:
                 server.stop()
     finally:
@@ -233,8 +236,9 @@ def _measure(
     if cli.main(argv) != 0:
         raise RuntimeError("`up` failed (its output is above)")
     _webhook_path(fleet, github, runs, found)
-    print("latency: scale 0, then the scale-set path", flush=True)
-    if cli.main(["scale", "0", "--name", fleet]) != 0:
-        raise RuntimeError("`scale 0` failed (its output is above)")
-    _wait(lambda: not _live(fleet), "the webhook path's hosts to go", [])
+    left = _live(fleet)  # the cold runs ended settled at no host
+    if left:
+        raise RuntimeError(f"hosts of the webhook path left running: {', '.join(sorted(left))}")
+    print("latency: the scale-set path", flush=True)
+    os.environ.pop("FLEET_WEBHOOK_SECRET", None)  # a scale set needs none (restored after)
     _scale_set_path(fleet, github, runs, found, acquired)

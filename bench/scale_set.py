@@ -37,6 +37,7 @@ import time
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +84,19 @@ def ratio(value: Summary | None, base: Summary | None) -> str:
     if value is None or base is None or base.median <= 0:
         return "—"
     return f"{value.median / base.median:.2f}x"
+
+
+def job_timings(
+    queued: datetime, taken: datetime | None, acquired: datetime | None
+) -> tuple[float, float | None]:
+    """Seconds from a job queued to a runner taking it, and to the listener acquiring it
+    (None off the scale-set path); the fake's stamps, all aware."""
+    if taken is None:
+        raise ValueError("the job was not taken by a runner")
+    if taken < queued or (acquired is not None and acquired < queued):
+        raise ValueError(f"a stamp before the job was queued ({queued.isoformat()})")
+    late = (acquired - queued).total_seconds() if acquired is not None else None
+    return (taken - queued).total_seconds(), late
 
 
 def settled(
@@ -259,8 +273,10 @@ def render(
         "",
         *_idle_lines(idle),
         "",
-        "The reconcile loop beside the listener (a cycle every `--interval`, listing the "
-        "fleet's runners on GitHub) is the same in both modes and not counted here; an idle "
+        "The webhook path's `serve` makes no request while idle: it waits for GitHub to call "
+        "it, on a port GitHub can reach. The reconcile loop beside the listener (a cycle every "
+        "`--interval`, listing the fleet's runners on GitHub) is the same in both modes and "
+        "not counted here; an idle "
         "listener makes no admin call, so its admin token is renewed only when one is made. "
         "A queue token that expires costs one refresh (`PATCH` the session) and one repeated "
         "poll: the fake's tokens last an hour, longer than the window.",
@@ -441,7 +457,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_idle_cost:
         idle = measure_idle_cost(args.window, args.hold)
     section = render(
-        machine=machine(not args.no_latency),
+        machine=f"{machine(not args.no_latency)}, {time.strftime('%Y-%m-%d')}",
         runs=args.runs,
         latency=latency,
         acquired=acquired,

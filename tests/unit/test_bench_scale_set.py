@@ -3,6 +3,8 @@ when the fleet counts as settled, the section it writes into docs/benchmarks.md.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
 
 from bench._common import write_section
@@ -13,6 +15,7 @@ from bench.scale_set import (
     Request,
     classify,
     idle_cost,
+    job_timings,
     main,
     ratio,
     render,
@@ -99,6 +102,17 @@ def test_idle_cost_without_a_long_poll_says_so():
         idle_cost(
             only_startup, listening_from=0.0, window=60, hold=50, cpu_seconds=0, cpu_window=60
         )
+
+
+def test_job_timings_from_the_fakes_stamps():
+    queued = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    later = queued + timedelta(seconds=7.25)
+    assert job_timings(queued, later, queued + timedelta(seconds=0.5)) == (7.25, 0.5)
+    assert job_timings(queued, later, None) == (7.25, None)  # the webhook path
+    with pytest.raises(ValueError, match="not taken"):
+        job_timings(queued, None, None)
+    with pytest.raises(ValueError, match="before the job was queued"):
+        job_timings(queued, queued - timedelta(seconds=1), None)
 
 
 ONLINE = {"status": "online", "busy": False}
