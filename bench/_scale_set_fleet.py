@@ -87,6 +87,18 @@ def _serving(argv: list[str], lines: list[str]) -> Iterator[Any]:
             raise RuntimeError("serve did not stop within 120 s:\n" + "\n".join(lines[-20:]))
 
 
+def serve_argv(fleet: str, idle: int, *, scale_set: bool) -> list[str]:
+    """``serve``'s command line on a path: webhooks on a free port, or the scale set."""
+    path = ["--scale-set", SCALE_SET] if scale_set else ["--webhook-port", "0"]
+    return ["serve", "--name", fleet, *path, "--idle", str(idle), "--idle-grace", "0"]
+
+
+def up_argv(fleet: str, agent_url: str, agent_sha256: str) -> list[str]:
+    """``up``: one host, registered through the REST API, checked without the canary."""
+    argv = ["up", "--name", fleet, "--runners", "1", "--labels", ",".join(LABELS)]
+    return [*argv, "--no-canary", "--agent-url", agent_url, "--agent-sha256", agent_sha256]
+
+
 def _live(fleet: str) -> set[str]:
     return {c.name for c in backend.list_hosts(fleet) if c.status == "running"}
 
@@ -125,8 +137,7 @@ def _webhook_path(
 ) -> None:
     for idle, key in ((1, "webhook, warm"), (0, "webhook, cold")):
         lines: list[str] = []
-        argv = ["serve", "--name", fleet, "--webhook-port", "0", "--idle", str(idle)]
-        with _serving([*argv, "--idle-grace", "0"], lines) as autoscaler:
+        with _serving(serve_argv(fleet, idle, scale_set=False), lines) as autoscaler:
             server = _wait(lambda a=autoscaler: a.server, "serve's webhook port", lines)
             github.webhook_secret = WEBHOOK_SECRET
             github.webhook_url = f"http://127.0.0.1:{server.port}/"
@@ -155,8 +166,7 @@ def _scale_set_path(
 ) -> None:
     for idle, key in ((1, "scale set, warm"), (0, "scale set, cold")):
         lines: list[str] = []
-        argv = ["serve", "--name", fleet, "--scale-set", SCALE_SET, "--idle", str(idle)]
-        with _serving([*argv, "--idle-grace", "0"], lines) as autoscaler:
+        with _serving(serve_argv(fleet, idle, scale_set=True), lines) as autoscaler:
 
             def ready(a: Any = autoscaler, idle: int = idle) -> bool:
                 desired = a.demand.desired()
@@ -230,10 +240,8 @@ def _measure(
     found: dict[str, list[float]],
     acquired: list[float],
 ) -> None:
-    argv = ["up", "--name", fleet, "--runners", "1", "--labels", ",".join(LABELS)]
-    argv += ["--no-canary", "--agent-url", agent.url, "--agent-sha256", agent.sha256]
     print("latency: up --runners 1 (bakes the fleet's image once)", flush=True)
-    if cli.main(argv) != 0:
+    if cli.main(up_argv(fleet, agent.url, agent.sha256)) != 0:
         raise RuntimeError("`up` failed (its output is above)")
     _webhook_path(fleet, github, runs, found)
     left = _live(fleet)  # the cold runs ended settled at no host

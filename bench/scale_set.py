@@ -12,7 +12,7 @@
    alone, in a process of its own) against the fake scale-set service holding each quiet long
    poll ``--hold`` seconds (50, as the real service), over ``--window`` seconds once its
    session is open: requests to the service (counted by the fake) and the CPU time of the
-   listener's process (getrusage), extrapolated per hour.
+   listener's process (getrusage), extrapolated per hour (``bench/_scale_set_idle.py``).
 
 Usage:
 
@@ -23,16 +23,10 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import json
-import logging
 import os
 import platform
-import resource
 import statistics
-import subprocess
 import sys
-import tempfile
-import threading
 import time
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
@@ -44,7 +38,6 @@ from typing import Any
 from bench._common import write_section
 
 SECTION = "## Scale sets (`bench/scale_set.py`)"
-ROOT = Path(__file__).resolve().parents[1]
 NOT_MEASURED = "not yet measured"
 SCALE_SET = "bench-scale-set"
 ORG = "octo-org"
@@ -58,7 +51,6 @@ PATHS = (
     ("webhook, warm", "webhook (`serve --webhook-port`)", "yes"),
     ("webhook, cold", "webhook (`serve --webhook-port`)", "no: a host starts from the image"),
 )
-STARTUP_GRACE = 5.0  # the child listens this much beyond the window (its first poll is inside)
 
 
 # -- pure: statistics, requests, the section -----------------------------------------------------
@@ -285,106 +277,6 @@ def render(
     return "\n".join(lines)
 
 
-# -- idle cost: the listener in a child process against the fake service ------------------------
-
-
-def _cpu() -> tuple[float, float]:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime, usage.ru_stime
-
-
-def listener_child(seconds: float, directory: Path) -> dict[str, float]:
-    """In the child: serve's listener thread (no reconcile loop, no Docker), from the fleet's
-    GitHub settings in the environment, for ``seconds`` after its session opened."""
-    from fleet.core.scaleset_listener import ListenerLimits
-    from fleet.local.registration import Registrar, load_settings
-    from fleet.local.scale_set import join_scale_set
-    from fleet.local.serve.scale_set_mode import ListenerThread, ScaleSetDemand
-
-    def say(line: str) -> None:
-        print(line, file=sys.stderr, flush=True)
-
-    settings = load_settings()
-    if settings is None:
-        raise SystemExit("the listener child needs FLEET_GITHUB_* settings in its environment")
-    registrar, spec, state_file = join_scale_set(
-        Registrar(settings), "bench", SCALE_SET, LABELS, say, directory
-    )
-    demand = ScaleSetDemand(threading.Event(), say)
-    fatal: list[str] = []
-    listener = ListenerThread(
-        registrar,
-        spec,
-        ListenerLimits(min_idle=1, max_runners=10),  # serve's defaults
-        demand,
-        state_file,
-        say,
-        on_fatal=fatal.append,
-    )
-    listener.start()
-    if not demand.heard.wait(60) or fatal:
-        raise SystemExit(f"the listener opened no session within 60 s {fatal}")
-    started, (user0, system0) = time.time(), _cpu()
-    time.sleep(seconds)
-    ended, (user1, system1) = time.time(), _cpu()
-    listener.stop()
-    return {
-        "started": started,
-        "ended": ended,
-        "user": user1 - user0,
-        "system": system1 - system0,
-        "runs": listener.runs,
-    }
-
-
-def measure_idle_cost(window: float, hold: float) -> IdleCost:
-    """The fake here, the listener in a child process (its CPU is its own)."""
-    from tests.fakes.github import app_key_pair
-    from tests.fakes.github_jobs import WallClock
-    from tests.fakes.scaleset_agent import threaded_server
-    from tests.fakes.scaleset_github import FakeGitHubWithScaleSets
-
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # the fake's access log
-    private, public = app_key_pair()
-    with tempfile.TemporaryDirectory(prefix="fleet-bench-") as work, threaded_server() as server:
-        fake = FakeGitHubWithScaleSets(
-            server=server, app_id=APP_ID, public_key=public, clock=WallClock()
-        )
-        fake.scalesets.hold_seconds = hold
-        fake.install(ORG, 1)
-        fake.add_group(ORG, GROUP, group_id=GROUP_ID)
-        key = Path(work) / "app.pem"
-        key.write_bytes(private)
-        key.chmod(0o600)
-        env = {
-            **os.environ,
-            "FLEET_GITHUB_APP_ID": APP_ID,
-            "FLEET_GITHUB_APP_PRIVATE_KEY_FILE": str(key),
-            "FLEET_GITHUB_SCOPE": ORG,
-            "FLEET_GITHUB_API_URL": fake.base_url,
-            "FLEET_GITHUB_RUNNER_GROUP": GROUP,
-        }
-        seconds = window + STARTUP_GRACE
-        print(f"idle cost: the listener for {seconds:.0f} s against a {hold:.0f} s long poll")
-        argv = [sys.executable, "-m", "bench.scale_set", "--listener-child", str(seconds)]
-        argv += ["--state-dir", work]
-        child = subprocess.run(
-            argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=seconds + 300
-        )
-        if child.returncode != 0:
-            raise RuntimeError(f"the listener child failed:\n{child.stderr[-3000:]}")
-        result = json.loads(child.stdout.strip().splitlines()[-1])
-        seen = [Request(r.at, r.method, r.path) for r in list(fake.requests)]
-    return idle_cost(
-        seen,
-        listening_from=result["started"],
-        window=window,
-        hold=hold,
-        cpu_seconds=result["user"] + result["system"],
-        cpu_window=result["ended"] - result["started"],
-    )
-
-
 # -- command line ---------------------------------------------------------------------------------
 
 
@@ -427,19 +319,12 @@ def parser() -> argparse.ArgumentParser:
     command.add_argument("--no-latency", action="store_true", help="skip the Docker part")
     command.add_argument("--no-idle-cost", action="store_true", help="skip the idle cost")
     command.add_argument("--write", type=Path, help="replace this section in a Markdown file")
-    command.add_argument("--listener-child", type=_positive, help=argparse.SUPPRESS)
-    command.add_argument("--state-dir", type=Path, help=argparse.SUPPRESS)
     return command
 
 
 def main(argv: list[str] | None = None) -> int:
     command = parser()
     args = command.parse_args(argv)
-    if args.listener_child is not None:
-        if args.state_dir is None:
-            command.error("--listener-child needs --state-dir")
-        print(json.dumps(listener_child(args.listener_child, args.state_dir)), flush=True)
-        return 0
     if args.runs < 1:
         command.error(f"--runs {args.runs}: at least 1")
     if args.no_latency and args.no_idle_cost:
@@ -455,6 +340,8 @@ def main(argv: list[str] | None = None) -> int:
 
         latency, acquired = measure_latency(args.runs, args.hold)
     if not args.no_idle_cost:
+        from bench._scale_set_idle import measure_idle_cost
+
         idle = measure_idle_cost(args.window, args.hold)
     section = render(
         machine=f"{machine(not args.no_latency)}, {time.strftime('%Y-%m-%d')}",

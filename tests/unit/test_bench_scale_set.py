@@ -190,3 +190,28 @@ def test_the_command_line_refuses_to_measure_nothing(capsys):
     with pytest.raises(SystemExit):
         main(["--no-latency", "--window", "0"])
     assert "must be more than 0" in capsys.readouterr().err
+
+
+def test_the_listener_child_says_how_to_call_it(capsys):
+    from bench._scale_set_idle import main as child
+
+    assert child([]) == 2
+    assert "usage: python -m bench._scale_set_idle SECONDS STATE_DIR" in capsys.readouterr().err
+
+
+def test_the_commands_the_latency_part_runs_are_ones_the_fleet_takes():
+    from bench._scale_set_fleet import serve_argv, up_argv
+    from fleet import cli
+
+    webhook = cli.parser().parse_args(serve_argv("bench-1a2b3c", 1, scale_set=False))
+    assert (webhook.webhook_port, webhook.scale_set, webhook.idle) == (0, None, 1)
+    assert webhook.idle_grace == 0 and webhook.interval == 15  # serve's default cycle
+    scale_set = cli.parser().parse_args(serve_argv("bench-1a2b3c", 0, scale_set=True))
+    assert (scale_set.webhook_port, scale_set.scale_set, scale_set.idle) == (
+        None,
+        "bench-scale-set",
+        0,
+    )
+    up = cli.parser().parse_args(up_argv("bench-1a2b3c", "http://10.0.0.1:8/a.tgz", "ab" * 32))
+    assert (up.runners, up.no_canary, up.scale_set) == (1, True, None)
+    assert up.labels == ("self-hosted", "linux", "x64", "dind")
