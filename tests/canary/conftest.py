@@ -45,7 +45,7 @@ def pytest_configure(config: pytest.Config) -> None:
         os.environ[DIST_ENV] = str(config.getoption("dist", "no"))
 
 
-@pytest.hookimpl(tryfirst=True)
+@pytest.hookimpl(tryfirst=True, optionalhook=True)  # xdist may be off (-p no:xdist)
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
     """``-n auto`` means at least two workers (isolation needs two) and at most four,
     unless PYTEST_XDIST_AUTO_NUM_WORKERS says otherwise."""
