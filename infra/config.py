@@ -414,11 +414,6 @@ class FleetConfig:
     # Derived names: one place, so IAM, user data and the control plane agree.
 
     @property
-    def scope_kind(self) -> str:
-        """'org' or 'repo'."""
-        return "repo" if "/" in self.github_scope else "org"
-
-    @property
     def creates_vpc(self) -> bool:
         return not self.subnet_ids
 

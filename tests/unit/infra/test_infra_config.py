@@ -46,7 +46,7 @@ def test_example_stack_file_documents_every_setting_and_no_other():
 
 def test_repository_scope_uses_the_default_group():
     cfg = parse_config({"githubScope": "octo-org/octo-repo"})
-    assert (cfg.scope_kind, cfg.runner_group) == ("repo", "Default")
+    assert (cfg.github_scope, cfg.runner_group) == ("octo-org/octo-repo", "Default")
 
 
 def test_arm64_gets_arm64_default_types():
