@@ -269,7 +269,7 @@ class AwsWorld:
         self._admin_clients: dict[str, Any] = {}
         ec2 = self.admin_client("ec2")
         vpc = ec2.create_vpc(CidrBlock="10.64.0.0/16")["Vpc"]["VpcId"]
-        subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.64.1.0/24")["Subnet"]["SubnetId"]
+        subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.64.0.0/20")["Subnet"]["SubnetId"]
         image = MOTO_IMAGE
         ec2.create_launch_template(
             LaunchTemplateName="runners",
