@@ -120,25 +120,12 @@ def bench_decisions(repeats: int) -> list[dict[str, Any]]:
 
 
 def bench_calls_per_cycle(retirements: tuple[int, ...]) -> list[dict[str, Any]]:
-    from moto import mock_aws
     from pytest_httpserver import HTTPServer
 
-    from tests.fakes.github import FakeGitHubActions, app_key_pair
-    from tests.integration import moto_asg
-    from tests.integration.harness import (
-        APP_ID,
-        GROUP_ID,
-        INSTALLATION_ID,
-        ORG,
-        AwsWorld,
-        Fleet,
-        OffsetClock,
-        fleet_environment,
-    )
-    from tests.integration.moto_iam import PolicyEnforcer
+    from tests.fakes.github import app_key_pair
+    from tests.integration.harness import fleet_maker, recorded_aws_sleeps
 
     private_pem, public = app_key_pair()
-    private = private_pem.decode()
     rows = []
     busy = 3
     for retire in retirements:
@@ -146,21 +133,10 @@ def bench_calls_per_cycle(retirements: tuple[int, ...]) -> list[dict[str, Any]]:
         server.start()
         with ExitStack() as stack:
             stack.callback(server.stop)
-            stack.enter_context(mock_aws())
-            stack.enter_context(PolicyEnforcer("123456789012", "eu-west-1").installed())
-            actions = stack.enter_context(moto_asg.patched(moto_asg.LifecycleActions()))
-            clock = OffsetClock()
-            github = FakeGitHubActions(server=server, app_id=APP_ID, public_key=public, clock=clock)
-            github.install(ORG, INSTALLATION_ID)
-            github.add_group(ORG, "runner-fleet", group_id=GROUP_ID)
-            aws = AwsWorld(PolicyEnforcer("123456789012", "eu-west-1"), private, max_size=40)
-            fleet = Fleet(
-                aws=aws,
-                github=github,
-                clock=clock,
-                actions=actions,
-                env=fleet_environment(aws, github.base_url, FLEET_MAX_SCALE_UP_PER_CYCLE=40),
-            )
+            stack.enter_context(recorded_aws_sleeps())
+            make = stack.enter_context(fleet_maker(server, (private_pem.decode(), public)))
+            fleet = make(max_size=40, FLEET_MAX_SCALE_UP_PER_CYCLE=40)
+            clock, github = fleet.clock, fleet.github
             # `busy` runners with a job, `retire` idle ones whose jobs were cancelled.
             jobs = fleet.queue_jobs(busy + retire)
             fleet.pump_queue()

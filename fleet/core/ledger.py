@@ -37,15 +37,15 @@ class JobState(StrEnum):
 _RANK = {JobState.WAITING: 0, JobState.QUEUED: 1, JobState.IN_PROGRESS: 2, JobState.COMPLETED: 3}
 
 
-@dataclass(frozen=True)
-class JobEvent:
-    """What one ``workflow_job`` delivery says about one job (compact, JSON-safe)."""
+@dataclass(frozen=True, kw_only=True)
+class JobFacts:
+    """What a ``workflow_job`` delivery can say about a job: the fields an event and a record
+    share (each adds when the job was created, under its own stored name)."""
 
     job_id: int
     state: JobState
     run_id: int
     repository: str
-    created_at: datetime
     labels: tuple[str, ...] = ()
     owner: str | None = None
     installation_id: int | None = None
@@ -54,6 +54,16 @@ class JobEvent:
     runner_id: int | None = None
     runner_name: str | None = None
     conclusion: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return _to_dict(self)
+
+
+@dataclass(frozen=True, kw_only=True)
+class JobEvent(JobFacts):
+    """What one ``workflow_job`` delivery says about one job (compact, JSON-safe)."""
+
+    created_at: datetime
 
     @classmethod
     def from_webhook(cls, event: WorkflowJobEvent) -> JobEvent:
@@ -74,31 +84,16 @@ class JobEvent:
             conclusion=job.conclusion,
         )
 
-    def to_dict(self) -> dict[str, Any]:
-        return _to_dict(self)
-
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> JobEvent:
         return cls(**_from_dict(data))
 
 
-@dataclass(frozen=True)
-class JobRecord:
+@dataclass(frozen=True, kw_only=True)
+class JobRecord(JobFacts):
     """The ledger's view of one job: the join of every event seen for it."""
 
-    job_id: int
-    state: JobState
-    run_id: int
-    repository: str
     queued_at: datetime  # the job's created_at
-    labels: tuple[str, ...] = ()
-    owner: str | None = None
-    installation_id: int | None = None
-    started_at: datetime | None = None
-    completed_at: datetime | None = None
-    runner_id: int | None = None
-    runner_name: str | None = None
-    conclusion: str | None = None
 
     @classmethod
     def from_event(cls, event: JobEvent) -> JobRecord:
@@ -121,9 +116,6 @@ class JobRecord:
             runner_name=event.runner_name if running else None,
             conclusion=event.conclusion if done else None,
         )
-
-    def to_dict(self) -> dict[str, Any]:
-        return _to_dict(self)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> JobRecord:
@@ -209,8 +201,15 @@ def counts(records: Iterable[JobRecord]) -> dict[JobState, int]:
 _DATETIME_FIELDS = ("created_at", "queued_at", "started_at", "completed_at")
 
 
-def _to_dict(obj: JobEvent | JobRecord) -> dict[str, Any]:
-    data = asdict(obj)
+# The order fields are stored in (JSON messages, the jobs file): the job's creation time
+# fifth, where it was before the shared fields got one definition.
+_STORED_ORDER = ("job_id", "state", "run_id", "repository", "created_at", "queued_at")
+
+
+def _to_dict(obj: JobFacts) -> dict[str, Any]:
+    fields = asdict(obj)
+    data = {name: fields.pop(name) for name in _STORED_ORDER if name in fields}
+    data.update(fields)
     data["state"] = str(obj.state)
     data["labels"] = list(obj.labels)
     for name in _DATETIME_FIELDS:

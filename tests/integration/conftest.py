@@ -7,37 +7,17 @@ backoff move the simulated clock instead of sleeping.
 
 from __future__ import annotations
 
-import types
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack
+from collections.abc import Iterator
 from typing import Any
 
-import botocore.endpoint
 import pytest
-from moto import mock_aws
-from moto.core.authorization import enable_iam_authentication
 
-from tests.fakes import moto_dynamodb_speed
-from tests.fakes.github import FakeGitHubActions, app_key_pair
-from tests.integration import moto_asg
-from tests.integration.harness import (
-    ACCOUNT,
-    APP_ID,
-    GROUP_ID,
-    INSTALLATION_ID,
-    ORG,
-    REGION,
-    AwsWorld,
-    Fleet,
-    OffsetClock,
-    Throttler,
-    fleet_environment,
-)
-from tests.integration.moto_iam import PolicyEnforcer
-
-MakeFleet = Callable[..., Fleet]
+from tests.fakes import botocore_client_speed, moto_dynamodb_speed
+from tests.fakes.github import app_key_pair
+from tests.integration.harness import REGION, MakeFleet, fleet_maker, recorded_aws_sleeps
 
 moto_dynamodb_speed.install()
+botocore_client_speed.install()
 
 
 @pytest.fixture(scope="session")
@@ -52,43 +32,22 @@ def aws_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("AWS_PROFILE", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    # moto otherwise builds ~13,000 stock images (and a snapshot each) into every EC2 backend
+    # it creates: most of a test's set-up. The launch template names an image nothing
+    # validates (moto checks image ids only under MOTO_ENABLE_AMI_VALIDATION).
+    monkeypatch.setenv("MOTO_EC2_LOAD_DEFAULT_AMIS", "false")
 
 
 @pytest.fixture
-def aws_sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+def aws_sleeps() -> Iterator[list[float]]:
     """botocore's retry backoff, recorded instead of slept."""
-    sleeps: list[float] = []
-    monkeypatch.setattr(botocore.endpoint, "time", types.SimpleNamespace(sleep=sleeps.append))
-    return sleeps
+    with recorded_aws_sleeps() as sleeps:
+        yield sleeps
 
 
 @pytest.fixture
 def make_fleet(
     httpserver: Any, app_keys: tuple[str, bytes], aws_sleeps: list[float]
 ) -> Iterator[MakeFleet]:
-    stack = ExitStack()
-    stack.enter_context(mock_aws())
-    enforcer = PolicyEnforcer(ACCOUNT, REGION)
-    stack.enter_context(enforcer.installed())
-    actions = stack.enter_context(moto_asg.patched(moto_asg.LifecycleActions()))
-
-    def make(*, max_size: int = 10, throttle: Throttler | None = None, **env: Any) -> Fleet:
-        clock = OffsetClock()
-        github = FakeGitHubActions(
-            server=httpserver, app_id=APP_ID, public_key=app_keys[1], clock=clock
-        )
-        github.install(ORG, INSTALLATION_ID)
-        github.add_group(ORG, "runner-fleet", group_id=GROUP_ID)
-        aws = AwsWorld(enforcer, app_keys[0], max_size=max_size)
-        stack.enter_context(enable_iam_authentication())
-        return Fleet(
-            aws=aws,
-            github=github,
-            clock=clock,
-            actions=actions,
-            throttler=throttle or Throttler(),
-            env=fleet_environment(aws, github.base_url, **env),
-        )
-
-    with stack:
+    with fleet_maker(httpserver, app_keys) as make:
         yield make

@@ -28,17 +28,22 @@ import base64
 import functools
 import json
 import random
+import types
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import boto3
+import botocore.endpoint
 import botocore.loaders
 import botocore.session
 from botocore.awsrequest import AWSResponse
+from moto import mock_aws
 from moto.autoscaling.models import autoscaling_backends
+from moto.core.authorization import enable_iam_authentication
 from moto.core.botocore_stubber import MockRawResponse
 from moto.ec2.models import ec2_backends
 from moto.iam.aws_managed_policies import aws_managed_policies_data
@@ -57,6 +62,7 @@ from infra.iam_functions import ControlPlaneResources, function_policies, lambda
 from tests.fakes import sqs_event_source as event_source
 from tests.fakes.github import FakeGitHubActions, Job
 from tests.fakes.payloads import signed, workflow_job
+from tests.integration import moto_asg
 from tests.integration.moto_asg import LAUNCHING, TERMINATING, LifecycleActions, PendingAction
 from tests.integration.moto_iam import PolicyEnforcer
 
@@ -262,9 +268,10 @@ class AwsWorld:
         self.enforcer = enforcer
         self.max_size = max_size
         self.admin = admin_session()
-        ec2 = self.admin.client("ec2")
+        self._admin_clients: dict[str, Any] = {}
+        ec2 = self.admin_client("ec2")
         vpc = ec2.create_vpc(CidrBlock="10.64.0.0/16")["Vpc"]["VpcId"]
-        subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.64.1.0/24")["Subnet"]["SubnetId"]
+        subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.64.0.0/20")["Subnet"]["SubnetId"]
         image = MOTO_IMAGE
         ec2.create_launch_template(
             LaunchTemplateName="runners",
@@ -274,7 +281,7 @@ class AwsWorld:
                 "MetadataOptions": {"HttpTokens": "required", "HttpPutResponseHopLimit": 1},
             },
         )
-        autoscaling = self.admin.client("autoscaling")
+        autoscaling = self.admin_client("autoscaling")
         autoscaling.create_auto_scaling_group(
             AutoScalingGroupName=ASG_NAME,
             LaunchTemplate={"LaunchTemplateName": "runners", "Version": "$Latest"},
@@ -291,9 +298,9 @@ class AwsWorld:
         self.group_arn = autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=[ASG_NAME])[
             "AutoScalingGroups"
         ][0]["AutoScalingGroupARN"]
-        kms = self.admin.client("kms")
+        kms = self.admin_client("kms")
         self.kms_key_arn = kms.create_key(Description="fleet key")["KeyMetadata"]["Arn"]
-        ssm = self.admin.client("ssm")
+        ssm = self.admin_client("ssm")
         for field_name, value in (
             ("app_id", APP_ID),
             ("private_key", private_key_pem),
@@ -305,7 +312,7 @@ class AwsWorld:
                 Type="SecureString",
                 KeyId=self.kms_key_arn,
             )
-        sqs = self.admin.client("sqs")
+        sqs = self.admin_client("sqs")
         self.dlq_url = sqs.create_queue(QueueName=f"{ASG_NAME}-dead-letters")["QueueUrl"]
         self.dlq_arn = sqs.get_queue_attributes(QueueUrl=self.dlq_url, AttributeNames=["QueueArn"])[
             "Attributes"
@@ -322,9 +329,9 @@ class AwsWorld:
             QueueUrl=self.queue_url, AttributeNames=["QueueArn"]
         )["Attributes"]["QueueArn"]
         self.table = f"{ASG_NAME}-ledger"
-        create_ledger_table(self.admin.client("dynamodb"), self.table)
+        create_ledger_table(self.admin_client("dynamodb"), self.table)
         self.table_arn = f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{self.table}"
-        s3 = self.admin.client("s3")
+        s3 = self.admin_client("s3")
         s3.create_bucket(
             Bucket=BUNDLE_BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION}
         )
@@ -357,7 +364,7 @@ class AwsWorld:
             asg_name=ASG_NAME,
             fleet_name=FLEET,
         )
-        iam = self.admin.client("iam")
+        iam = self.admin_client("iam")
         for fn, policy in self.policies.items():
             iam.create_role(
                 RoleName=f"{FLEET}-{fn}",
@@ -381,11 +388,19 @@ class AwsWorld:
             PolicyName="AmazonSSMManagedInstanceCore",
             PolicyDocument=ssm_managed_instance_core(),
         )
-        self._sts = self.admin.client("sts")
+        self._sts = self.admin_client("sts")
         self.function_sessions = {
             fn: self.assume(f"{FLEET}-{fn}", FUNCTION_NAMES[fn]) for fn in self.policies
         }
         self._instance_sessions: dict[str, boto3.session.Session] = {}
+        self._instance_clients: dict[tuple[str, str], Any] = {}
+
+    def admin_client(self, service: str) -> Any:
+        """The administrator's client for ``service``, made once: a boto3 client costs
+        milliseconds of CPU to create, and the checks ask for one at every step."""
+        if service not in self._admin_clients:
+            self._admin_clients[service] = self.admin.client(service)
+        return self._admin_clients[service]
 
     def assume(self, role: str, session_name: str) -> boto3.session.Session:
         creds = self._sts.assume_role(
@@ -403,10 +418,19 @@ class AwsWorld:
             self._instance_sessions[instance_id] = self.assume(f"{FLEET}-instance", instance_id)
         return self._instance_sessions[instance_id]
 
+    def instance_client(self, instance_id: str, service: str) -> Any:
+        """A client of ``service`` signed with the instance's role, made once per instance."""
+        key = (instance_id, service)
+        if key not in self._instance_clients:
+            self._instance_clients[key] = self.instance_session(instance_id).client(
+                service, config=DEFAULT_CONFIG
+            )
+        return self._instance_clients[key]
+
     # -- inspection (admin) -------------------------------------------------------------------
 
     def group(self) -> dict[str, Any]:
-        return self.admin.client("autoscaling").describe_auto_scaling_groups(
+        return self.admin_client("autoscaling").describe_auto_scaling_groups(
             AutoScalingGroupNames=[ASG_NAME]
         )["AutoScalingGroups"][0]
 
@@ -416,7 +440,7 @@ class AwsWorld:
         )
 
     def jit_parameters(self) -> list[str]:
-        ssm = self.admin.client("ssm")
+        ssm = self.admin_client("ssm")
         names = []
         for page in ssm.get_paginator("describe_parameters").paginate(
             ParameterFilters=[
@@ -427,7 +451,7 @@ class AwsWorld:
         return names
 
     def dead_letters(self) -> list[dict[str, Any]]:
-        sqs = self.admin.client("sqs")
+        sqs = self.admin_client("sqs")
         attrs = sqs.get_queue_attributes(
             QueueUrl=self.dlq_url, AttributeNames=["ApproximateNumberOfMessages"]
         )
@@ -435,7 +459,7 @@ class AwsWorld:
         return [{}] * count
 
     def queue_depth(self) -> int:
-        sqs = self.admin.client("sqs")
+        sqs = self.admin_client("sqs")
         attrs = sqs.get_queue_attributes(
             QueueUrl=self.queue_url,
             AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
@@ -445,7 +469,7 @@ class AwsWorld:
         )
 
     def ledger_items(self) -> list[dict[str, Any]]:
-        dynamodb = self.admin.client("dynamodb")
+        dynamodb = self.admin_client("dynamodb")
         items: list[dict[str, Any]] = []
         for page in dynamodb.get_paginator("scan").paginate(TableName=self.table):
             items += page["Items"]
@@ -850,15 +874,15 @@ class Fleet:
                 or instance_id in self.never_register
             ):
                 continue
-            session = self.aws.instance_session(instance_id)
-            ssm = session.client("ssm", config=DEFAULT_CONFIG)
+            ssm = self.aws.instance_client(instance_id, "ssm")
             name = self.settings.jit_parameter_template.format(instance_id=instance_id)
             try:
                 value = ssm.get_parameter(Name=name, WithDecryption=True)["Parameter"]["Value"]
             except ssm.exceptions.ParameterNotFound:
                 continue  # not written yet: the boot script keeps waiting
             ssm.delete_parameter(Name=name)
-            session.client("s3").get_object(Bucket=BUNDLE_BUCKET, Key=BUNDLE_KEY)["Body"].read()
+            bundle = self.aws.instance_client(instance_id, "s3")
+            bundle.get_object(Bucket=BUNDLE_BUCKET, Key=BUNDLE_KEY)["Body"].read()
             self.booted.add(instance_id)
             self.jit_reads[instance_id] = value
             runner_id = int(value.removeprefix("JITSECRET-"))
@@ -879,7 +903,7 @@ class Fleet:
 
     def instance_terminates_itself(self, instance_id: str) -> None:
         """runner-terminate-self: leave the group with decrement, using the instance's role."""
-        client = self.aws.instance_session(instance_id).client("autoscaling", config=DEFAULT_CONFIG)
+        client = self.aws.instance_client(instance_id, "autoscaling")
         client.terminate_instance_in_auto_scaling_group(
             InstanceId=instance_id, ShouldDecrementDesiredCapacity=True
         )
@@ -1066,3 +1090,50 @@ def fleet_environment(aws: AwsWorld, github_url: str, **overrides: Any) -> dict[
 
 def at(clock: OffsetClock, minutes: float) -> datetime:
     return clock.now() + timedelta(minutes=minutes)
+
+
+MakeFleet = Callable[..., "Fleet"]
+
+
+@contextmanager
+def recorded_aws_sleeps() -> Iterator[list[float]]:
+    """botocore's retry backoff, recorded instead of slept."""
+    sleeps: list[float] = []
+    original = botocore.endpoint.time
+    botocore.endpoint.time = types.SimpleNamespace(sleep=sleeps.append)  # type: ignore[assignment]
+    try:
+        yield sleeps
+    finally:
+        botocore.endpoint.time = original  # type: ignore[assignment]
+
+
+@contextmanager
+def fleet_maker(server: Any, app_keys: tuple[str, bytes]) -> Iterator[MakeFleet]:
+    """A fresh world (moto with IAM enforced, lifecycle actions) and a function that makes
+    the fleet in it: what the integration tests' ``make_fleet`` fixture and the storm
+    benchmark (bench/storm.py) both use."""
+    with ExitStack() as stack:
+        stack.enter_context(mock_aws())
+        enforcer = PolicyEnforcer(ACCOUNT, REGION)
+        stack.enter_context(enforcer.installed())
+        actions = stack.enter_context(moto_asg.patched(LifecycleActions()))
+
+        def make(*, max_size: int = 10, throttle: Throttler | None = None, **env: Any) -> Fleet:
+            clock = OffsetClock()
+            github = FakeGitHubActions(
+                server=server, app_id=APP_ID, public_key=app_keys[1], clock=clock
+            )
+            github.install(ORG, INSTALLATION_ID)
+            github.add_group(ORG, "runner-fleet", group_id=GROUP_ID)
+            aws = AwsWorld(enforcer, app_keys[0], max_size=max_size)
+            stack.enter_context(enable_iam_authentication())
+            return Fleet(
+                aws=aws,
+                github=github,
+                clock=clock,
+                actions=actions,
+                throttler=throttle or Throttler(),
+                env=fleet_environment(aws, github.base_url, **env),
+            )
+
+        yield make

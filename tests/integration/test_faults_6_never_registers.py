@@ -14,7 +14,7 @@ pytestmark = pytest.mark.integration
 
 
 def boot_failures(fleet: Fleet) -> float:
-    cloudwatch = fleet.aws.admin.client("cloudwatch")
+    cloudwatch = fleet.aws.admin_client("cloudwatch")
     stats = cloudwatch.get_metric_statistics(
         Namespace="RunnerFleet",
         MetricName="BootFailures",

@@ -45,7 +45,7 @@ def test_flow_from_webhook_to_self_termination_leaves_nothing_behind(make_fleet)
     assert all(i["LifecycleState"] == "InService" for i in group["Instances"])
     assert sorted(i for i, hook, result in fleet.actions.completed) == instances
     assert {result for _, _, result in fleet.actions.completed} == {"CONTINUE"}
-    ssm = fleet.aws.admin.client("ssm")
+    ssm = fleet.aws.admin_client("ssm")
     for instance_id in instances:
         name = f"/runner-fleet/{FLEET}/runners/{instance_id}/jitconfig"
         parameter = ssm.get_parameter(Name=name)["Parameter"]

@@ -179,7 +179,7 @@ def test_policies_grant_exactly_what_the_functions_and_instances_use(make_fleet)
     must have been used (or be listed in NOT_EXERCISABLE), and nothing needed was denied."""
     throttle = Throttler(rate=0.0)
     fleet = make_fleet(max_size=4, throttle=throttle)
-    admin_asg = fleet.aws.admin.client("autoscaling")
+    admin_asg = fleet.aws.admin_client("autoscaling")
 
     # 1. Two jobs, a third cancelled before a runner took it: its runner is retired.
     jobs = fleet.queue_jobs(3)

@@ -107,6 +107,34 @@ def test_records_round_trip_through_storage_including_dynamodb_decimals():
     assert JobEvent.from_dict(event(JobState.QUEUED).to_dict()) == event(JobState.QUEUED)
 
 
+def test_the_stored_format_names_every_field_in_its_order():
+    # What SQS messages, the ledger table and serve's jobs file hold: the field names, their
+    # encodings and their order (the job's creation time fifth) are the stored format.
+    done = event(JobState.COMPLETED)
+    common = [
+        ("labels", ["self-hosted", "linux"]),
+        ("owner", "acme"),
+        ("installation_id", 7),
+        ("started_at", "2026-11-24T10:00:30+00:00"),
+        ("completed_at", "2026-11-24T12:00:00+00:00"),
+        ("runner_id", 5),
+        ("runner_name", "fleet-a-1"),
+        ("conclusion", "success"),
+    ]
+    head = [("job_id", 1), ("state", "completed"), ("run_id", 100), ("repository", "acme/app")]
+    assert list(done.to_dict().items()) == [
+        *head,
+        ("created_at", "2026-11-24T10:00:00+00:00"),
+        *common,
+    ]
+    record = JobRecord.from_event(done)
+    assert list(record.to_dict().items()) == [
+        *head,
+        ("queued_at", "2026-11-24T10:00:00+00:00"),
+        *[(k, sorted(v) if k == "labels" else v) for k, v in common],
+    ]
+
+
 def test_naive_timestamps_are_refused_from_storage():
     data = JobRecord.from_event(event(JobState.QUEUED)).to_dict()
     data["queued_at"] = "2026-11-24T10:00:00"

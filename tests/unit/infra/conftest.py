@@ -15,6 +15,8 @@ from typing import Any
 import pulumi
 import pytest
 
+from tests.fakes import pulumi_stack_speed
+
 PROJECT_ROOT = Path(__file__).resolve().parents[3]
 if str(PROJECT_ROOT) not in sys.path:
     sys.path.insert(0, str(PROJECT_ROOT))
@@ -29,44 +31,22 @@ from infra_mocks import (  # noqa: E402
     FleetMocks,
     Graph,
     example_settings,
+    fake_pip_install,
+    make_project,
     run_program,
     set_stack_config,
 )
 
 pulumi.runtime.set_mocks(MOCKS, project=PROJECT, stack="unit", preview=False, monitor=MONITOR)
+pulumi_stack_speed.install()
 
 # Only now may infra be imported.
 from infra.iam import instance_policy  # noqa: E402
 
 
-def make_project(root: Path) -> Path:
-    """A stand-in project under ``root``: playbooks/ with the two entry points the boot script
-    runs, and the canary suite the bake installs (tests/canary/). Returns playbooks/."""
-    canary = root / "tests" / "canary"
-    canary.mkdir(parents=True)
-    (canary / "test_canary.py").write_text("def test_runs():\n    pass\n")
-    (canary / "__pycache__").mkdir()
-    (canary / "__pycache__" / "test_canary.cpython-311.pyc").write_bytes(b"never shipped")
-    directory = root / "playbooks"
-    (directory / "roles" / "docker_host" / "tasks").mkdir(parents=True)
-    (directory / "bake.yml").write_text("- hosts: runners\n  roles: [docker_host]\n")
-    (directory / "boot.yml").write_text("- hosts: runners\n  tasks: []\n")
-    (directory / "roles" / "docker_host" / "tasks" / "main.yml").write_text("[]\n")
-    return directory
-
-
 @pytest.fixture
 def playbooks_dir(tmp_path: Path) -> Path:
     return make_project(tmp_path)
-
-
-def fake_pip_install(calls: list[tuple[str, ...]]):
-    def install(requirements, target: Path, platform: str, python: str) -> None:
-        calls.append((*requirements, platform, python))
-        (target / "fake_dependency").mkdir(parents=True, exist_ok=True)
-        (target / "fake_dependency" / "__init__.py").write_text("VERSION = '1.0'\n")
-
-    return install
 
 
 @pytest.fixture(autouse=True)

@@ -312,3 +312,28 @@ def run_program(build_dir: Path, project_root: Path | None = None) -> tuple[Any,
 
     program()
     return holder["fleet"], resolved
+
+
+def make_project(root: Path) -> Path:
+    """A stand-in project under ``root``: playbooks/ with the two entry points the boot script
+    runs, and the canary suite the bake installs (tests/canary/). Returns playbooks/."""
+    canary = root / "tests" / "canary"
+    canary.mkdir(parents=True)
+    (canary / "test_canary.py").write_text("def test_runs():\n    pass\n")
+    (canary / "__pycache__").mkdir()
+    (canary / "__pycache__" / "test_canary.cpython-311.pyc").write_bytes(b"never shipped")
+    directory = root / "playbooks"
+    (directory / "roles" / "docker_host" / "tasks").mkdir(parents=True)
+    (directory / "bake.yml").write_text("- hosts: runners\n  roles: [docker_host]\n")
+    (directory / "boot.yml").write_text("- hosts: runners\n  tasks: []\n")
+    (directory / "roles" / "docker_host" / "tasks" / "main.yml").write_text("[]\n")
+    return directory
+
+
+def fake_pip_install(calls: list[tuple[str, ...]]):
+    def install(requirements, target: Path, platform: str, python: str) -> None:
+        calls.append((*requirements, platform, python))
+        (target / "fake_dependency").mkdir(parents=True, exist_ok=True)
+        (target / "fake_dependency" / "__init__.py").write_text("VERSION = '1.0'\n")
+
+    return install

@@ -75,7 +75,7 @@ def test_the_deploy_guide_gives_every_setting_with_its_real_default():
 
 def test_repository_scope_uses_the_default_group():
     cfg = parse_config({"githubScope": "octo-org/octo-repo"})
-    assert (cfg.scope_kind, cfg.runner_group) == ("repo", "Default")
+    assert (cfg.github_scope, cfg.runner_group) == ("octo-org/octo-repo", "Default")
 
 
 def test_arm64_gets_arm64_default_types():

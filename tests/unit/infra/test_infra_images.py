@@ -210,8 +210,8 @@ def test_versions_are_digests_within_image_builders_semantic_versions():
 # -- the graph ---------------------------------------------------------------------------------
 
 
-def test_the_component_is_the_fleets_boot_files_and_bundle(build_graph):
-    graph = build_graph()
+def test_the_component_is_the_fleets_boot_files_and_bundle(default_graph):
+    graph = default_graph
     component = graph.one(COMPONENT)
     assert component["name"] == IMAGE_NAME
     assert component["platform"] == "Linux"
@@ -222,8 +222,8 @@ def test_the_component_is_the_fleets_boot_files_and_bundle(build_graph):
     assert f"BUNDLE_BUCKET={graph.outputs['bundleBucket']}\n" in component["data"]
 
 
-def test_the_recipe_bakes_on_the_stock_image_with_an_encrypted_gp3_root(build_graph):
-    graph = build_graph()
+def test_the_recipe_bakes_on_the_stock_image_with_an_encrypted_gp3_root(default_graph):
+    graph = default_graph
     recipe = graph.one(RECIPE)
     assert recipe["parentImage"] == STOCK_IMAGE == graph.outputs["imageId"]
     (root,) = recipe["blockDeviceMappings"]
@@ -268,8 +268,8 @@ def test_component_recipe_and_bake_change_with_the_bundle(build_graph):
     assert again.one(RECIPE)["version"] == before.one(RECIPE)["version"]
 
 
-def test_the_build_instance_runs_in_the_fleets_network_imdsv2_only(build_graph):
-    graph = build_graph()
+def test_the_build_instance_runs_in_the_fleets_network_imdsv2_only(default_graph):
+    graph = default_graph
     infrastructure = graph.one(INFRASTRUCTURE)
     assert infrastructure["name"] == IMAGE_NAME
     assert infrastructure["subnetId"] == graph.outputs["subnetIds"][0]
@@ -299,8 +299,8 @@ def build_policy(bundle_key: str) -> dict:
     )
 
 
-def test_the_build_role_is_ssm_core_plus_the_pure_document(build_graph):
-    graph = build_graph()
+def test_the_build_role_is_ssm_core_plus_the_pure_document(default_graph):
+    graph = default_graph
     deployed = json.loads(
         graph.named("aws:iam/rolePolicy:RolePolicy", "main-image-build-policy")["policy"]
     )
@@ -396,8 +396,8 @@ def test_the_build_instance_may_read_the_bundle_and_its_component_and_nothing_el
     assert decide([build_policy(KEY), managed_ssm_core], request_) == decision
 
 
-def test_the_distribution_writes_the_new_image_to_the_parameter(build_graph):
-    graph = build_graph()
+def test_the_distribution_writes_the_new_image_to_the_parameter(default_graph):
+    graph = default_graph
     distribution = graph.one(DISTRIBUTION)
     (target,) = distribution["distributions"]
     assert target["region"] == REGION
@@ -410,8 +410,8 @@ def test_the_distribution_writes_the_new_image_to_the_parameter(build_graph):
     assert "kmsKeyId" not in target["amiDistributionConfiguration"]  # the account's aws/ebs
 
 
-def test_the_parameter_starts_with_the_stock_image_and_belongs_to_image_builder(build_graph):
-    graph = build_graph()
+def test_the_parameter_starts_with_the_stock_image_and_belongs_to_image_builder(default_graph):
+    graph = default_graph
     parameter = graph.named(PARAMETER, "main-image-image-id")
     assert parameter["name"] == IMAGE_PARAMETER == graph.outputs["imageParameter"]
     assert parameter["type"] == "String"
@@ -447,8 +447,8 @@ def test_the_pipeline_bakes_weekly_on_every_match(build_graph):
     assert daily.one(PIPELINE)["schedule"]["scheduleExpression"] == "cron(30 1 * * ? *)"
 
 
-def test_runners_launch_from_the_parameter(build_graph):
-    graph = build_graph()
+def test_runners_launch_from_the_parameter(default_graph):
+    graph = default_graph
     template = graph.one(TEMPLATE)
     assert template["imageId"] == f"resolve:ssm:{IMAGE_PARAMETER}"
     # EC2 resolves the parameter when the template is created: it exists first.
@@ -474,8 +474,8 @@ def test_without_the_pipeline_runners_launch_from_the_image_directly(build_graph
 # -- the bake function: starts this pipeline, on every change of the recipe --------------------
 
 
-def test_the_bake_function_may_start_its_own_pipeline_only(build_graph):
-    graph = build_graph()
+def test_the_bake_function_may_start_its_own_pipeline_only(default_graph):
+    graph = default_graph
     function = graph.named("aws:lambda/function:Function", "main-image-bake")
     assert function["name"] == "runner-fleet-main-bake"
     assert function["environment"]["variables"] == {"IMAGE_PIPELINE_ARN": PIPELINE_ARN}
@@ -504,8 +504,8 @@ def test_the_bake_function_may_start_its_own_pipeline_only(build_graph):
     assert decide([deployed], Request("imagebuilder:CreateImage", "*")) == "ImplicitDeny"
 
 
-def test_a_bake_starts_when_the_recipe_changes_after_the_bundle_and_parameter_exist(build_graph):
-    graph = build_graph()
+def test_a_bake_starts_when_the_recipe_changes_after_the_bundle_and_parameter_exist(default_graph):
+    graph = default_graph
     invocation = graph.one("aws:lambda/invocation:Invocation")
     recipe_arn = graph.one(PIPELINE)["imageRecipeArn"]
     assert invocation["functionName"] == "runner-fleet-main-bake"

@@ -12,7 +12,7 @@ from collections import Counter
 
 import pulumi
 import pytest
-from infra_mocks import MOCKS, PROJECT, PROJECT_ROOT
+from infra_mocks import MOCKS, PROJECT, PROJECT_ROOT, fake_pip_install, make_project
 
 import infra
 from infra.config import KEYS, FleetSettings, GithubAppSecrets, parse_config
@@ -52,14 +52,14 @@ def _set_example_config() -> None:
     pulumi.runtime.set_all_config(config, secret_keys)
 
 
-@pytest.fixture
-def example(playbooks_dir, monkeypatch, mocks):
-    """Run examples/two-fleets/__main__.py under the mocks; its fleets and what it exported."""
+@pytest.fixture(scope="module")
+def example(tmp_path_factory):
+    """Run examples/two-fleets/__main__.py under the mocks, once for this module's tests (they
+    only read it): its fleets, what it exported, and what the mocks recorded."""
     _set_example_config()
-    # The checkout's playbooks as the example would find them (a stand-in project here).
-    monkeypatch.setattr("infra.fleet.PROJECT_ROOT", playbooks_dir.parent)
+    root = tmp_path_factory.mktemp("two-fleets")
+    make_project(root)
     exported: dict[str, dict] = {}
-    monkeypatch.setattr(pulumi, "export", lambda name, value: exported.__setitem__(name, value))
     holder: dict = {}
 
     @pulumi.runtime.test
@@ -76,8 +76,23 @@ def example(playbooks_dir, monkeypatch, mocks):
 
         return pulumi.Output.all(*flat).apply(resolve)
 
-    program()
-    return holder["fleets"], holder["outputs"], list(MOCKS.resources), list(MOCKS.registrations)
+    with pytest.MonkeyPatch.context() as patch:
+        # The checkout's playbooks as the example would find them (a stand-in project here).
+        patch.setattr("infra.fleet.PROJECT_ROOT", root)
+        patch.setattr("infra.lambda_package.pip_install", fake_pip_install([]))
+        patch.setattr(pulumi, "export", lambda name, value: exported.__setitem__(name, value))
+        MOCKS.reset()
+        MOCKS.image_architecture = None
+        program()
+    ran = (
+        holder["fleets"],
+        holder["outputs"],
+        list(MOCKS.resources),
+        list(MOCKS.registrations),
+        list(MOCKS.calls),
+    )
+    MOCKS.reset()
+    return ran
 
 
 def test_the_public_names_are_importable_from_infra():
@@ -110,7 +125,7 @@ def test_typed_settings_cover_every_stack_setting():
 
 
 def test_the_example_builds_two_complete_fleets(example):
-    fleets, outputs, resources, _ = example
+    fleets, outputs, resources, _, _ = example
     assert set(fleets) == set(outputs) == {"x64", "arm64"}
     per_type = Counter(r.typ for r in resources if r.custom)
     assert per_type["aws:autoscaling/group:Group"] == 2
@@ -122,8 +137,8 @@ def test_the_example_builds_two_complete_fleets(example):
     assert outputs["arm64"]["inventoryFilters"]["tag:runner-fleet"] == "arm64"
 
 
-def test_the_example_fleets_differ_in_architecture_and_labels(example, mocks):
-    fleets, _, resources, _ = example
+def test_the_example_fleets_differ_in_architecture_and_labels(example):
+    fleets, _, resources, _, calls = example
     x64, arm64 = fleets["x64"], fleets["arm64"]
     assert x64.control_plane.settings["runner_labels"] == ["self-hosted", "linux", "dind"]
     assert arm64.control_plane.settings["runner_labels"] == ["self-hosted", "linux", "arm64"]
@@ -136,13 +151,13 @@ def test_the_example_fleets_differ_in_architecture_and_labels(example, mocks):
     assert types(groups["x64-group-asg"]) == ["m7i.xlarge", "m6i.xlarge", "m6a.xlarge"]
     assert types(groups["arm64-group-asg"]) == ["m7g.xlarge", "m6g.xlarge", "m8g.xlarge"]
     architectures = {
-        c.args["filters"][1]["values"][0] for c in mocks.calls if c.token == "aws:ec2/getAmi:getAmi"
+        c.args["filters"][1]["values"][0] for c in calls if c.token == "aws:ec2/getAmi:getAmi"
     }
     assert architectures == {"x86_64", "arm64"}
 
 
 def test_the_example_fleets_share_no_aws_name(example):
-    _, _, resources, registrations = example
+    _, _, resources, registrations, _ = example
     names = [r.inputs["name"] for r in resources if r.typ in NAMED]
     assert len(names) == len(set(names))
     urns = [r.urn for r in registrations]
@@ -150,7 +165,7 @@ def test_the_example_fleets_share_no_aws_name(example):
 
 
 def test_each_example_fleet_keeps_its_own_app(example):
-    _, _, resources, _ = example
+    _, _, resources, _, _ = example
     values = {
         r.inputs["name"]: json.dumps(r.inputs["value"])
         for r in resources
@@ -162,7 +177,7 @@ def test_each_example_fleet_keeps_its_own_app(example):
 
 
 def test_each_example_group_waits_for_its_own_control_plane(example):
-    _, _, _, registrations = example
+    _, _, _, registrations, _ = example
     by_name = {(r.typ, r.name): r for r in registrations}
     for fleet in ("x64", "arm64"):
         group = by_name[("aws:autoscaling/group:Group", f"{fleet}-group-asg")]

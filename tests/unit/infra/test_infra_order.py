@@ -80,8 +80,8 @@ def test_no_control_plane_resource_depends_on_the_group(build_graph):
         assert group.urn not in _transitive_dependencies(graph, resource.urn), resource.name
 
 
-def test_the_lifecycle_rule_and_policies_name_the_group_by_its_fixed_name(build_graph):
-    graph = build_graph()
+def test_the_lifecycle_rule_and_policies_name_the_group_by_its_fixed_name(default_graph):
+    graph = default_graph
     group = graph.one(GROUP)
     rule = graph.named("aws:cloudwatch/eventRule:EventRule", "main-control-plane-lifecycle-events")
     assert json.loads(rule["eventPattern"])["detail"]["AutoScalingGroupName"] == [group["name"]]
@@ -96,8 +96,8 @@ def test_the_lifecycle_rule_and_policies_name_the_group_by_its_fixed_name(build_
     assert complete["Resource"].endswith(f":autoScalingGroupName/{group['name']}")
 
 
-def test_the_group_waits_for_its_playbooks_and_instance_role(build_graph):
-    graph = build_graph()
+def test_the_group_waits_for_its_playbooks_and_instance_role(default_graph):
+    graph = default_graph
     group = graph.registration(GROUP, "main-group-asg")
     bundle = graph.registration("aws:s3/bucketObjectv2:BucketObjectv2", "main-bundle-playbooks")
     policy = graph.registration("aws:iam/rolePolicy:RolePolicy", "main-instance-policy")

@@ -55,11 +55,14 @@ def fake_ec2(monkeypatch):
         "AWS_SECRET_ACCESS_KEY": "testing",
         "AWS_SESSION_TOKEN": "testing",
         "AWS_DEFAULT_REGION": REGION,
+        # Not moto's ~13,000 stock images: building them was most of each test's time, and
+        # moto launches from an image id it does not know (it validates none by default).
+        "MOTO_EC2_LOAD_DEFAULT_AMIS": "false",
     }.items():
         monkeypatch.setenv(key, value)
     with mock_aws():
         ec2 = boto3.client("ec2", region_name=REGION)
-        image = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+        image = "ami-0123456789abcdef0"
 
         def launch(tags: dict[str, str], running: bool = True) -> str:
             (instance,) = ec2.run_instances(
@@ -97,9 +100,9 @@ def read_inventory(monkeypatch, **env: str) -> tuple[list[str], dict[str, dict]]
 
 
 def test_the_inventory_finds_exactly_the_fleets_running_instances(
-    build_graph, fake_ec2, monkeypatch
+    default_graph, fake_ec2, monkeypatch
 ):
-    graph = build_graph()
+    graph = default_graph
     tags = instance_tags(graph)
     ours = fake_ec2(tags)
     fake_ec2(tags, running=False)
@@ -116,8 +119,8 @@ def test_the_inventory_finds_exactly_the_fleets_running_instances(
     assert host["ansible_become"] is True
 
 
-def test_the_inventory_refuses_to_guess_the_fleet(build_graph, fake_ec2, monkeypatch):
-    fake_ec2(instance_tags(build_graph()))
+def test_the_inventory_refuses_to_guess_the_fleet(default_graph, fake_ec2, monkeypatch):
+    fake_ec2(instance_tags(default_graph))
     reasons: list[str] = []
     monkeypatch.setattr(
         inventory_manager.display,
@@ -140,8 +143,8 @@ def test_the_inventory_filters_output_matches_the_instance_tags(build_graph):
     assert tags["runner-fleet-ssm-bucket"] == graph.outputs["ssmTransferBucket"]
 
 
-def test_the_transfer_bucket_is_private_encrypted_unversioned_and_expires(build_graph):
-    graph = build_graph()
+def test_the_transfer_bucket_is_private_encrypted_unversioned_and_expires(default_graph):
+    graph = default_graph
     block = graph.named(
         "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock",
         "main-validation-ssm-public-access",
@@ -185,8 +188,8 @@ def test_the_transfer_bucket_is_private_encrypted_unversioned_and_expires(build_
     assert versioned == {"main-bundle-versioning"}
 
 
-def test_the_deployed_operator_policy_is_the_pure_document(build_graph):
-    graph = build_graph()
+def test_the_deployed_operator_policy_is_the_pure_document(default_graph):
+    graph = default_graph
     deployed = json.loads(
         graph.named("aws:iam/policy:Policy", "main-validation-operator")["policy"]
     )
@@ -267,8 +270,8 @@ def test_the_operator_may_validate_this_fleet_and_nothing_more(action, resource,
     assert decide([POLICY], Request(action, resource, context)) == decision
 
 
-def test_the_instances_get_no_permission_for_the_transfer_bucket(build_graph):
+def test_the_instances_get_no_permission_for_the_transfer_bucket(default_graph):
     # The aws_ssm connection hands the instance presigned URLs signed by the operator.
-    graph = build_graph()
+    graph = default_graph
     instance_policy = graph.named("aws:iam/rolePolicy:RolePolicy", "main-instance-policy")
     assert "validation-ssm-bucket" not in instance_policy["policy"]
