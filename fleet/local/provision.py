@@ -134,6 +134,10 @@ def strategy_env(strategy: str | None = None) -> dict[str, str]:
     return env
 
 
+def _never_cancel() -> bool:
+    return False
+
+
 def converge(
     inventory: dict[str, Any],
     playbook: str = "site.yml",
@@ -170,6 +174,10 @@ def converge(
             forks=forks,
             quiet=True,
             event_handler=handler,
+            # Without a cancel callback, ansible-runner installs SIGTERM/SIGINT handlers of
+            # its own in the main thread and leaves them there: `serve` would stop obeying
+            # SIGTERM after its first host start. A converge is never cancelled half-way.
+            cancel_callback=_never_cancel,
         )
         failures = _failure_messages(runner)
         if (runner.status != "successful" or runner.rc != 0) and not failures:

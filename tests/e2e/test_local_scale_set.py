@@ -180,7 +180,10 @@ def test_a_serve_killed_mid_job_is_taken_over_and_loses_no_job_nor_a_busy_host(f
         assert waiting.exit_code == 0 and "while-down" in waiting.output
         wait_for(lambda: not live_hosts(fleet_name), 120, "used hosts gone (--idle 0)")
         second.send_signal(signal.SIGTERM)
-        second.wait(timeout=90)
+        try:
+            second.wait(timeout=90)
+        except subprocess.TimeoutExpired as exc:
+            raise AssertionError(f"serve did not stop: {''.join(second_lines[-80:])}") from exc
         assert second.returncode == 0, "".join(second_lines)
     finally:
         for process in (first, second):

@@ -1,5 +1,6 @@
 """Pure pieces of the local fleet: names, vars files, inventories, reports, CLI input."""
 
+import signal
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -193,3 +194,21 @@ def test_the_validation_plugins_are_runtime_requirements():
         importlib.import_module(module)
         distributions = {d.lower() for d in providers[module.split(".")[0]]}
         assert distributions & pinned, (module, distributions)
+
+
+def test_a_converge_leaves_the_processes_signal_handlers_alone():
+    """ansible-runner installs its own SIGTERM/SIGINT handlers unless given a cancel
+    callback: `serve` then ignored SIGTERM after its first host start."""
+
+    def ours(_signum, _frame):
+        raise AssertionError("not expected to be called")
+
+    previous = {sig: signal.signal(sig, ours) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        result = provision.converge({"all": {"hosts": {}}}, "no-such-playbook.yml")
+        assert result.status != "successful"
+        assert signal.getsignal(signal.SIGTERM) is ours
+        assert signal.getsignal(signal.SIGINT) is ours
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
