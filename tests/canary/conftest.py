@@ -95,6 +95,13 @@ def busybox_image(docker_client: docker.DockerClient, busybox_binary: Path) -> s
 
 
 @pytest.fixture(scope="session")
+def worker_id() -> str:
+    """xdist's worker id (``gw0``...), or ``master`` without workers; defined here because
+    xdist's own fixture is missing when xdist is off (the perf set runs with -p no:xdist)."""
+    return os.environ.get("PYTEST_XDIST_WORKER", "master")
+
+
+@pytest.fixture(scope="session")
 def run_dir(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Path:
     """A directory shared by all workers of this run (each worker's basetemp is inside it)."""
     base = tmp_path_factory.getbasetemp()
