@@ -15,22 +15,10 @@ from fleet.core.github.scaleset.errors import (
     QueueTokenExpired,
     SessionConflict,
 )
-from tests.fakes.scaleset_agent import StepAgent, threaded_server
-from tests.unit.control_plane.scaleset_world import GROUP, GROUP_ID, ORG, World, scaleset_world
+from tests.fakes.scaleset_agent import StepAgent
+from tests.unit.control_plane.scaleset_world import GROUP, GROUP_ID, ORG, World
 
 pytestmark = pytest.mark.unit
-
-
-@pytest.fixture(scope="module")
-def server():
-    with threaded_server() as running:
-        yield running
-
-
-@pytest.fixture
-def world(app_keys, server):
-    with scaleset_world(app_keys, server) as w:
-        yield w
 
 
 def make_scale_set(world: World, name: str = "fleet"):
