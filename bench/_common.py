@@ -1,8 +1,31 @@
-"""What the benchmarks share: writing their section of docs/benchmarks.md."""
+"""What the benchmarks share: the machine they ran on, writing their section of
+docs/benchmarks.md."""
 
 from __future__ import annotations
 
+import os
+import platform
 from pathlib import Path
+
+
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo, or "?" where there is none."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "?"
+
+
+def host() -> str:
+    """Cores, CPU, memory and kernel of this (Linux) machine, for a section's "Measured on"."""
+    memory_kib = int(Path("/proc/meminfo").read_text().split()[1])
+    return (
+        f"{os.cpu_count()} cores ({cpu_model()}), {memory_kib // 1024 // 1024} GiB, "
+        f"{platform.system()} {platform.release()}"
+    )
 
 
 def write_section(path: Path, heading: str, section: str) -> None:

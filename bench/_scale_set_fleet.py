@@ -33,12 +33,9 @@ from typing import Any
 
 from pytest_httpserver import HTTPServer
 
+from bench._scale_set_github import fake_github, github_settings
 from bench.scale_set import (
-    APP_ID,
-    GROUP,
-    GROUP_ID,
     LABELS,
-    ORG,
     SCALE_SET,
     Summary,
     job_timings,
@@ -49,7 +46,7 @@ from fleet import cli
 from fleet.local import docker as backend
 from tests.e2e.polling import wait_for
 from tests.fakes.github import app_key_pair
-from tests.fakes.github_jobs import FakeJob, WallClock
+from tests.fakes.github_jobs import FakeJob
 from tests.fakes.runner_agent import serve_agent
 from tests.fakes.scaleset_github import FakeGitHubWithScaleSets
 
@@ -199,24 +196,12 @@ def measure_latency(runs: int, hold: float) -> tuple[dict[str, Summary], Summary
             tempfile.TemporaryDirectory(prefix="fleet-bench-") as directory,
             serve_agent(Path(directory), backend.network_gateway(fleet)) as agent,
         ):
-            key = Path(directory) / "app.pem"
-            key.write_bytes(private)
-            key.chmod(0o600)
             server = HTTPServer(host=backend.network_gateway(fleet), port=0, threaded=True)
             server.start()
             try:
-                github = FakeGitHubWithScaleSets(
-                    server=server, app_id=APP_ID, public_key=public, clock=WallClock()
-                )
-                github.scalesets.hold_seconds = hold
-                github.install(ORG, 1)
-                github.add_group(ORG, GROUP, group_id=GROUP_ID)
+                github = fake_github(server, public, hold)
                 settings = {
-                    "FLEET_GITHUB_APP_ID": APP_ID,
-                    "FLEET_GITHUB_APP_PRIVATE_KEY_FILE": str(key),
-                    "FLEET_GITHUB_SCOPE": ORG,
-                    "FLEET_GITHUB_API_URL": github.base_url,
-                    "FLEET_GITHUB_RUNNER_GROUP": GROUP,
+                    **github_settings(Path(directory), private, github.base_url),
                     "FLEET_WEBHOOK_SECRET": WEBHOOK_SECRET,
                 }
                 with _environment(settings):

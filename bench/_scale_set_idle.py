@@ -24,11 +24,7 @@ import time
 from pathlib import Path
 
 from bench.scale_set import (
-    APP_ID,
-    GROUP,
-    GROUP_ID,
     LABELS,
-    ORG,
     SCALE_SET,
     IdleCost,
     Request,
@@ -90,31 +86,15 @@ def listener_child(seconds: float, directory: Path) -> dict[str, float]:
 
 def measure_idle_cost(window: float, hold: float) -> IdleCost:
     """The fake here, the listener in a child process (its CPU is its own)."""
+    from bench._scale_set_github import fake_github, github_settings
     from tests.fakes.github import app_key_pair
-    from tests.fakes.github_jobs import WallClock
     from tests.fakes.scaleset_agent import threaded_server
-    from tests.fakes.scaleset_github import FakeGitHubWithScaleSets
 
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # the fake's access log
     private, public = app_key_pair()
     with tempfile.TemporaryDirectory(prefix="fleet-bench-") as work, threaded_server() as server:
-        fake = FakeGitHubWithScaleSets(
-            server=server, app_id=APP_ID, public_key=public, clock=WallClock()
-        )
-        fake.scalesets.hold_seconds = hold
-        fake.install(ORG, 1)
-        fake.add_group(ORG, GROUP, group_id=GROUP_ID)
-        key = Path(work) / "app.pem"
-        key.write_bytes(private)
-        key.chmod(0o600)
-        env = {
-            **os.environ,
-            "FLEET_GITHUB_APP_ID": APP_ID,
-            "FLEET_GITHUB_APP_PRIVATE_KEY_FILE": str(key),
-            "FLEET_GITHUB_SCOPE": ORG,
-            "FLEET_GITHUB_API_URL": fake.base_url,
-            "FLEET_GITHUB_RUNNER_GROUP": GROUP,
-        }
+        fake = fake_github(server, public, hold)
+        env = {**os.environ, **github_settings(Path(work), private, fake.base_url)}
         seconds = window + STARTUP_GRACE
         print(f"idle cost: the listener for {seconds:.0f} s against a {hold:.0f} s long poll")
         argv = [sys.executable, "-m", "bench._scale_set_idle", str(seconds), work]

@@ -29,7 +29,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from bench._common import write_section
+from bench._common import cpu_model, write_section
 from fleet.aws.observe import GroupInstance, observe
 from fleet.core.github.runners import Runner
 from fleet.core.ledger import JobRecord, JobState
@@ -42,15 +42,7 @@ LIMITS = FleetLimits(max_size=20_000, max_scale_up_per_cycle=20_000)
 
 
 def _machine() -> str:
-    cpu = "?"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{os.cpu_count()} cores ({cpu}), Python {platform.python_version()}"
+    return f"{os.cpu_count()} cores ({cpu_model()}), Python {platform.python_version()}"
 
 
 def _timed(function: Callable[[], Any], repeats: int) -> list[float]:

@@ -9,8 +9,6 @@ the same engine. Usage (root, after `scripts/setup`):
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import secrets
 import statistics
 import subprocess
@@ -21,7 +19,7 @@ from pathlib import Path
 import yaml
 
 from bench import charts
-from bench._common import write_section
+from bench._common import host, write_section
 from fleet.local import docker as backend
 from fleet.local import provision, validate
 from fleet.local.commands import UpOptions, local_extravars
@@ -33,22 +31,13 @@ GOALS = {"idempotent re-converge": 10.0, "validation without canary": 20.0}
 
 
 def _machine() -> str:
-    cpu = "?"
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            cpu = line.split(":", 1)[1].strip()
-            break
-    memory_kib = int(Path("/proc/meminfo").read_text().split()[1])
     engine = subprocess.run(
         ["docker", "version", "--format", "{{.Server.Version}}"],
         capture_output=True,
         text=True,
         check=False,
     ).stdout.strip()
-    return (
-        f"{os.cpu_count()} cores ({cpu}), {memory_kib // 1024 // 1024} GiB, "
-        f"{platform.system()} {platform.release()}, Docker engine {engine}"
-    )
+    return f"{host()}, Docker engine {engine}"
 
 
 def measure(runs: int) -> tuple[dict[str, list[float]], dict[str, list[float]]]:

@@ -35,7 +35,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from bench._common import write_section
+from bench._common import host, write_section
 
 SECTION = "## Scale sets (`bench/scale_set.py`)"
 NOT_MEASURED = "not yet measured"
@@ -285,16 +285,7 @@ def machine(with_docker: bool) -> str:
         from bench.runner_host import _machine
 
         return f"{_machine()}, Python {platform.python_version()}"
-    cpu = "?"
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            cpu = line.split(":", 1)[1].strip()
-            break
-    memory_kib = int(Path("/proc/meminfo").read_text().split()[1])
-    return (
-        f"{os.cpu_count()} cores ({cpu}), {memory_kib // 1024 // 1024} GiB, "
-        f"{platform.system()} {platform.release()}, Python {platform.python_version()}"
-    )
+    return f"{host()}, Python {platform.python_version()}"
 
 
 def _positive(text: str) -> float:

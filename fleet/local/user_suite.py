@@ -137,34 +137,35 @@ def venv_script(work: str, toolchain: str) -> str:
     )
 
 
-def pip_argv(work: str, timeout: float) -> list[str]:
+def _venv_python_argv(work: str, timeout: float, *module_argv: str) -> list[str]:
+    """``python -m <module_argv>`` in ``work``'s venv, killed after ``timeout`` seconds."""
     return [
         "timeout",
         "--kill-after=30",
         str(int(timeout)),
         f"{work}/venv/bin/python",
         "-m",
+        *module_argv,
+    ]
+
+
+def pip_argv(work: str, timeout: float) -> list[str]:
+    return _venv_python_argv(
+        work,
+        timeout,
         "pip",
         "install",
         "--no-input",
         "--disable-pip-version-check",
         "--requirement",
         f"{work}/requirements.txt",
-    ]
+    )
 
 
 def pytest_argv(work: str, timeout: float) -> list[str]:
-    return [
-        "timeout",
-        "--kill-after=30",
-        str(int(timeout)),
-        f"{work}/venv/bin/python",
-        "-m",
-        "pytest",
-        "-p",
-        "no:cacheprovider",
-        f"--junitxml={work}/junit.xml",
-    ]
+    return _venv_python_argv(
+        work, timeout, "pytest", "-p", "no:cacheprovider", f"--junitxml={work}/junit.xml"
+    )
 
 
 def junit_counts(text: str) -> dict[str, int]:

@@ -106,7 +106,11 @@ class FakeGitHubWithJobs(FakeGitHub):
             job = FakeJob(job_id, job_id * 10, script, labels, repository)
             self.jobs[job_id] = job
         self._send_webhook("queued", job)
+        self._job_queued(job)
         return job
+
+    def _job_queued(self, job: FakeJob) -> None:
+        """Called once a job is queued and its webhook sent; subclasses route it further."""
 
     def runner_by_name(self, name: str) -> dict[str, Any] | None:
         for runners in self.runners.values():

@@ -68,16 +68,10 @@ class FakeGitHubWithScaleSets(FakeGitHubWithJobs):
 
     # -- test-side helpers --------------------------------------------------------------
 
-    def queue_job(
-        self,
-        script: str,
-        labels: tuple[str, ...] = ("self-hosted", "linux", "dind"),
-        repository: str = "octo-org/app",
-    ) -> FakeJob:
-        job = super().queue_job(script, labels, repository)
+    def _job_queued(self, job: FakeJob) -> None:
+        """A job queued with labels a scale set has goes to that scale set."""
         with self._lock:
             self._route_to_scale_set(job)
-        return job
 
     def cancel_job(self, job: FakeJob) -> None:
         """GitHub takes the job back (cancelled, or given to another runner): ``canceled``."""

@@ -1,6 +1,9 @@
-"""Fixtures for the control-plane unit tests: an App key pair, a fake clock, a fake GitHub."""
+"""Fixtures for the control-plane unit tests: an App key pair, a fake clock, a fake GitHub,
+and the scale-set world (the scale-set client wired to the FAKE GitHub with scale sets)."""
 
 from __future__ import annotations
+
+from collections.abc import Iterator
 
 import pytest
 
@@ -8,6 +11,8 @@ from fleet.core.github.app import GitHubApp
 from fleet.core.github.auth import AppJwtSigner
 from fleet.core.github.client import GitHubClient, RetryPolicy
 from tests.fakes.github_api import FakeClock, FakeGitHub, app_key_pair
+from tests.fakes.scaleset_agent import threaded_server
+from tests.unit.control_plane.scaleset_world import World, scaleset_world
 
 APP_ID = "424242"
 
@@ -46,3 +51,17 @@ def client(fake_github, clock) -> GitHubClient:
 def app(client, app_keys, clock) -> GitHubApp:
     signer = AppJwtSigner(APP_ID, app_keys[0], clock=clock)
     return GitHubApp(client, signer, clock=clock)
+
+
+@pytest.fixture(scope="module")
+def scaleset_server():
+    """A loopback server for the fake scale-set service, one per test module."""
+    with threaded_server() as running:
+        yield running
+
+
+@pytest.fixture
+def world(app_keys, scaleset_server) -> Iterator[World]:
+    """A scale-set world on the module's server, cleared after each test."""
+    with scaleset_world(app_keys, scaleset_server) as w:
+        yield w

@@ -15,26 +15,22 @@ from fleet.core.github.scaleset.errors import (
     QueueTokenExpired,
     SessionConflict,
 )
-from tests.fakes.scaleset_agent import StepAgent, threaded_server
-from tests.unit.control_plane.scaleset_world import GROUP, GROUP_ID, ORG, World, scaleset_world
+from fleet.core.github.scaleset.session import MessageSession
+from tests.fakes.scaleset_agent import StepAgent
+from tests.unit.control_plane.scaleset_world import GROUP, GROUP_ID, ORG, World
 
 pytestmark = pytest.mark.unit
 
 
-@pytest.fixture(scope="module")
-def server():
-    with threaded_server() as running:
-        yield running
-
-
-@pytest.fixture
-def world(app_keys, server):
-    with scaleset_world(app_keys, server) as w:
-        yield w
-
-
 def make_scale_set(world: World, name: str = "fleet"):
     return world.service.create_scale_set(name, GROUP_ID)
+
+
+def open_session(world: World, name: str = "fleet") -> MessageSession:
+    """A new scale set ``name`` with an open message session on it."""
+    session = world.session(make_scale_set(world, name).id)
+    session.open()
+    return session
 
 
 def test_registration_flow_gives_the_service_url_and_an_admin_token(world):
@@ -141,9 +137,7 @@ def test_a_session_can_be_taken_over_by_its_remembered_id(world):
 
 
 def test_long_poll_202_then_a_batch_with_statistics_and_redelivery(world):
-    scale_set = make_scale_set(world)
-    session = world.session(scale_set.id)
-    session.open()
+    session = open_session(world)
     assert session.get_message(0, 3) is None  # 202 after the (short) hold
     job = world.fake.queue_job("true", labels=("fleet",))
     message = session.get_message(0, 3)
@@ -173,9 +167,7 @@ def test_a_restarted_listener_gets_the_undeleted_message_again(world):
 
 
 def test_acquire_assign_start_complete_and_the_statistics_on_the_way(world):
-    scale_set = make_scale_set(world)
-    session = world.session(scale_set.id)
-    session.open()
+    session = open_session(world)
     world.fake.queue_job("true", labels=("fleet",))
     other = world.fake.queue_job("true", labels=("self-hosted", "linux"))  # not the set's
     available = session.get_message(0, 2)
@@ -187,7 +179,7 @@ def test_acquire_assign_start_complete_and_the_statistics_on_the_way(world):
     session.delete_message(assigned.message_id)
     assert [m.runner_request_id for m in assigned.assigned] == ids
     assert assigned.statistics.total_assigned_jobs == 1
-    jit = world.service.generate_jit_config(scale_set.id, "fleet-r1")
+    jit = world.service.generate_jit_config(session.scale_set_id, "fleet-r1")
     agent = StepAgent(jit.encoded_jit_config)
     agent.online()
     agent.take_job()
@@ -204,9 +196,7 @@ def test_acquire_assign_start_complete_and_the_statistics_on_the_way(world):
 
 
 def test_a_job_taken_back_completes_as_canceled(world):
-    scale_set = make_scale_set(world)
-    session = world.session(scale_set.id)
-    session.open()
+    session = open_session(world)
     job = world.fake.queue_job("true", labels=("fleet",))
     first = session.get_message(0, 1)
     session.delete_message(first.message_id)
@@ -216,16 +206,12 @@ def test_a_job_taken_back_completes_as_canceled(world):
 
 def test_jobs_queued_before_the_scale_set_exists_are_offered_when_it_is_created(world):
     world.fake.queue_job("true", labels=("later",))
-    scale_set = make_scale_set(world, "later")
-    session = world.session(scale_set.id)
-    session.open()
+    session = open_session(world, "later")
     assert len(session.get_message(0, 1).available) == 1
 
 
 def test_an_expired_queue_token_refreshes_the_session_and_retries_once(world):
-    scale_set = make_scale_set(world)
-    session = world.session(scale_set.id)
-    session.open()
+    session = open_session(world)
     world.fake.queue_job("true", labels=("fleet",))
     world.fake.scalesets.expire_queue_tokens()
     message = session.get_message(0, 1)
@@ -242,9 +228,7 @@ def test_an_expired_queue_token_refreshes_the_session_and_retries_once(world):
 
 
 def test_a_queue_that_refuses_the_refreshed_token_too_is_an_error(world):
-    scale_set = make_scale_set(world)
-    session = world.session(scale_set.id)
-    session.open()
+    session = open_session(world)
     world.fake.fail_next(401, times=2, path_prefix="/_queue/")
     with pytest.raises(QueueTokenExpired, match="right after a refresh"):
         session.get_message(0, 1)
@@ -252,9 +236,7 @@ def test_a_queue_that_refuses_the_refreshed_token_too_is_an_error(world):
 
 
 def test_a_5xx_burst_is_retried_with_backoff_within_bounds(world):
-    scale_set = make_scale_set(world)
-    session = world.session(scale_set.id)
-    session.open()
+    session = open_session(world)
     world.fake.fail_next(503, times=2, path_prefix="/_queue/")
     assert session.get_message(0, 1) is None
     assert world.clock.sleeps == [0.5, 1.0]  # half-fixed backoff, no jitter
@@ -278,9 +260,7 @@ def test_rate_limits_are_waited_out_or_raised_when_too_long(world):
 
 
 def test_every_call_has_a_timeout_and_the_poll_outlasts_the_service_hold(world):
-    scale_set = make_scale_set(world)
-    session = world.session(scale_set.id)
-    session.open()
+    session = open_session(world)
     session.get_message(0, 1)
     session.close()
     assert world.http.timeouts and all(t is not None for t in world.http.timeouts)

@@ -20,7 +20,7 @@ from fleet.core.scaleset_listener import (
     run_listener,
 )
 from tests.fakes.github_api import FakeClock
-from tests.fakes.scaleset_agent import StepAgent, threaded_server
+from tests.fakes.scaleset_agent import StepAgent
 from tests.unit.control_plane.scaleset_world import GROUP, scaleset_world
 
 pytestmark = pytest.mark.unit
@@ -46,18 +46,6 @@ class FakeStop:
         if self.after is not None and len(self.waits) >= self.after:
             self.stopped = True
         return self.stopped
-
-
-@pytest.fixture(scope="module")
-def server():
-    with threaded_server() as running:
-        yield running
-
-
-@pytest.fixture
-def world(app_keys, server):
-    with scaleset_world(app_keys, server) as w:
-        yield w
 
 
 def listen(world, updates, **kwargs):
@@ -194,10 +182,10 @@ def test_the_run_ends_at_its_deadline(world):
     assert report.ended == "deadline" and report.polls == 4 and report.closed
 
 
-def test_jobs_flow_through_a_running_listener_to_runners_and_back(app_keys, server):
+def test_jobs_flow_through_a_running_listener_to_runners_and_back(app_keys, scaleset_server):
     """A listener on its own thread, real time: jobs queued at the fake GitHub raise the
     count, runners made from scale-set JIT configs take them, completions lower it."""
-    with scaleset_world(app_keys, server) as world:
+    with scaleset_world(app_keys, scaleset_server) as world:
         updates: list[ScaleUpdate] = []
         stop = threading.Event()
         thread = threading.Thread(

@@ -26,6 +26,7 @@ from test_infra_names import (
     assert_aws_accepts_everything,
     aws_refuses,
     tag_refused,
+    worst_case_environment,
 )
 
 from fleet.aws.handlers.settings import Settings, SettingsError
@@ -225,22 +226,7 @@ def test_the_functions_accept_the_environment_the_program_writes_for_any_accepte
     except ConfigError:
         assume(False)
         return
-    args = control_plane_args(
-        cfg,
-        kms_key_arn=LONG_KMS_KEY_ARN,
-        partition="aws-us-gov",
-        region="ap-southeast-7",
-        account_id="123456789012",
-    )
-    environment = function_environment(
-        args,
-        asg_name=cfg.asg_name,
-        kms_key_arn=LONG_KMS_KEY_ARN,
-        queue_url=LONG_QUEUE_URL.format(name=cfg.names.deliveries_queue),
-        ledger_table=cfg.names.ledger_table,
-        partition="aws-us-gov",
-        account_id="123456789012",
-    )
+    environment = worst_case_environment(cfg)
     functions = Settings.from_env({**environment, "AWS_REGION": "ap-southeast-7"})
     assert functions.runner_labels == cfg.runner_labels
     assert functions.asg_name == cfg.asg_name

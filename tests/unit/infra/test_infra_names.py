@@ -76,7 +76,8 @@ def tag_refused(key: str, value: str) -> bool:
     )
 
 
-def environment_bytes(cfg: FleetConfig) -> int:
+def worst_case_environment(cfg: FleetConfig) -> dict[str, str]:
+    """The functions' environment the program writes for cfg, with the longest resource values."""
     args = control_plane_args(
         cfg,
         kms_key_arn=LONG_KMS_KEY_ARN,
@@ -84,7 +85,7 @@ def environment_bytes(cfg: FleetConfig) -> int:
         region="ap-southeast-7",
         account_id="123456789012",
     )
-    variables = function_environment(
+    return function_environment(
         args,
         asg_name=cfg.asg_name,
         kms_key_arn=LONG_KMS_KEY_ARN,
@@ -93,6 +94,10 @@ def environment_bytes(cfg: FleetConfig) -> int:
         partition="aws-us-gov",
         account_id="123456789012",
     )
+
+
+def environment_bytes(cfg: FleetConfig) -> int:
+    variables = worst_case_environment(cfg)
     return len(json.dumps(variables, ensure_ascii=False).encode("utf-8"))
 
 

@@ -103,18 +103,23 @@ def test_the_venv_script_puts_the_toolchain_after_the_suites_own_packages(tmp_pa
     """The script, run here on this machine's Python: the new environment imports pytest
     from the "toolchain" (this project's venv) through the .pth file."""
     toolchain = Path(sys.prefix)
-    work = tmp_path / "work"
+    found = _run_in_a_made_venv(tmp_path / "work", "import pytest; print(pytest.__file__)")
+    assert found.startswith(str(toolchain))
+
+
+def _run_in_a_made_venv(work: Path, code: str) -> str:
+    """Make ``work``/venv with venv_script on this machine's Python, run ``code`` in it and
+    return what it printed."""
     work.mkdir()
-    script = user_suite.venv_script(str(work), str(toolchain))
+    script = user_suite.venv_script(str(work), sys.prefix)
     subprocess.run(["sh", "-c", script], check=True, timeout=120)
-    found = subprocess.run(
-        [str(work / "venv/bin/python"), "-c", "import pytest, sys; print(pytest.__file__)"],
+    return subprocess.run(
+        [str(work / "venv/bin/python"), "-c", code],
         capture_output=True,
         text=True,
         check=True,
         timeout=60,
     ).stdout
-    assert found.startswith(str(toolchain))
 
 
 def _cleaned(host: FakeHostContainer) -> bool:
@@ -197,14 +202,7 @@ def test_pip_from_the_toolchain_installs_into_the_suites_environment(tmp_path):
     """No pip of its own (--without-pip): the toolchain's pip, run by the suite's python,
     targets the suite's environment."""
     work = tmp_path / "work"
-    work.mkdir()
-    subprocess.run(["sh", "-c", user_suite.venv_script(str(work), sys.prefix)], check=True)
-    scheme = subprocess.run(
-        [str(work / "venv/bin/python"), "-c", "import sys, pip; print(sys.prefix, pip.__file__)"],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-    ).stdout.split()
+    code = "import sys, pip; print(sys.prefix, pip.__file__)"
+    scheme = _run_in_a_made_venv(work, code).split()
     assert scheme[0] == str(work / "venv")
     assert scheme[1].startswith(sys.prefix)
