@@ -222,7 +222,7 @@ def test_an_agent_too_old_for_github_is_named_by_status_and_serve(fleet_name, gi
 def test_down_deletes_the_scale_set_it_created_and_says_so(fleet_name, github, capsys):
     assert cli.main(["down", "--name", fleet_name]) == 0
     out = capsys.readouterr().out
-    assert f"deleted scale set '{SCALE_SET}'" in out and "created by this fleet" in out
+    assert f"deleted scale set '{SCALE_SET}'" in out and "created by this fleet" in out, out
     assert github.scalesets.scale_sets == {}
     assert StateFile(state_path(fleet_name)).load() is None
     assert not live_hosts(fleet_name) and not members(github)
