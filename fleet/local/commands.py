@@ -318,10 +318,13 @@ def down(name: str, registrar: Registrar | None = None, report: Report = print) 
                 deregistered += bool(registrar.deregister(runner))
             except RunnerBusyError:
                 report(f"{runner.name} is running a job on GitHub: its registration is left")
-    removed = backend.remove_fleet(name)
-    removed["registrations"] = deregistered
+    # The scale set goes before the fleet's network does: anything this machine reaches
+    # GitHub through on that network is still there (the e2e tests' fake GitHub listens on
+    # its gateway address).
     rest = getattr(registrar, "rest", registrar)  # a scale set's registrar wraps the REST one
     said = delete_if_created(rest, StateFile(state_path(name)), report)
+    removed = backend.remove_fleet(name)
+    removed["registrations"] = deregistered
     if said:
         report(said)
     removed["jobs files"] = int(JobsFile(default_jobs_path(name)).remove())
