@@ -7,6 +7,7 @@ installs and starts one through `python -m fleet bootstrap`).
 from __future__ import annotations
 
 import secrets
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import pytest
 from fleet.local import docker as backend
 from fleet.local.commands import UpOptions, local_extravars
 from fleet.local.engine.bootstrap import Bootstrap, bootstrap
+from fleet.local.serve.jobs_file import default_path as default_jobs_path
 from tests.e2e import engine_objects
 from tests.fakes.github import app_key_pair
 from tests.fakes.runner_agent import ServedAgent, serve_agent
@@ -46,6 +48,8 @@ def fleet_name(engine_before: engine_objects.EngineObjects) -> Iterator[str]:
     name = f"e2e-{secrets.token_hex(3)}"
     yield name
     backend.remove_fleet(name)
+    # What `down` keeps on purpose (the fleet's benchmark baseline) is the test's to remove.
+    shutil.rmtree(default_jobs_path(name).parent, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
