@@ -19,7 +19,10 @@ from fleet.core.github.scaleset.session import MessageSession
 from tests.fakes.scaleset_agent import StepAgent
 from tests.unit.control_plane.scaleset_world import GROUP, GROUP_ID, ORG, World
 
-pytestmark = pytest.mark.unit
+# integration, not unit: the FAKE scale-set service runs over loopback with threads and
+# timed waits (its long poll), which the unit layer's shifted-clock run cannot host
+# (libfaketime fakes the monotonic clock, so a 1 s timed wait lasts a year).
+pytestmark = pytest.mark.integration
 
 
 def make_scale_set(world: World, name: str = "fleet"):

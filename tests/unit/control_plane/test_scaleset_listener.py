@@ -23,7 +23,10 @@ from tests.fakes.github_api import FakeClock
 from tests.fakes.scaleset_agent import StepAgent
 from tests.unit.control_plane.scaleset_world import GROUP, scaleset_world
 
-pytestmark = pytest.mark.unit
+# integration, not unit: the FAKE scale-set service runs over loopback with threads and
+# timed waits (its long poll), which the unit layer's shifted-clock run cannot host
+# (libfaketime fakes the monotonic clock, so a 1 s timed wait lasts a year).
+pytestmark = pytest.mark.integration
 
 SPEC = ScaleSetSpec(name="fleet", runner_group=GROUP)
 

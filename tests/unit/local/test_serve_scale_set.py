@@ -23,7 +23,10 @@ from fleet.local.serve.scale_set_mode import Restarts, ScaleSetAutoscaler
 from tests.fakes.scaleset_hosts import FakeScaleSetHosts
 from tests.unit.local.conftest import World
 
-pytestmark = pytest.mark.unit
+# integration, not unit: the FAKE scale-set service runs over loopback with threads and
+# timed waits (its long poll), which the unit layer's shifted-clock run cannot host
+# (libfaketime fakes the monotonic clock, so a 1 s timed wait lasts a year).
+pytestmark = pytest.mark.integration
 
 JOB_LABELS = ("self-hosted", "linux")
 SESSIONS = "/_services/pipelines/_apis/runtime/runnerscalesets/1/sessions"
