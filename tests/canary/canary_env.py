@@ -10,6 +10,8 @@ import docker
 import docker.errors
 
 DEFAULT_RYUK_IMAGE = "testcontainers/ryuk:0.8.1"
+# How the controller distributes tests (conftest.pytest_configure sets it for the workers).
+DIST_ENV = "FLEET_CANARY_DIST"
 
 
 def _engine() -> docker.DockerClient | None:

@@ -35,14 +35,11 @@ BUSYBOX_REPOSITORY = "fleet-canary/busybox"
 MAX_AUTO_WORKERS = 4
 
 
-DIST_ENV = "FLEET_CANARY_DIST"
-
-
 def pytest_configure(config: pytest.Config) -> None:
     """Tell the workers how the controller distributes tests (a worker's own ``--dist`` is
     always ``no``); they inherit the environment when xdist starts them."""
     if not hasattr(config, "workerinput"):
-        os.environ[DIST_ENV] = str(config.getoption("dist", "no"))
+        os.environ[canary_env.DIST_ENV] = str(config.getoption("dist", "no"))
 
 
 @pytest.hookimpl(tryfirst=True, optionalhook=True)  # xdist may be off (-p no:xdist)

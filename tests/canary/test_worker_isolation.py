@@ -7,10 +7,10 @@ import os
 import time
 from pathlib import Path
 
+from canary_env import DIST_ENV
 from canary_postgres import PostgresContainer, WorkerDatabase, connect
 
 PEER_WAIT_SECONDS = 240
-DIST_ENV = "FLEET_CANARY_DIST"  # set by conftest.pytest_configure on the controller
 
 
 def test_the_suite_runs_with_work_stealing() -> None:
