@@ -11,6 +11,7 @@ early so a token never expires in the middle of a scaling cycle.
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections.abc import Callable
@@ -51,9 +52,15 @@ def make_app_jwt(
     return jwt.encode(claims, private_key, algorithm="RS256")
 
 
+@functools.lru_cache(maxsize=8)
 def _rsa_private_key(private_key: str | bytes) -> RSAPrivateKey | str | bytes:
     """The PEM's RSA private key, or the text unchanged if it is not one (``make_app_jwt``
-    then refuses it with PyJWT's own error)."""
+    then refuses it with PyJWT's own error).
+
+    Parsed once per process: loading (and checking) an RSA key costs tens of milliseconds of
+    CPU, and every signer a process makes for the same App (a runtime per function
+    container, a registration per host) would pay it again. The key object is immutable.
+    """
     data = private_key.encode() if isinstance(private_key, str) else private_key
     try:
         key = serialization.load_pem_private_key(data, password=None)
@@ -77,8 +84,7 @@ class AppJwtSigner:
         if reuse_margin >= ttl:
             raise ValueError(f"reuse_margin ({reuse_margin}s) must be shorter than ttl ({ttl}s)")
         self.app_id = str(app_id)
-        # Parsed once: loading (and checking) an RSA key costs tens of milliseconds, which
-        # every JWT paid when the PEM text was handed to PyJWT.
+        # Parsed once per process (see _rsa_private_key), not at every JWT.
         self._key = _rsa_private_key(private_key)
         self._clock = clock
         self._ttl = ttl
