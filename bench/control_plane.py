@@ -114,6 +114,7 @@ def bench_decisions(repeats: int) -> list[dict[str, Any]]:
 def bench_calls_per_cycle(retirements: tuple[int, ...]) -> list[dict[str, Any]]:
     from pytest_httpserver import HTTPServer
 
+    from fleet.aws.adapters.clients import SERVICES
     from tests.fakes.github import app_key_pair
     from tests.integration.harness import fleet_maker, recorded_aws_sleeps
 
@@ -139,7 +140,8 @@ def bench_calls_per_cycle(retirements: tuple[int, ...]) -> list[dict[str, Any]]:
             fleet.scheduled("scaler")  # warm: secrets read, token fetched
             clock.advance(6 * 60)  # past the idle grace
             calls: Counter[str] = Counter()
-            for client in vars(fleet.runtimes["scaler"].clients).values():
+            scaler_clients = fleet.runtimes["scaler"].clients
+            for client in (getattr(scaler_clients, name) for name in SERVICES):
                 client.meta.events.register(
                     "before-call", lambda model, calls=calls, **_: calls.update([model.name])
                 )

@@ -48,7 +48,7 @@ from moto.core.botocore_stubber import MockRawResponse
 from moto.ec2.models import ec2_backends
 from moto.iam.aws_managed_policies import aws_managed_policies_data
 
-from fleet.aws.adapters.clients import DEFAULT_CONFIG, WEBHOOK_CONFIG, aws_clients
+from fleet.aws.adapters.clients import DEFAULT_CONFIG, WEBHOOK_CONFIG, AwsClients
 from fleet.aws.handlers import lifecycle, reaper, scaler, webhook
 from fleet.aws.handlers.runtime import Runtime
 from fleet.aws.handlers.settings import Settings
@@ -191,6 +191,21 @@ class OffsetClock:
 
     def now(self) -> datetime:
         return datetime.fromtimestamp(self(), UTC)
+
+
+class ClockStop:
+    """A stop signal (``fleet.core.scaleset_listener.StopSignal``) that is never set and
+    whose ``wait`` passes on an ``OffsetClock``: a listener's pauses take no real time."""
+
+    def __init__(self, clock: OffsetClock) -> None:
+        self.clock = clock
+
+    def is_set(self) -> bool:
+        return False
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self.clock.sleep(timeout or 0.0)
+        return False
 
 
 @dataclass
@@ -535,12 +550,16 @@ class Fleet:
         self.settings = Settings.from_env(self.env)
         for fn, session in self.aws.function_sessions.items():
             config = WEBHOOK_CONFIG if fn == "webhook" else DEFAULT_CONFIG
-            clients = aws_clients(session, region=REGION, config=config)
-            for client in vars(clients).values():
-                self.throttler.attach(client, fn)
+            clients = AwsClients(functools.partial(self._client, session, fn, config))
             self.runtimes[fn] = Runtime(
                 self.settings, clients, clock=self.clock, sleep=self.clock.sleep
             )
+
+    def _client(self, session: boto3.session.Session, fn: str, config: Any, service: str) -> Any:
+        """A function's client, made at its first use as deployed, with the throttler."""
+        client = session.client(service, region_name=REGION, config=config)
+        self.throttler.attach(client, fn)
+        return client
 
     # -- invoking functions -------------------------------------------------------------------
 

@@ -4,7 +4,8 @@ storm, and how to read a ``ClientError``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import threading
+from collections.abc import Callable
 from typing import Any
 
 import boto3
@@ -31,16 +32,54 @@ WEBHOOK_CONFIG = Config(
 SERVICES = ("autoscaling", "ec2", "ssm", "sqs", "dynamodb", "cloudwatch")
 
 
-@dataclass(frozen=True)
 class AwsClients:
-    """The boto3 clients the control plane uses (any of them may be a test double)."""
+    """The boto3 clients the control plane uses, each made at its first use.
 
-    autoscaling: Any
-    ec2: Any
-    ssm: Any
-    sqs: Any
-    dynamodb: Any
-    cloudwatch: Any
+    A function container makes only the clients its handler calls (the webhook function
+    reads SSM and writes to SQS; it never makes the other four): each boto3 client costs
+    milliseconds of CPU to build, paid in the cold start. Clients given by name (test
+    doubles) are used as they are; ``make(service)`` builds the others.
+    """
+
+    def __init__(self, make: Callable[[str], Any] | None = None, /, **given: Any) -> None:
+        unknown = sorted(set(given) - set(SERVICES))
+        if unknown:
+            raise TypeError(f"unknown AWS clients {unknown}; the control plane uses {SERVICES}")
+        self._make = make
+        self._clients: dict[str, Any] = dict(given)
+        self._lock = threading.Lock()  # a boto3 session is not safe to share between threads
+
+    def _client(self, service: str) -> Any:
+        with self._lock:
+            if service not in self._clients:
+                if self._make is None:
+                    raise AttributeError(f"no {service} client was given and none can be made")
+                self._clients[service] = self._make(service)
+            return self._clients[service]
+
+    @property
+    def autoscaling(self) -> Any:
+        return self._client("autoscaling")
+
+    @property
+    def ec2(self) -> Any:
+        return self._client("ec2")
+
+    @property
+    def ssm(self) -> Any:
+        return self._client("ssm")
+
+    @property
+    def sqs(self) -> Any:
+        return self._client("sqs")
+
+    @property
+    def dynamodb(self) -> Any:
+        return self._client("dynamodb")
+
+    @property
+    def cloudwatch(self) -> Any:
+        return self._client("cloudwatch")
 
 
 def aws_clients(
@@ -49,11 +88,10 @@ def aws_clients(
     region: str | None = None,
     config: Config = DEFAULT_CONFIG,
 ) -> AwsClients:
-    """Clients for every service the control plane calls, from one session."""
+    """Clients for every service the control plane calls, from one session, each made at its
+    first use."""
     session = session or boto3.session.Session()
-    return AwsClients(
-        **{name: session.client(name, region_name=region, config=config) for name in SERVICES}
-    )
+    return AwsClients(lambda name: session.client(name, region_name=region, config=config))
 
 
 def error_code(exc: ClientError) -> str:
