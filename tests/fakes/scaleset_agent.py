@@ -47,10 +47,19 @@ class StepAgent:
         self._call("POST", f"/jobs/{self.job['id']}/done", body).raise_for_status()
 
 
+class _QuickStopServer(HTTPServer):
+    """``stop()`` returns within 20 ms: ``serve_forever`` checks for shutdown every 20 ms
+    instead of every 0.5 s (what each test that stopped a server waited)."""
+
+    def thread_target(self) -> None:
+        assert self.server is not None
+        self.server.serve_forever(poll_interval=0.02)
+
+
 @contextmanager
 def threaded_server() -> Iterator[HTTPServer]:
     """A loopback server that answers requests side by side (a long poll holds a thread)."""
-    server = HTTPServer(host="127.0.0.1", port=0, threaded=True)
+    server = _QuickStopServer(host="127.0.0.1", port=0, threaded=True)
     server.start()
     try:
         yield server

@@ -31,6 +31,7 @@ from tests.integration.harness import (
     ORG,
     REGION,
     AwsWorld,
+    ClockStop,
     OffsetClock,
     fleet_environment,
 )
@@ -79,7 +80,9 @@ SCALE_SET = {"FLEET_GITHUB_MODE": "scaleSet"}
 def listen(world: World, polls: int) -> dict[str, Any]:
     rt = world.runtime("scaler", **SCALE_SET)  # the listener runs with the scaler's policy
     budget = listener.LISTEN_MARGIN_SECONDS + 600
-    return listener.handle({}, rt, remaining_seconds=budget, max_polls=polls)
+    return listener.handle(
+        {}, rt, remaining_seconds=budget, stop=ClockStop(world.clock), max_polls=polls
+    )
 
 
 def test_jobs_for_the_scale_set_raise_the_groups_desired_capacity(world):
@@ -144,6 +147,8 @@ def test_the_run_stops_listening_before_the_functions_timeout(world):
     rt = world.runtime("scaler", **SCALE_SET)
     world.github.scalesets.hold_seconds = 0.0
     start = world.clock()
-    result = listener.handle({}, rt, remaining_seconds=listener.LISTEN_MARGIN_SECONDS + 5)
+    result = listener.handle(
+        {}, rt, remaining_seconds=listener.LISTEN_MARGIN_SECONDS + 5, stop=ClockStop(world.clock)
+    )
     assert result["ended"] == "deadline" and result["session_closed"]
     assert world.clock() - start < listener.LISTEN_MARGIN_SECONDS
