@@ -55,7 +55,22 @@ AUTONAMED_AWS_RULES = {
     "bucket": (r"[a-z0-9][a-z0-9.-]*[a-z0-9]", 63),
 }
 
-fleet_names = st.from_regex(r"[a-z][a-z0-9-]{0,22}[a-z0-9]", fullmatch=True)
+# Each name below is drawn from its parts, not with st.from_regex: the same language (the
+# pattern is in the comment), but drawing from a regex took most of these tests' time.
+LOWER, DIGITS = string.ascii_lowercase, string.digits
+ALNUM = string.ascii_letters + string.digits
+
+
+def _joined(*parts: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
+    return st.tuples(*parts).map("".join)
+
+
+# [a-z][a-z0-9-]{0,22}[a-z0-9]
+fleet_names = _joined(
+    st.sampled_from(LOWER),
+    st.text(LOWER + DIGITS + "-", max_size=22),
+    st.sampled_from(LOWER + DIGITS),
+)
 segments = st.text(alphabet=string.ascii_letters + string.digits + "_-", min_size=1, max_size=20)
 prefixes = (
     st.lists(segments, min_size=1, max_size=12)
@@ -63,17 +78,23 @@ prefixes = (
     .filter(lambda p: not p.lower().startswith(("aws", "ssm")))
 )
 labels = st.lists(
-    st.from_regex(r"[A-Za-z0-9][A-Za-z0-9._-]{0,30}", fullmatch=True),
+    _joined(
+        st.sampled_from(ALNUM), st.text(ALNUM + "._-", max_size=30)
+    ),  # [A-Za-z0-9][A-Za-z0-9._-]{0,30}
     min_size=1,
     max_size=20,
     unique_by=str.lower,
 )
 scopes = st.one_of(
-    st.from_regex(r"[A-Za-z0-9](?:[A-Za-z0-9]|-(?=[A-Za-z0-9])){0,38}", fullmatch=True),
+    # [A-Za-z0-9](?:[A-Za-z0-9]|-(?=[A-Za-z0-9])){0,38}: no "--", no "-" at the end
+    _joined(st.sampled_from(ALNUM), st.text(ALNUM + "-", max_size=38)).filter(
+        lambda scope: "--" not in scope and not scope.endswith("-")
+    ),
     st.builds(
         "{}/{}".format,
-        st.from_regex(r"[A-Za-z0-9]{1,39}", fullmatch=True),
-        st.from_regex(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}", fullmatch=True),
+        st.text(ALNUM, min_size=1, max_size=39),  # [A-Za-z0-9]{1,39}
+        # [A-Za-z0-9_-][A-Za-z0-9._-]{0,99}
+        _joined(st.sampled_from(ALNUM + "_-"), st.text(ALNUM + "._-", max_size=99)),
     ),
 )
 _tag_chars = st.text(alphabet=list("aZ09 _.:/=+-@#é字\u00a0\t!"), max_size=20)
@@ -90,10 +111,12 @@ configs = st.fixed_dictionaries(
         "maxSize": st.integers(1, 1000),
         "githubMode": st.sampled_from(["webhook", "scaleSet"]),
         "tags": st.dictionaries(
-            st.from_regex(r"[A-Za-z][A-Za-z0-9 _.:/=+@-]{0,40}", fullmatch=True).filter(
-                lambda k: not k.lower().startswith("aws:") and k not in ("runner-fleet",)
-            ),
-            st.from_regex(r"[A-Za-z0-9 _.:/=+@-]{0,60}", fullmatch=True).filter(
+            # [A-Za-z][A-Za-z0-9 _.:/=+@-]{0,40}
+            _joined(
+                st.sampled_from(string.ascii_letters), st.text(ALNUM + " _.:/=+@-", max_size=40)
+            ).filter(lambda k: not k.lower().startswith("aws:") and k not in ("runner-fleet",)),
+            # [A-Za-z0-9 _.:/=+@-]{0,60}
+            st.text(ALNUM + " _.:/=+@-", max_size=60).filter(
                 lambda v: not v.lower().startswith("aws:")
             ),
             max_size=5,

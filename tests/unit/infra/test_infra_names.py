@@ -133,12 +133,22 @@ configs = st.fixed_dictionaries(
     {"githubScope": st.sampled_from(["my-org", "o" * 39, "octo-org/" + "r" * 100])},
     optional={
         "fleetName": st.one_of(
-            st.from_regex(r"[a-z][a-z0-9-]{0,26}[a-z0-9]", fullmatch=True),
+            # [a-z][a-z0-9-]{0,26}[a-z0-9], from its parts (as LABEL above)
+            st.tuples(
+                st.sampled_from(string.ascii_lowercase),
+                st.text(string.ascii_lowercase + string.digits + "-", max_size=26),
+                st.sampled_from(string.ascii_lowercase + string.digits),
+            ).map("".join),
             st.text(alphabet="abcXYZ019-_.", max_size=30),
         ),
         "ssmParameterPrefix": st.one_of(
             st.lists(SEGMENT, min_size=1, max_size=14).map("/".join),
-            st.from_regex(r"(aws|SSM|/)?[a-z-]{1,70}/?", fullmatch=True),
+            # (aws|SSM|/)?[a-z-]{1,70}/?
+            st.tuples(
+                st.sampled_from(["", "aws", "SSM", "/"]),
+                st.text(string.ascii_lowercase + "-", min_size=1, max_size=70),
+                st.sampled_from(["", "/"]),
+            ).map("".join),
         ),
         "runnerLabels": st.lists(
             LABEL,
