@@ -7,6 +7,7 @@ the program registered with its inputs, plus the resolved stack outputs.
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -96,17 +97,37 @@ def build_graph(mocks: FleetMocks, playbooks_dir: Path, tmp_path: Path):
 
 
 @pytest.fixture(scope="session")
-def default_graph(tmp_path_factory: pytest.TempPathFactory) -> Graph:
+def shared_graph(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Graph]:
+    """The program with the example settings plus ``overrides`` (less ``drop``), built once
+    per configuration in each test process, in a stand-in project nobody changes: for the
+    tests that only read the graph (a program run costs about 0.25 s of CPU, and many tests
+    read the same configuration). A test that changes the project or the mocks, or looks at
+    what a build wrote, builds its own with ``build_graph``."""
+    root = tmp_path_factory.mktemp("shared-project")
+    make_project(root)
+    graphs: dict[str, Graph] = {}
+
+    def shared(overrides: dict[str, Any] | None = None, drop: tuple[str, ...] = ()) -> Graph:
+        key = json.dumps([overrides or {}, sorted(drop)], sort_keys=True)
+        if key not in graphs:
+            with pytest.MonkeyPatch.context() as patch:
+                patch.setattr("infra.lambda_package.pip_install", fake_pip_install([]))
+                MOCKS.reset()
+                MOCKS.image_architecture = None
+                # Each configuration its own build directory: a graph's files stay its own.
+                graphs[key] = build(MOCKS, root, root / f"build-{len(graphs)}", overrides, drop)
+            MOCKS.reset()
+            MOCKS.image_architecture = None
+        return graphs[key]
+
+    return shared
+
+
+@pytest.fixture(scope="session")
+def default_graph(shared_graph: Callable[..., Graph]) -> Graph:
     """The program with the example settings, built once per test process: for the many
     tests that only read it (each one building it again took most of this layer's time)."""
-    root = tmp_path_factory.mktemp("default-project")
-    make_project(root)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr("infra.lambda_package.pip_install", fake_pip_install([]))
-        MOCKS.image_architecture = None
-        graph = build(MOCKS, root, root / "build")
-    MOCKS.reset()
-    return graph
+    return shared_graph()
 
 
 @pytest.fixture

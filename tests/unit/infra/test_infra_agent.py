@@ -104,8 +104,8 @@ def test_the_alarm_entering_alarm_starts_a_bake_through_the_bake_function(defaul
         ({"imagePipeline": False}, "no pipeline to start"),
     ],
 )
-def test_without_newest_agent_bakes_the_alarm_asks_for_a_new_agent(build_graph, overrides, why):
-    graph = build_graph(overrides)
+def test_without_newest_agent_bakes_the_alarm_asks_for_a_new_agent(shared_graph, overrides, why):
+    graph = shared_graph(overrides)
     assert not graph.of_type(RULE) or all(
         r.name != "main-agent-outdated" for r in graph.of_type(RULE)
     ), why

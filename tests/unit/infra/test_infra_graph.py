@@ -153,14 +153,14 @@ def user_data(graph) -> str:
     return base64.b64decode(template["userData"]).decode("utf-8")
 
 
-def test_example_stack_resource_graph(default_graph, build_graph):
+def test_example_stack_resource_graph(default_graph, shared_graph):
     graph = default_graph
     assert graph.counts() == (
         EXAMPLE_GRAPH + CONTROL_PLANE_GRAPH + VALIDATION_GRAPH + IMAGE_PIPELINE_GRAPH
     )
     assert graph.counts(custom=False) == COMPONENTS
     # Without the pipeline: the program as before it.
-    plain = build_graph({"imagePipeline": False})
+    plain = shared_graph({"imagePipeline": False})
     assert plain.counts() == EXAMPLE_GRAPH + CONTROL_PLANE_GRAPH + VALIDATION_GRAPH
     assert plain.counts(custom=False) == COMPONENTS - Counter(
         {"fleet:image_pipeline:RunnerImagePipeline": 1, "fleet:image_pipeline:BakeFunction": 1}
@@ -198,8 +198,8 @@ def test_ebs_volumes_use_the_given_key(build_graph):
     assert [m["ebs"]["kmsKeyId"] for m in mappings] == [key, key]
 
 
-def test_no_public_ip_unless_asked(build_graph):
-    template = build_graph().one("aws:ec2/launchTemplate:LaunchTemplate")
+def test_no_public_ip_unless_asked(default_graph, build_graph):
+    template = default_graph.one("aws:ec2/launchTemplate:LaunchTemplate")
     (interface,) = template["networkInterfaces"]
     assert interface["associatePublicIpAddress"] == "false"
     assert interface["securityGroups"] == ["main-network-runners-id"]
@@ -325,8 +325,8 @@ def test_property_17_with_spot_capacity_rebalance_is_on_and_termination_is_hooke
     assert hooks["autoscaling:EC2_INSTANCE_TERMINATING"]["defaultResult"] == "CONTINUE"
 
 
-def test_runner_security_group_has_no_inbound_rule(build_graph):
-    graph = build_graph({"ssmVpcEndpoints": True})
+def test_runner_security_group_has_no_inbound_rule(shared_graph):
+    graph = shared_graph({"ssmVpcEndpoints": True})
     runners = graph.named("aws:ec2/securityGroup:SecurityGroup", "main-network-runners")
     assert runners["ingress"] == []
     assert runners["egress"][0]["cidrBlocks"] == ["0.0.0.0/0"]
@@ -348,8 +348,8 @@ def test_runner_security_group_has_no_inbound_rule(build_graph):
     )
 
 
-def test_ssm_endpoints_when_enabled(build_graph):
-    graph = build_graph({"ssmVpcEndpoints": True})
+def test_ssm_endpoints_when_enabled(shared_graph):
+    graph = shared_graph({"ssmVpcEndpoints": True})
     endpoints = {
         e.inputs["serviceName"]: e.inputs for e in graph.of_type("aws:ec2/vpcEndpoint:VpcEndpoint")
     }
@@ -498,8 +498,8 @@ def test_lifecycle_hook_names_are_exported_for_the_control_plane(default_graph):
     )
 
 
-def test_warm_pool_uses_the_launch_template_directly(build_graph):
-    graph = build_graph(
+def test_warm_pool_uses_the_launch_template_directly(shared_graph):
+    graph = shared_graph(
         {"warmPoolSize": 2, "instanceTypes": ["m7i.xlarge"], "imagePipeline": False}
     )
     group = graph.one("aws:autoscaling/group:Group")

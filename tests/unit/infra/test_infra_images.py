@@ -423,8 +423,8 @@ def test_the_parameter_starts_with_the_stock_image_and_belongs_to_image_builder(
     assert registration.ignore_changes == ("insecureValue",)
 
 
-def test_the_pipeline_bakes_weekly_on_every_match(build_graph):
-    graph = build_graph()
+def test_the_pipeline_bakes_weekly_on_every_match(default_graph, build_graph):
+    graph = default_graph
     pipeline = graph.one(PIPELINE)
     assert pipeline["name"] == IMAGE_NAME
     assert pipeline["schedule"] == {
@@ -461,8 +461,8 @@ def test_runners_launch_from_the_parameter(default_graph):
     assert group["instanceRefresh"]["preferences"]["skipMatching"] is False
 
 
-def test_without_the_pipeline_runners_launch_from_the_image_directly(build_graph):
-    graph = build_graph({"imagePipeline": False})
+def test_without_the_pipeline_runners_launch_from_the_image_directly(shared_graph):
+    graph = shared_graph({"imagePipeline": False})
     assert graph.one(TEMPLATE)["imageId"] == STOCK_IMAGE
     assert not [r for r in graph.resources if r.typ.startswith("aws:imagebuilder/")]
     assert graph.outputs["imageParameter"] is None

@@ -259,8 +259,8 @@ SCALE_SET = {"githubMode": "scaleSet"}
     [{}, LONGEST, {**LONGEST, **SCALE_SET}],
     ids=["example", "longest names", "longest names, scaleSet"],
 )
-def test_every_name_the_program_sends_is_one_the_config_derived(build_graph, overrides):
-    graph = build_graph(overrides)
+def test_every_name_the_program_sends_is_one_the_config_derived(shared_graph, overrides):
+    graph = shared_graph(overrides)
     cfg = parse_config({**example_settings(), **overrides})
     derived = {name for _, name in cfg.names.every_name()} | set(cfg.parameter_names)
     sent = {
@@ -276,8 +276,8 @@ def test_every_name_the_program_sends_is_one_the_config_derived(build_graph, ove
 
 
 @pytest.mark.parametrize("mode", [{}, SCALE_SET], ids=["webhook", "scaleSet"])
-def test_autonamed_resources_fit_with_the_longest_fleet_name(build_graph, mode):
-    graph = build_graph({**LONGEST, **mode})
+def test_autonamed_resources_fit_with_the_longest_fleet_name(shared_graph, mode):
+    graph = shared_graph({**LONGEST, **mode})
     cfg = parse_config({**example_settings(), **LONGEST, **mode})
     # The logical names Pulumi autonames from are the ones the config derived and checked
     # (ResourceNames.autonamed): roles, instance profiles, rules and buckets.

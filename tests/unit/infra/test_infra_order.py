@@ -46,8 +46,8 @@ def _transitive_dependencies(graph, urn: str) -> set[str]:
 
 
 @pytest.mark.parametrize("overrides", SHAPES.values(), ids=SHAPES.keys())
-def test_the_control_plane_is_registered_before_the_group(build_graph, overrides):
-    graph = build_graph(overrides)
+def test_the_control_plane_is_registered_before_the_group(shared_graph, overrides):
+    graph = shared_graph(overrides)
     group, control_plane = _group_and_control_plane(graph)
     order = [r.urn for r in graph.registrations]
     types = {r.typ for r in control_plane}
@@ -63,16 +63,16 @@ def test_the_control_plane_is_registered_before_the_group(build_graph, overrides
 
 
 @pytest.mark.parametrize("overrides", SHAPES.values(), ids=SHAPES.keys())
-def test_the_group_depends_on_every_control_plane_resource(build_graph, overrides):
+def test_the_group_depends_on_every_control_plane_resource(shared_graph, overrides):
     # Destroy runs dependency edges backwards: the group goes first, the functions after.
-    graph = build_graph(overrides)
+    graph = shared_graph(overrides)
     group, control_plane = _group_and_control_plane(graph)
     missing = {(r.typ, r.name) for r in control_plane if r.urn not in group.dependencies}
     assert missing == set()
 
 
-def test_no_control_plane_resource_depends_on_the_group(build_graph):
-    graph = build_graph(
+def test_no_control_plane_resource_depends_on_the_group(shared_graph):
+    graph = shared_graph(
         {"warmPoolSize": 2, "instanceTypes": ["m7i.xlarge"], "imagePipeline": False}
     )
     group, control_plane = _group_and_control_plane(graph)
@@ -107,10 +107,10 @@ def test_the_group_waits_for_its_playbooks_and_instance_role(default_graph):
 @pytest.mark.parametrize(
     "overrides", [{}, {"warmPoolSize": 2, "instanceTypes": ["m7i.xlarge"], "imagePipeline": False}]
 )
-def test_destroy_drains_the_group_through_its_terminate_hook(build_graph, overrides):
+def test_destroy_drains_the_group_through_its_terminate_hook(shared_graph, overrides):
     # A forced delete drops pending lifecycle actions; a drained group terminates each
     # instance through the terminate hook, which the control plane (still there) answers.
-    group = build_graph(overrides).one(GROUP)
+    group = shared_graph(overrides).one(GROUP)
     assert group["forceDelete"] is False
     assert group["forceDeleteWarmPool"] is False
     hooks = {h["lifecycleTransition"] for h in group["initialLifecycleHooks"]}

@@ -19,8 +19,8 @@ FUNCTION = "aws:lambda/function:Function"
 
 
 @pytest.fixture
-def scale_set_graph(build_graph):
-    return build_graph({"githubMode": "scaleSet", "imagePipeline": False})
+def scale_set_graph(shared_graph):
+    return shared_graph({"githubMode": "scaleSet", "imagePipeline": False})
 
 
 def functions(graph) -> dict[str, dict]:
