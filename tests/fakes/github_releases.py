@@ -43,19 +43,25 @@ class FakeRelease:
 class FakeReleases:
     """FAKE: the latest release of one repository, and its assets."""
 
-    def __init__(self, server: HTTPServer, repository: str = "actions/runner") -> None:
+    def __init__(
+        self, server: HTTPServer, repository: str = "actions/runner", prefix: str = ""
+    ) -> None:
+        """``prefix`` (e.g. ``/case-a``): several fakes, each its own release, on one server."""
         self.server = server
         self.repository = repository
+        self.prefix = prefix.rstrip("/")
         self.release: FakeRelease | None = None
-        self.requests: list[str] = []
-        server.expect_request("/repos/" + repository + "/releases/latest").respond_with_handler(
-            self._latest
-        )
-        server.expect_request(re.compile(r"^/download/[^/]+$")).respond_with_handler(self._download)
+        self.requests: list[str] = []  # paths below the prefix
+        server.expect_request(
+            f"{self.prefix}/repos/{repository}/releases/latest"
+        ).respond_with_handler(self._latest)
+        server.expect_request(
+            re.compile("^" + re.escape(self.prefix) + r"/download/[^/]+$")
+        ).respond_with_handler(self._download)
 
     @property
     def api_url(self) -> str:
-        return self.server.url_for("/").rstrip("/")
+        return self.server.url_for(self.prefix or "/").rstrip("/")
 
     def publish(self, release: FakeRelease) -> FakeRelease:
         self.release = release
@@ -79,7 +85,7 @@ class FakeReleases:
                     "content_type": "application/gzip",
                     "size": len(release.tarballs[arch]),
                     "digest": f"sha256:{release.sha256(arch)}" if release.digest else None,
-                    "browser_download_url": self.server.url_for(f"/download/{name}"),
+                    "browser_download_url": self.server.url_for(f"{self.prefix}/download/{name}"),
                 }
             )
         return {
@@ -92,13 +98,13 @@ class FakeReleases:
         }
 
     def _latest(self, request: Request) -> Response:
-        self.requests.append(request.path)
+        self.requests.append(request.path.removeprefix(self.prefix))
         if self.release is None:
             return Response(json.dumps({"message": "Not Found"}), 404, mimetype="application/json")
         return Response(json.dumps(self.to_api(self.release)), 200, mimetype="application/json")
 
     def _download(self, request: Request) -> Response:
-        self.requests.append(request.path)
+        self.requests.append(request.path.removeprefix(self.prefix))
         name = request.path.rsplit("/", 1)[-1]
         release = self.release
         for arch in release.tarballs if release else ():

@@ -15,12 +15,16 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.fakes.github_releases import FakeRelease, FakeReleases
 from tests.fakes.runner_agent import build_tarball
+from tests.fakes.scaleset_agent import threaded_server
 
 pytestmark = pytest.mark.unit
 
@@ -118,10 +122,16 @@ def test_only_the_architectures_actions_runner_publishes():
 
 
 # -- the role's tasks: look up, then download and verify -------------------------------------
+#
+# One ansible-playbook run plays every case, one inventory host per case (each local, with its
+# own FAKE releases endpoint and staging directory; a host that fails leaves the others
+# running): a run costs about 1.5 s of CPU, most of it Ansible starting, once instead of six
+# times. Each case's outcome is read from the JSON callback: whether its host failed, and the
+# messages its tasks reported.
 
 PLAYBOOK = """
 - name: Resolve and download the agent as the bake does
-  hosts: localhost
+  hosts: all
   gather_facts: false
   tasks:
     - name: Find the newest agent release
@@ -134,37 +144,52 @@ PLAYBOOK = """
         tasks_from: download.yml
 """
 
+OTHER_SHA256 = hashlib.sha256(b"what the release says it published").hexdigest()
 
-def _bake_download(tmp_path: Path, api_url: str, **extra: str) -> subprocess.CompletedProcess:
-    (tmp_path / "play.yml").write_text(PLAYBOOK)
-    staging = tmp_path / "staging"
-    staging.mkdir(exist_ok=True)
-    variables = {
-        "actions_runner_version": "latest",
-        "actions_runner_arch": "x64",
-        "actions_runner_release_api_url": api_url,
-        "actions_runner_staging_dir": str(staging),
-        **extra,
+
+def _cases(tarballs: dict[str, bytes]) -> dict[str, tuple[FakeRelease | None, dict[str, str]]]:
+    """Each case: the release its endpoint publishes (None: nothing, 404) and extra vars."""
+    return {
+        "digest": (FakeRelease(VERSION, tarballs, digest=True, notes=False), {}),
+        "notes": (FakeRelease(VERSION, tarballs, digest=False, notes=True), {}),
+        "no-sha256": (FakeRelease(VERSION, tarballs, digest=False, notes=False), {}),
+        "mismatch": (FakeRelease(VERSION, tarballs, published={"x64": OTHER_SHA256}), {}),
+        "own-checksum": (FakeRelease(VERSION, tarballs), {"actions_runner_sha256": "0" * 64}),
+        "unanswered": (None, {}),
     }
-    (tmp_path / "vars.json").write_text(json.dumps(variables))
+
+
+@dataclass
+class Bake:
+    """One case's outcome: did its host fail, what its tasks said, what it kept."""
+
+    failed: bool
+    output: str
+    staging: Path
+    releases: FakeReleases
+
+    def kept(self) -> list[str]:
+        return sorted(p.name for p in self.staging.iterdir())
+
+
+def _play(tmp_path: Path, hosts: dict[str, dict[str, str]]) -> dict[str, Any]:
+    (tmp_path / "play.yml").write_text(PLAYBOOK)
+    (tmp_path / "inventory.yml").write_text(json.dumps({"all": {"hosts": hosts}}))
     env = {
         **os.environ,
         "ANSIBLE_ROLES_PATH": str(ROLES),
         "ANSIBLE_NOCOLOR": "1",
+        "ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json",
         "ANSIBLE_LOCAL_TEMP": str(tmp_path / "ansible-tmp"),
         "ANSIBLE_HOME": str(tmp_path / "ansible-home"),
     }
-    return subprocess.run(
+    run = subprocess.run(
         [
             str(Path(sys.executable).parent / "ansible-playbook"),
             "-i",
-            "localhost,",
-            "-c",
-            "local",
-            "-e",
-            f"ansible_python_interpreter={sys.executable}",
-            "-e",
-            f"@{tmp_path / 'vars.json'}",
+            str(tmp_path / "inventory.yml"),
+            "--forks",
+            str(len(hosts)),
             str(tmp_path / "play.yml"),
         ],
         capture_output=True,
@@ -173,57 +198,82 @@ def _bake_download(tmp_path: Path, api_url: str, **extra: str) -> subprocess.Com
         timeout=300,
         check=False,
     )
+    assert run.returncode in (0, 2), run.stdout + run.stderr  # 2: some host failed
+    return json.loads(run.stdout)
 
 
-def _kept(tmp_path: Path) -> list[str]:
-    return sorted(p.name for p in (tmp_path / "staging").iterdir())
+@pytest.fixture(scope="module")
+def bakes(tmp_path_factory: pytest.TempPathFactory, tarballs) -> Iterator[dict[str, Bake]]:
+    tmp_path = tmp_path_factory.mktemp("bake")
+    with threaded_server() as server:
+        hosts: dict[str, dict[str, str]] = {}
+        releases: dict[str, FakeReleases] = {}
+        for case, (release, extra) in _cases(tarballs).items():
+            releases[case] = FakeReleases(server, prefix=f"/{case}")
+            if release is not None:
+                releases[case].publish(release)
+            (tmp_path / "staging" / case).mkdir(parents=True)
+            hosts[case] = {
+                "ansible_connection": "local",
+                "ansible_python_interpreter": sys.executable,
+                "actions_runner_version": "latest",
+                "actions_runner_arch": "x64",
+                "actions_runner_release_api_url": releases[case].api_url,
+                "actions_runner_staging_dir": str(tmp_path / "staging" / case),
+                **extra,
+            }
+        report = _play(tmp_path, hosts)
+        messages: dict[str, list[str]] = {case: [] for case in hosts}
+        for play in report["plays"]:
+            for task in play["tasks"]:
+                for host, result in task["hosts"].items():
+                    messages[host].append(str(result.get("msg", "")))
+        yield {
+            case: Bake(
+                failed=report["stats"][case]["failures"] + report["stats"][case]["unreachable"] > 0,
+                output="\n".join(messages[case]),
+                staging=tmp_path / "staging" / case,
+                releases=releases[case],
+            )
+            for case in hosts
+        }
 
 
-@pytest.mark.parametrize(("digest", "notes"), [(True, False), (False, True)])
-def test_the_bake_downloads_the_newest_release_verified(
-    tmp_path, releases, tarballs, digest, notes
-):
-    releases.publish(FakeRelease(VERSION, tarballs, digest=digest, notes=notes))
-    run = _bake_download(tmp_path, releases.api_url)
-    assert run.returncode == 0, run.stdout + run.stderr
+@pytest.mark.parametrize("case", ["digest", "notes"])
+def test_the_bake_downloads_the_newest_release_verified(bakes, tarballs, case):
+    bake = bakes[case]
+    assert not bake.failed, bake.output
     sha = hashlib.sha256(tarballs["x64"]).hexdigest()
-    assert _kept(tmp_path) == [f"actions-runner-{VERSION}-{sha[:12]}.tar.gz"]
-    kept = tmp_path / "staging" / _kept(tmp_path)[0]
-    assert kept.read_bytes() == tarballs["x64"]
-    assert f"actions/runner {VERSION} (x64), sha256 {sha}" in run.stdout
+    assert bake.kept() == [f"actions-runner-{VERSION}-{sha[:12]}.tar.gz"]
+    assert (bake.staging / bake.kept()[0]).read_bytes() == tarballs["x64"]
+    assert f"actions/runner {VERSION} (x64), sha256 {sha}" in bake.output
 
 
-def test_the_bake_fails_when_the_release_publishes_no_sha256(tmp_path, releases, tarballs):
-    releases.publish(FakeRelease(VERSION, tarballs, digest=False, notes=False))
-    run = _bake_download(tmp_path, releases.api_url)
-    assert run.returncode != 0
-    assert "publishes no sha256" in run.stdout
-    assert _kept(tmp_path) == []
-    assert not [path for path in releases.requests if path.startswith("/download/")]
+def test_the_bake_fails_when_the_release_publishes_no_sha256(bakes):
+    bake = bakes["no-sha256"]
+    assert bake.failed
+    assert "publishes no sha256" in bake.output
+    assert bake.kept() == []
+    assert not [path for path in bake.releases.requests if path.startswith("/download/")]
 
 
-def test_the_bake_refuses_a_tarball_that_does_not_match_the_published_sha256(
-    tmp_path, releases, tarballs
-):
-    other = hashlib.sha256(b"what the release says it published").hexdigest()
-    releases.publish(FakeRelease(VERSION, tarballs, published={"x64": other}))
-    run = _bake_download(tmp_path, releases.api_url)
-    assert run.returncode != 0
-    assert "checksum" in run.stdout.lower()
-    assert other in run.stdout
-    assert _kept(tmp_path) == []  # nothing written where the agent is unpacked from
+def test_the_bake_refuses_a_tarball_that_does_not_match_the_published_sha256(bakes):
+    bake = bakes["mismatch"]
+    assert bake.failed
+    assert "checksum" in bake.output.lower()
+    assert OTHER_SHA256 in bake.output
+    assert bake.kept() == []  # nothing written where the agent is unpacked from
 
 
-def test_latest_with_a_checksum_of_its_own_is_refused(tmp_path, releases, tarballs):
-    releases.publish(FakeRelease(VERSION, tarballs))
-    run = _bake_download(tmp_path, releases.api_url, actions_runner_sha256="0" * 64)
-    assert run.returncode != 0
-    assert "Remove actions_runner_sha256" in run.stdout
-    assert releases.requests == []
+def test_latest_with_a_checksum_of_its_own_is_refused(bakes):
+    bake = bakes["own-checksum"]
+    assert bake.failed
+    assert "Remove actions_runner_sha256" in bake.output
+    assert bake.releases.requests == []
 
 
-def test_an_api_that_does_not_answer_fails_the_bake_with_what_to_set(tmp_path, releases):
-    run = _bake_download(tmp_path, releases.api_url)  # nothing published: 404
-    assert run.returncode != 0
-    assert "answered 404" in run.stdout
-    assert "actions_runner_release_api_url" in run.stdout
+def test_an_api_that_does_not_answer_fails_the_bake_with_what_to_set(bakes):
+    bake = bakes["unanswered"]  # nothing published: 404
+    assert bake.failed
+    assert "answered 404" in bake.output
+    assert "actions_runner_release_api_url" in bake.output
