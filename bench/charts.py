@@ -18,12 +18,10 @@ import argparse
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-import matplotlib
-
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 IMAGES = "images"
 BOOT_PHASES_PNG = "aws-boot-phases.png"
@@ -32,19 +30,30 @@ CHECK_GROUPS_PNG = "validation-check-groups.png"
 _SECONDS = re.compile(r"([\d.]+) s\b")
 
 
-def _save(figure: plt.Figure, path: Path) -> Path:
+def _pyplot() -> Any:
+    """matplotlib's pyplot on the Agg backend, imported at the first chart: the import costs
+    about half a second, and reading the figures back from markdown needs none of it."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(figure: Figure, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.tight_layout()
     # No timestamps in the file: the same figures give the same PNG.
     figure.savefig(path, dpi=110, metadata={"Software": None})
-    plt.close(figure)
+    _pyplot().close(figure)
     return path
 
 
 def boot_phases(phases: Mapping[str, Mapping[str, float]], path: Path) -> Path:
     """Seconds after cloud-init started at which each phase ended, one bar per image."""
     names = list(next(iter(phases.values())))
-    figure, axes = plt.subplots(figsize=(8, 0.45 * len(names) + 1.5))
+    figure, axes = _pyplot().subplots(figsize=(8, 0.45 * len(names) + 1.5))
     height = 0.8 / len(phases)
     for index, (image, values) in enumerate(phases.items()):
         positions = [n + index * height for n in range(len(names))]
@@ -62,7 +71,7 @@ def boot_phases(phases: Mapping[str, Mapping[str, float]], path: Path) -> Path:
 
 def up_scaling(series: Mapping[str, Sequence[tuple[int, float]]], path: Path) -> Path:
     """`up` wall time against the runner count, one line per kind of run."""
-    figure, axes = plt.subplots(figsize=(6, 4))
+    figure, axes = _pyplot().subplots(figsize=(6, 4))
     counts: set[int] = set()
     for label, points in series.items():
         xs, ys = zip(*sorted(points), strict=True)
@@ -83,7 +92,7 @@ def up_scaling(series: Mapping[str, Sequence[tuple[int, float]]], path: Path) ->
 def check_groups(seconds: Mapping[str, float], path: Path) -> Path:
     """Seconds the checks of each group took on one host (their JUnit times, summed)."""
     ordered = sorted(seconds.items(), key=lambda item: item[1], reverse=True)
-    figure, axes = plt.subplots(figsize=(7, 0.4 * len(ordered) + 1.5))
+    figure, axes = _pyplot().subplots(figsize=(7, 0.4 * len(ordered) + 1.5))
     bars = axes.barh([g for g, _ in ordered], [s for _, s in ordered])
     axes.bar_label(bars, fmt="%.1f s", padding=2, fontsize=8)
     axes.invert_yaxis()
