@@ -94,7 +94,11 @@ def test_the_fake_agent_exits_when_its_runner_is_deleted(github, settings, tmp_p
     agent = _unpack_agent(tmp_path / "agent")
     registrar = Registrar(settings)
     jit = registrar.register("f-runner-bbb", ["self-hosted", "linux"])
-    env = {**os.environ, "ACTIONS_RUNNER_INPUT_JITCONFIG": jit.encoded_jit_config}
+    env = {
+        **os.environ,
+        "ACTIONS_RUNNER_INPUT_JITCONFIG": jit.encoded_jit_config,
+        "FAKE_AGENT_POLL_SECONDS": "0.05",  # notices the deletion within 50 ms, not 1 s
+    }
     listener = subprocess.Popen(
         [sys.executable, str(agent / "bin" / "Runner.Listener")],
         env=env,

@@ -75,8 +75,8 @@ class Serve:
                 min_idle=serve_options.idle,
                 max_runners=serve_options.max_size,
                 min_poll_interval=0.05,
-                conflict_wait=2.0,
-                conflict_retry=0.5,
+                conflict_wait=0.5,
+                conflict_retry=0.1,
             ),
             restarts=Restarts(first=0.2, longest=1.0),
         )
