@@ -12,8 +12,9 @@
   scale-set mode without Docker); see docs/scale-sets.md.
 - AWS: ``imds`` (IMDSv2 with the hop limit), ``iam_policy`` (an IAM policy evaluator),
   ``sqs_event_source`` (Lambda's SQS event source mapping), ``moto_dynamodb_speed`` (moto's
-  DynamoDB answers without its slow generic serializer), ``botocore_client_speed`` (one
-  client class per service, not one per client).
+  DynamoDB answers without its slow generic serializer), ``moto_kms_speed`` (KMS key material
+  made once per key spec, not per key), ``botocore_client_speed`` (one client class per
+  service, not one per client, and one model loader per process).
 - Pulumi: ``pulumi_stack_speed`` (resource registrations under the mocks without the Python
   stack the engine's diagnostics would get).
 - ``ledger``: the job ledger folded over a list of events, as a reference.

@@ -12,11 +12,12 @@ from typing import Any
 
 import pytest
 
-from tests.fakes import botocore_client_speed, moto_dynamodb_speed
+from tests.fakes import botocore_client_speed, moto_dynamodb_speed, moto_kms_speed
 from tests.fakes.github import app_key_pair
 from tests.integration.harness import REGION, MakeFleet, fleet_maker, recorded_aws_sleeps
 
 moto_dynamodb_speed.install()
+moto_kms_speed.install()
 botocore_client_speed.install()
 
 
