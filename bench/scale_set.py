@@ -199,12 +199,12 @@ def _latency_lines(latency: Mapping[str, Summary] | None, acquired: Summary | No
         if found is None:
             lines.append(f"| {path} | {warm} | {NOT_MEASURED} | — | — | — |")
             continue
-        runs = ", ".join(f"{v:.1f}" for v in found.runs)
+        runs = ", ".join(f"{v:.2f}" for v in found.runs)
         lines.append(
-            f"| {path} | {warm} | {found.median:.1f} s | {found.low:.1f}-{found.high:.1f} s "
+            f"| {path} | {warm} | {found.median:.2f} s | {found.low:.2f}-{found.high:.2f} s "
             f"| {runs} | {against} |"
         )
-    acquired_text = f"{acquired.median:.2f} s" if acquired else NOT_MEASURED
+    acquired_text = f"{acquired.median * 1000:.0f} ms" if acquired else NOT_MEASURED
     lines += [
         "",
         f"Scale-set path, job queued to job acquired by the listener (median): {acquired_text}.",
