@@ -21,7 +21,9 @@
    set, at ``until`` (clock time) or after ``max_polls``; a poll that returns at once is
    followed by a pause of ``min_poll_interval`` (no busy loop); transient GitHub errors back
    off, and more than ``max_failures`` in a row end the run;
-4. **close the session**, whatever ended the run.
+4. **close the session**, whatever ended the run. A caller that stops the run from another
+   thread may delete the session itself (``MessageSession.close_other``): the long poll in
+   flight then ends with ``SessionGone`` and the run ends as "stopped".
 
 I/O only through the client (``MessageSession``, ``ScaleSetService``); the clock and the stop
 signal (``wait(seconds) -> stopped``, a ``threading.Event`` fits) are injected. The callback
@@ -38,7 +40,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from fleet.core.github.errors import GitHubError, GitHubNotFound
-from fleet.core.github.scaleset.errors import SessionConflict
+from fleet.core.github.scaleset.errors import SessionConflict, SessionGone
 from fleet.core.github.scaleset.messages import JobCompleted, JobStarted, Message
 from fleet.core.github.scaleset.models import Label, RunnerGroup, ScaleSet, Statistics
 from fleet.core.github.scaleset.service import ScaleSetService
@@ -303,9 +305,12 @@ def run_listener(
         listener = Listener(session, limits, on_scale, clock=clock, stop=stop)
         try:
             listener.run(report, until=until, max_polls=max_polls)
-        except GitHubNotFound:
-            log.warning("the session is gone (expired or taken over); ending this run")
-            report.ended = "session gone"
+        except (GitHubNotFound, SessionGone):
+            if stop.is_set():  # the stopping caller deleted it: the poll in flight ended
+                report.ended = "stopped"
+            else:
+                log.warning("the session is gone (expired or taken over); ending this run")
+                report.ended = "session gone"
     finally:
         try:
             report.closed = session.close()

@@ -183,6 +183,20 @@ def test_serve_looks_the_runner_group_and_the_scale_set_up_once_at_start_up(worl
     assert start_up(world) == [*AUTH[-2:], *LOOK_UP, ("POST", SESSIONS)]
 
 
+def test_a_stopped_serve_ends_its_long_poll_by_deleting_the_session(world):
+    """The quiet poll is held a minute; stopping serve deletes the session, the poll ends at
+    once and the listener closes up cleanly: no failure reported, nothing left open."""
+    world.fake.scalesets.hold_seconds = 60.0
+    serve = Serve(world, idle=0)
+    wait_for(lambda: world.fake.scalesets.polls, "a long poll held at the fake")
+    assert serve.stop() == 0
+    listener = serve.autoscaler.listener
+    assert not listener.is_alive(), "the listener outlived its session"
+    assert world.fake.scalesets.sessions == {} and world.state().load().session_id == ""
+    assert not any("listener failed" in line or "could not close" in line for line in serve.lines)
+    assert not any("listening again" in line for line in serve.lines)
+
+
 def test_a_serve_that_died_is_taken_over_and_loses_no_job_nor_a_busy_host(world):
     first = Serve(world, idle=0)
     hosts = first.hosts
