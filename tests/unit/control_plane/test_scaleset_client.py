@@ -278,6 +278,13 @@ def test_a_queue_that_refuses_the_refreshed_token_too_is_an_error(world):
     assert session.refreshes == 1
 
 
+def test_a_5xx_burst_on_the_registration_token_is_retried(world):
+    path = f"/orgs/{ORG}/actions/runners/registration-token"
+    world.fake.fail_next(503, times=2, path_prefix=path)
+    assert world.service.runner_group(GROUP).id == GROUP_ID
+    assert len(world.fake.calls("POST", path)) == 3  # two refused, the third served
+
+
 def test_a_5xx_burst_is_retried_with_backoff_within_bounds(world):
     session = open_session(world)
     world.fake.fail_next(503, times=2, path_prefix="/_queue/")
