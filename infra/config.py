@@ -26,6 +26,7 @@ from fleet.core.config.defaults import (
     GITHUB_MODES,
     JIT_INSTANCE_TAG,
     NAMESPACE,
+    SCALE_SET_MODE,
     SECRET_KEYS,
     SSM_BUCKET_TAG,
 )
@@ -56,6 +57,7 @@ __all__ = [
     "LISTENER_FUNCTION",
     "NAMESPACE",
     "NAME_RULES",
+    "SCALE_SET_MODE",
     "SECRET_KEYS",
     "SSM_BUCKET_TAG",
     "ConfigError",

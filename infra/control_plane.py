@@ -30,10 +30,10 @@ import pulumi
 import pulumi_aws as aws
 
 from infra.alarms import control_plane_alarms
-from infra.config import FLEET_TAG, ResourceNames
+from infra.config import FLEET_TAG, SCALE_SET_MODE, ResourceNames
 from infra.events import Events
 from infra.functions import FUNCTION_SPECS, LAMBDA_ARCHITECTURE, Functions, functions_for
-from infra.iam_functions import FUNCTIONS, SCALER, ControlPlaneResources, function_policies
+from infra.iam_functions import SCALER, ControlPlaneResources, function_policies
 from infra.lambda_package import build_lambda_package
 from infra.ledger_table import ledger_table
 from infra.queues import Queues
@@ -82,6 +82,12 @@ class ControlPlaneArgs:
     metrics_namespace: str = METRICS_NAMESPACE
     # "webhook" (a public webhook function) or "scaleSet" (a listener function, no public URL).
     github_mode: str = "webhook"
+    # scaleSet mode: the SSM String parameter where the listener remembers its session.
+    listener_session_parameter: str | None = None
+
+    @property
+    def scale_set(self) -> bool:
+        return self.github_mode == SCALE_SET_MODE
 
 
 def function_environment(
@@ -123,7 +129,17 @@ def function_environment(
         "FLEET_MAX_LIFETIME_MINUTES": str(args.max_runner_lifetime_minutes),
         "FLEET_JOB_TIMEOUT_MINUTES": str(args.job_timeout_minutes),
         "FLEET_GITHUB_MODE": args.github_mode,
+        **_scale_set_environment(args),
     }
+
+
+def _scale_set_environment(args: ControlPlaneArgs) -> dict[str, str]:
+    """The variables only scaleSet mode has (webhook mode's environment is unchanged)."""
+    if not args.scale_set:
+        return {}
+    if not args.listener_session_parameter:
+        raise ValueError("githubMode scaleSet needs listener_session_parameter")
+    return {"FLEET_LISTENER_SESSION_PARAMETER": args.listener_session_parameter}
 
 
 class ControlPlane(pulumi.ComponentResource):
@@ -157,7 +173,6 @@ class ControlPlane(pulumi.ComponentResource):
             project_root, args.build_dir or project_root / "build", architecture=LAMBDA_ARCHITECTURE
         )
         function_names = {fn: names.function(fn) for fn in functions_for(args.github_mode)}
-        function_names.update({fn: names.function(fn) for fn in FUNCTIONS})
         queues = Queues(
             name,
             names,
@@ -168,6 +183,7 @@ class ControlPlane(pulumi.ComponentResource):
         )
         self.dead_letter_queue, self.queue = queues.dead_letters, queues.deliveries
         self.table = ledger_table(name, names, tags=tags, opts=child)
+        self.listener_session = self._listener_session(name, args, tags, child)
         self.policy_documents = self._policies(args, account, function_names)
         parts = Functions(
             name,
@@ -218,6 +234,28 @@ class ControlPlane(pulumi.ComponentResource):
             }
         )
 
+    @staticmethod
+    def _listener_session(
+        name: str, args: ControlPlaneArgs, tags: Mapping[str, str], child: pulumi.ResourceOptions
+    ) -> aws.ssm.Parameter | None:
+        """scaleSet mode: where the listener remembers the session it holds (``{}``: none).
+        The listener writes it at run time; the stack owns it (so destroy removes it) and
+        leaves its value alone."""
+        if not args.scale_set:
+            return None
+        return aws.ssm.Parameter(
+            f"{name}-listener-session",
+            name=args.listener_session_parameter,
+            description="scale-set session the listener function holds ({} when none)",
+            type="String",
+            tier="Standard",
+            value="{}",
+            tags=dict(tags),
+            opts=pulumi.ResourceOptions.merge(
+                child, pulumi.ResourceOptions(ignore_changes=["value"])
+            ),
+        )
+
     def _policies(
         self, args: ControlPlaneArgs, account: _Account, function_names: dict[str, str]
     ) -> pulumi.Output[dict[str, str]]:
@@ -239,6 +277,7 @@ class ControlPlane(pulumi.ComponentResource):
                 metrics_namespace=args.metrics_namespace,
                 github_app_parameter_names=args.github_app_parameter_names,
                 function_names=function_names,
+                listener_session_parameter=args.listener_session_parameter,
             )
             return {fn: json.dumps(doc) for fn, doc in function_policies(resources).items()}
 

@@ -111,6 +111,7 @@ def control_plane_args(
         max_runner_lifetime_minutes=cfg.max_runner_lifetime_minutes,
         registration_timeout_minutes=cfg.registration_timeout_minutes,
         github_mode=cfg.github_mode,
+        listener_session_parameter=cfg.names.listener_session_parameter if cfg.scale_set else None,
         name_prefix=cfg.names.prefix,
         partition=partition,
         region=region,

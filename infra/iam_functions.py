@@ -38,6 +38,8 @@ class ControlPlaneResources:
     metrics_namespace: str
     github_app_parameter_names: Mapping[str, str]
     function_names: Mapping[str, str]
+    # scaleSet mode: the SSM String parameter where the listener remembers its session.
+    listener_session_parameter: str | None = None
 
     def parameter_arn(self, name: str) -> str:
         return ssm_parameter_arn(self.partition, self.region, self.account_id, name)
@@ -291,9 +293,19 @@ LISTENER = LISTENER_FUNCTION  # githubMode scaleSet only
 
 def listener_policy(r: ControlPlaneResources) -> dict[str, Any]:
     """The scale-set listener runs the scaler's cycle in-process: the scaler's permissions,
-    without consuming the deliveries queue, writing its own log group."""
+    without consuming the deliveries queue, writing its own log group; and it reads and
+    writes the one String parameter where it remembers its session (no key: not a secret)."""
+    if not r.listener_session_parameter:
+        raise ValueError("the listener policy needs listener_session_parameter")
     policy = scaler_policy(r)
-    statements = []
+    statements: list[dict[str, Any]] = [
+        {
+            "Sid": "RememberListenerSession",
+            "Effect": "Allow",
+            "Action": ["ssm:GetParameter", "ssm:PutParameter"],
+            "Resource": r.parameter_arn(r.listener_session_parameter),
+        }
+    ]
     for statement in policy["Statement"]:
         if statement.get("Sid") == "ConsumeDeliveries":
             continue
@@ -303,15 +315,18 @@ def listener_policy(r: ControlPlaneResources) -> dict[str, Any]:
     return {**policy, "Statement": statements}
 
 
+POLICIES = {
+    WEBHOOK: webhook_policy,
+    SCALER: scaler_policy,
+    LIFECYCLE: lifecycle_policy,
+    REAPER: reaper_policy,
+    LISTENER: listener_policy,
+}
+
+
 def function_policies(r: ControlPlaneResources) -> dict[str, dict[str, Any]]:
-    """Every function's inline policy, by function."""
-    return {
-        WEBHOOK: webhook_policy(r),
-        SCALER: scaler_policy(r),
-        LIFECYCLE: lifecycle_policy(r),
-        REAPER: reaper_policy(r),
-        **({LISTENER: listener_policy(r)} if LISTENER in r.function_names else {}),
-    }
+    """The inline policy of each function ``r`` names (those its githubMode deploys)."""
+    return {fn: make(r) for fn, make in POLICIES.items() if fn in r.function_names}
 
 
 def dead_letter_queue_policy(*, queue_arn: str, rule_arns: Sequence[str]) -> dict[str, Any]:

@@ -126,6 +126,7 @@ def _sessions(fake: Any, method: str, record: Any, session_id: str | None, body:
         return _absolute(fake, state.refresh(session))
     if method == "DELETE":
         del state.sessions[session.id]
+        state.session_events.append(("deleted", session.id, session.owner))
         return Reply(204)
     return Reply(405, {"message": "method not allowed"})
 

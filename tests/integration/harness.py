@@ -55,7 +55,13 @@ from fleet.aws.handlers.settings import Settings
 from fleet.aws.observe import runner_name
 from infra.agent_report import METRIC_NAME as OUTDATED_METRIC
 from infra.agent_report import runner_metrics_namespace
-from infra.config import FLEET_TAG, JIT_INSTANCE_TAG
+from infra.config import (
+    FLEET_TAG,
+    JIT_INSTANCE_TAG,
+    SCALE_SET_MODE,
+    ResourceNames,
+    control_plane_functions,
+)
 from infra.control_plane import ControlPlaneArgs, function_environment
 from infra.iam import instance_policy, instance_trust_policy
 from infra.iam_functions import ControlPlaneResources, function_policies, lambda_trust_policy
@@ -88,6 +94,9 @@ APP_PARAMETERS = {
     "webhook_secret": f"{PARAMETER_ROOT}/github-app/webhook-secret",
 }
 FUNCTION_NAMES = {fn: f"{ASG_NAME}-{fn}" for fn in ("webhook", "scaler", "lifecycle", "reaper")}
+# githubMode scaleSet: the listener in place of the webhook, and where it remembers its session.
+SCALE_SET_FUNCTION_NAMES = {fn: f"{ASG_NAME}-{fn}" for fn in control_plane_functions("scaleSet")}
+LISTENER_SESSION_PARAMETER = ResourceNames.for_fleet(FLEET).listener_session_parameter
 HANDLERS = {
     "webhook": webhook.handle,
     "scaler": scaler.handle,
@@ -264,9 +273,19 @@ class Credentials:
 class AwsWorld:
     """The deployed AWS side, in moto (see the module docstring)."""
 
-    def __init__(self, enforcer: PolicyEnforcer, private_key_pem: str, *, max_size: int) -> None:
+    def __init__(
+        self,
+        enforcer: PolicyEnforcer,
+        private_key_pem: str,
+        *,
+        max_size: int,
+        github_mode: str = "webhook",
+    ) -> None:
         self.enforcer = enforcer
         self.max_size = max_size
+        self.github_mode = github_mode
+        scale_set = github_mode == SCALE_SET_MODE
+        function_names = SCALE_SET_FUNCTION_NAMES if scale_set else FUNCTION_NAMES
         self.admin = admin_session()
         self._admin_clients: dict[str, Any] = {}
         ec2 = self.admin_client("ec2")
@@ -350,9 +369,14 @@ class AwsWorld:
             table_arn=self.table_arn,
             metrics_namespace="RunnerFleet",
             github_app_parameter_names=APP_PARAMETERS,
-            function_names=FUNCTION_NAMES,
+            function_names=function_names,
+            listener_session_parameter=LISTENER_SESSION_PARAMETER if scale_set else None,
         )
-        self.policies = function_policies(self.resources)
+        if scale_set:  # the stack creates it, with nothing remembered
+            ssm.put_parameter(Name=LISTENER_SESSION_PARAMETER, Value="{}", Type="String")
+        self.policies = {
+            fn: doc for fn, doc in function_policies(self.resources).items() if fn in function_names
+        }
         self.instance_policy = instance_policy(
             partition="aws",
             region=REGION,
@@ -390,7 +414,7 @@ class AwsWorld:
         )
         self._sts = self.admin_client("sts")
         self.function_sessions = {
-            fn: self.assume(f"{FLEET}-{fn}", FUNCTION_NAMES[fn]) for fn in self.policies
+            fn: self.assume(f"{FLEET}-{fn}", function_names[fn]) for fn in self.policies
         }
         self._instance_sessions: dict[str, boto3.session.Session] = {}
         self._instance_clients: dict[tuple[str, str], Any] = {}
@@ -1051,7 +1075,9 @@ class Fleet:
 
 
 def fleet_environment(aws: AwsWorld, github_url: str, **overrides: Any) -> dict[str, str]:
-    """The functions' environment as infra/control_plane.py writes it, for this world."""
+    """The functions' environment as infra/control_plane.py writes it, for this world (in its
+    githubMode)."""
+    scale_set = aws.github_mode == SCALE_SET_MODE
     args = ControlPlaneArgs(
         fleet_name=FLEET,
         github_scope=ORG,
@@ -1073,6 +1099,8 @@ def fleet_environment(aws: AwsWorld, github_url: str, **overrides: Any) -> dict[
         max_runner_lifetime_minutes=120,
         registration_timeout_minutes=10,
         github_api_url=github_url,
+        github_mode=aws.github_mode,
+        listener_session_parameter=LISTENER_SESSION_PARAMETER if scale_set else None,
     )
     env = function_environment(
         args,

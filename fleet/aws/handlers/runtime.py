@@ -25,6 +25,7 @@ from fleet.aws.adapters.clients import DEFAULT_CONFIG, AwsClients, aws_clients
 from fleet.aws.adapters.cloudwatch import Metrics
 from fleet.aws.adapters.dynamodb import DynamoLedger, DynamoTokenBucket
 from fleet.aws.adapters.ec2 import FleetInstances
+from fleet.aws.adapters.listener_session import ListenerSessionMemory
 from fleet.aws.adapters.sqs import DeliveryQueue
 from fleet.aws.adapters.ssm import JitParameters, SecureParameters
 from fleet.aws.handlers.settings import Settings
@@ -148,6 +149,14 @@ class Runtime:
             clock=self.clock,
             sleep=self.sleep,
         )
+
+    @cached_property
+    def listener_session(self) -> ListenerSessionMemory:
+        """scaleSet mode: the session the listener holds, remembered for the next run."""
+        name = self.settings.listener_session_parameter
+        if name is None:
+            raise ValueError("FLEET_LISTENER_SESSION_PARAMETER is not set (githubMode webhook?)")
+        return ListenerSessionMemory(self.clients.ssm, name)
 
     @cached_property
     def metrics(self) -> Metrics:

@@ -180,6 +180,12 @@ class ResourceNames:
         }
 
     @property
+    def listener_session_parameter(self) -> str:
+        """scaleSet mode: the SSM String parameter where the listener function remembers the
+        session it holds, so the next run can take it over (docs/control-plane.md)."""
+        return f"{self._root()}/listener/session"
+
+    @property
     def image_parameter(self) -> str:
         """The SSM parameter (data type aws:ec2:image) runners launch from: Image Builder's
         distribution writes each new image's id into it. Under /imagebuilder/ because that is
@@ -194,6 +200,8 @@ class ResourceNames:
             *self.github_app_parameters.values(),
             self.jit_parameter_template.format(instance_id=LONGEST_INSTANCE_ID),
         ]
+        if self.github_mode == SCALE_SET_MODE:
+            names.append(self.listener_session_parameter)
         if self.image_pipeline:
             names.append(self.image_parameter)
         return names

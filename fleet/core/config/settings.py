@@ -213,6 +213,21 @@ class ControlPlaneSettings(_EnvironmentSettings):
         "the runner scale set's name (scaleSet mode; default: the fleet's)",
         None,
     )
+    listener_session_parameter: fields.SsmParameterName | None = _env(
+        "FLEET_LISTENER_SESSION_PARAMETER",
+        "SSM String parameter where the listener remembers its open session (scaleSet mode)",
+        None,
+    )
+
+    @model_validator(mode="after")
+    def _mode_has_its_variables(self) -> ControlPlaneSettings:
+        if self.scale_set and self.listener_session_parameter is None:
+            raise fields.refuse(
+                "is not set: githubMode scaleSet needs the SSM parameter where the listener "
+                "remembers its session (infra/control_plane.py writes it)",
+                key="FLEET_LISTENER_SESSION_PARAMETER",
+            )
+        return self
 
     @model_validator(mode="after")
     def _limits_hold(self) -> ControlPlaneSettings:

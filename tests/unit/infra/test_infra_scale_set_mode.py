@@ -77,9 +77,58 @@ def test_the_listener_policy_is_the_scalers_on_its_own_log_group(scale_set_graph
     listener = next(v for k, v in policies.items() if "listener" in k)
     scaler = next(v for k, v in policies.items() if k.endswith("scaler-policy"))
     sids = {s["Sid"] for s in listener["Statement"]}
-    assert sids == {s["Sid"] for s in scaler["Statement"]} - {"ConsumeDeliveries"}
+    assert sids == {s["Sid"] for s in scaler["Statement"]} - {"ConsumeDeliveries"} | {
+        "RememberListenerSession"
+    }
     logs = next(s for s in listener["Statement"] if s["Sid"] == "WriteOwnLogs")
     assert logs["Resource"].endswith("/aws/lambda/runner-fleet-main-listener:*")
+
+
+SESSION_PARAMETER = "/runner-fleet/main/listener/session"
+
+
+def test_the_listener_remembers_its_session_in_one_string_parameter_of_the_stack(
+    scale_set_graph,
+):
+    parameters = {
+        r.inputs["name"]: r for r in scale_set_graph.of_type("aws:ssm/parameter:Parameter")
+    }
+    session = parameters[SESSION_PARAMETER]
+    value = session.inputs["value"]  # pulumi_aws keeps any parameter value secret in the state
+    assert (session.inputs["type"], value.get("value", value)) == ("String", "{}")
+    assert "keyId" not in session.inputs  # not a secret: no key, no decrypt grant needed
+    registration = scale_set_graph.registration("aws:ssm/parameter:Parameter", session.name)
+    assert registration.ignore_changes == ("value",)  # the listener writes it
+    env = functions(scale_set_graph)["runner-fleet-main-listener"]["environment"]["variables"]
+    assert env["FLEET_LISTENER_SESSION_PARAMETER"] == SESSION_PARAMETER
+
+
+def test_only_the_listener_may_read_and_write_it_and_only_that_parameter(scale_set_graph):
+    arn = f"arn:aws:ssm:{REGION}:{ACCOUNT}:parameter{SESSION_PARAMETER}"
+    policies = {
+        r.name: json.loads(r.inputs["policy"])
+        for r in scale_set_graph.of_type("aws:iam/rolePolicy:RolePolicy")
+    }
+    naming = {
+        name: [s for s in doc["Statement"] if SESSION_PARAMETER in json.dumps(s["Resource"])]
+        for name, doc in policies.items()
+    }
+    holders = {name: found for name, found in naming.items() if found}
+    assert list(holders) == [next(n for n in policies if "listener" in n)]
+    ((statement,),) = holders.values()
+    assert statement == {
+        "Sid": "RememberListenerSession",
+        "Effect": "Allow",
+        "Action": ["ssm:GetParameter", "ssm:PutParameter"],
+        "Resource": arn,
+    }
+
+
+def test_webhook_mode_has_no_session_parameter(default_graph):
+    names = [r.inputs["name"] for r in default_graph.of_type("aws:ssm/parameter:Parameter")]
+    assert not any("listener" in n for n in names)
+    env = functions(default_graph)["runner-fleet-main-scaler"]["environment"]["variables"]
+    assert "FLEET_LISTENER_SESSION_PARAMETER" not in env
 
 
 def test_webhook_mode_is_the_default_and_has_no_listener(default_graph):
