@@ -121,6 +121,18 @@ def control_plane_args(
     )
 
 
+def check_webhook_secret(cfg: FleetConfig, github_app: GithubAppSecrets) -> None:
+    """A webhook secret exactly in webhook mode (read_config ensures it for a stack; a program
+    that builds ``GithubAppSecrets`` itself is told here)."""
+    if cfg.scale_set and github_app.webhook_secret is not None:
+        message = "githubMode scaleSet takes no webhooks: pass webhook_secret=None"
+    elif not cfg.scale_set and github_app.webhook_secret is None:
+        message = "githubMode webhook checks webhook signatures: pass the webhook secret"
+    else:
+        return
+    raise ConfigError([("githubWebhookSecret", message)])
+
+
 class RunnerFleet(pulumi.ComponentResource):
     """One fleet of one-job runners for one GitHub organisation or repository."""
 
@@ -140,6 +152,7 @@ class RunnerFleet(pulumi.ComponentResource):
         account_id = aws.get_caller_identity().account_id
         region = aws.get_region().region
         check_instance_types(cfg, region)
+        check_webhook_secret(cfg, args.github_app)
         zones: list[str] = []
         if cfg.creates_vpc:
             zones = list(aws.get_availability_zones(state="available").names)

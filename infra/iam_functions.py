@@ -32,9 +32,9 @@ class ControlPlaneResources:
     asg_name: str
     parameter_root: str
     kms_key_arn: str
-    queue_arn: str
+    queue_arn: str | None  # the deliveries queue: webhook mode only
     dead_letter_queue_arn: str
-    table_arn: str
+    table_arn: str | None  # the job ledger: webhook mode only
     metrics_namespace: str
     github_app_parameter_names: Mapping[str, str]
     function_names: Mapping[str, str]
@@ -94,6 +94,8 @@ def _github_app(r: ControlPlaneResources) -> list[dict[str, Any]]:
 
 
 def _ledger(r: ControlPlaneResources) -> list[dict[str, Any]]:
+    if r.table_arn is None:
+        return []  # scaleSet mode: no ledger
     return [
         {
             "Sid": "ReadWriteLedger",
@@ -189,17 +191,21 @@ def webhook_policy(r: ControlPlaneResources) -> dict[str, Any]:
     )
 
 
-def scaler_policy(r: ControlPlaneResources) -> dict[str, Any]:
-    """The scaler consumes deliveries, keeps the ledger and sizes its own group."""
+def scaler_policy(r: ControlPlaneResources, function: str = SCALER) -> dict[str, Any]:
+    """The scaler consumes deliveries, keeps the ledger and sizes its own group (``function``:
+    whose log group; the listener runs the same cycle)."""
+    deliveries = [
+        {
+            # What the SQS event source mapping does with this role.
+            "Sid": "ConsumeDeliveries",
+            "Effect": "Allow",
+            "Action": ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"],
+            "Resource": r.queue_arn,
+        }
+    ]
     return _policy(
         [
-            {
-                # What the SQS event source mapping does with this role.
-                "Sid": "ConsumeDeliveries",
-                "Effect": "Allow",
-                "Action": ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"],
-                "Resource": r.queue_arn,
-            },
+            *(deliveries if r.queue_arn is not None else []),
             *_github_app(r),
             *_ledger(r),
             {
@@ -209,7 +215,7 @@ def scaler_policy(r: ControlPlaneResources) -> dict[str, Any]:
                 "Resource": "*",
             },
             _scale_own_group(r),
-            *_common(r, SCALER),
+            *_common(r, function),
         ]
     )
 
@@ -293,11 +299,12 @@ LISTENER = LISTENER_FUNCTION  # githubMode scaleSet only
 
 def listener_policy(r: ControlPlaneResources) -> dict[str, Any]:
     """The scale-set listener runs the scaler's cycle in-process: the scaler's permissions,
-    without consuming the deliveries queue, writing its own log group; and it reads and
-    writes the one String parameter where it remembers its session (no key: not a secret)."""
+    without the deliveries queue and the ledger (scaleSet mode has neither), writing its own
+    log group; and it reads and writes the one String parameter where it remembers its
+    session (no key: not a secret)."""
     if not r.listener_session_parameter:
         raise ValueError("the listener policy needs listener_session_parameter")
-    policy = scaler_policy(r)
+    policy = scaler_policy(r, LISTENER)
     statements: list[dict[str, Any]] = [
         {
             "Sid": "RememberListenerSession",
@@ -306,12 +313,7 @@ def listener_policy(r: ControlPlaneResources) -> dict[str, Any]:
             "Resource": r.parameter_arn(r.listener_session_parameter),
         }
     ]
-    for statement in policy["Statement"]:
-        if statement.get("Sid") == "ConsumeDeliveries":
-            continue
-        if statement.get("Sid") == "WriteOwnLogs":
-            statement = {**statement, "Resource": r.log_group_arn(LISTENER)}
-        statements.append(statement)
+    statements += [s for s in policy["Statement"] if s.get("Sid") != "ConsumeDeliveries"]
     return {**policy, "Statement": statements}
 
 

@@ -94,6 +94,15 @@ APP_PARAMETERS = {
     "webhook_secret": f"{PARAMETER_ROOT}/github-app/webhook-secret",
 }
 FUNCTION_NAMES = {fn: f"{ASG_NAME}-{fn}" for fn in ("webhook", "scaler", "lifecycle", "reaper")}
+
+
+def app_parameters(github_mode: str) -> dict[str, str]:
+    """The GitHub App's parameters the stack creates in ``github_mode``."""
+    if github_mode == SCALE_SET_MODE:
+        return {k: v for k, v in APP_PARAMETERS.items() if k != "webhook_secret"}
+    return APP_PARAMETERS
+
+
 # githubMode scaleSet: the listener in place of the webhook, and where it remembers its session.
 SCALE_SET_FUNCTION_NAMES = {fn: f"{ASG_NAME}-{fn}" for fn in control_plane_functions("scaleSet")}
 LISTENER_SESSION_PARAMETER = ResourceNames.for_fleet(FLEET).listener_session_parameter
@@ -325,6 +334,8 @@ class AwsWorld:
             ("private_key", private_key_pem),
             ("webhook_secret", WEBHOOK_SECRET),
         ):
+            if field_name not in app_parameters(github_mode):
+                continue  # scaleSet mode: no webhook secret
             ssm.put_parameter(
                 Name=APP_PARAMETERS[field_name],
                 Value=value,
@@ -336,20 +347,13 @@ class AwsWorld:
         self.dlq_arn = sqs.get_queue_attributes(QueueUrl=self.dlq_url, AttributeNames=["QueueArn"])[
             "Attributes"
         ]["QueueArn"]
-        self.queue_url = sqs.create_queue(
-            QueueName=f"{ASG_NAME}-deliveries",
-            Attributes={
-                "RedrivePolicy": json.dumps(
-                    {"deadLetterTargetArn": self.dlq_arn, "maxReceiveCount": MAX_RECEIVE_COUNT}
-                )
-            },
-        )["QueueUrl"]
-        self.queue_arn = sqs.get_queue_attributes(
-            QueueUrl=self.queue_url, AttributeNames=["QueueArn"]
-        )["Attributes"]["QueueArn"]
-        self.table = f"{ASG_NAME}-ledger"
-        create_ledger_table(self.admin_client("dynamodb"), self.table)
-        self.table_arn = f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{self.table}"
+        # scaleSet mode: no deliveries queue and no ledger, as the stack deploys it.
+        self.queue_url: str | None = None
+        self.queue_arn: str | None = None
+        self.table: str | None = None
+        self.table_arn: str | None = None
+        if not scale_set:
+            self._webhook_resources()
         s3 = self.admin_client("s3")
         s3.create_bucket(
             Bucket=BUNDLE_BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION}
@@ -368,7 +372,7 @@ class AwsWorld:
             dead_letter_queue_arn=self.dlq_arn,
             table_arn=self.table_arn,
             metrics_namespace="RunnerFleet",
-            github_app_parameter_names=APP_PARAMETERS,
+            github_app_parameter_names=app_parameters(github_mode),
             function_names=function_names,
             listener_session_parameter=LISTENER_SESSION_PARAMETER if scale_set else None,
         )
@@ -418,6 +422,24 @@ class AwsWorld:
         }
         self._instance_sessions: dict[str, boto3.session.Session] = {}
         self._instance_clients: dict[tuple[str, str], Any] = {}
+
+    def _webhook_resources(self) -> None:
+        """The deliveries queue (redrive to the dead letters) and the job ledger table."""
+        sqs = self.admin_client("sqs")
+        self.queue_url = sqs.create_queue(
+            QueueName=f"{ASG_NAME}-deliveries",
+            Attributes={
+                "RedrivePolicy": json.dumps(
+                    {"deadLetterTargetArn": self.dlq_arn, "maxReceiveCount": MAX_RECEIVE_COUNT}
+                )
+            },
+        )["QueueUrl"]
+        self.queue_arn = sqs.get_queue_attributes(
+            QueueUrl=self.queue_url, AttributeNames=["QueueArn"]
+        )["Attributes"]["QueueArn"]
+        self.table = f"{ASG_NAME}-ledger"
+        create_ledger_table(self.admin_client("dynamodb"), self.table)
+        self.table_arn = f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{self.table}"
 
     def admin_client(self, service: str) -> Any:
         """The administrator's client for ``service``, made once: a boto3 client costs
@@ -1091,7 +1113,7 @@ def fleet_environment(aws: AwsWorld, github_url: str, **overrides: Any) -> dict[
         parameter_root=PARAMETER_ROOT,
         jit_parameter_template=f"{PARAMETER_ROOT}/runners/{{instance_id}}/jitconfig",
         jit_instance_tag=JIT_INSTANCE_TAG,
-        github_app_parameter_names=APP_PARAMETERS,
+        github_app_parameter_names=app_parameters(aws.github_mode),
         min_size=0,
         max_size=aws.max_size,
         warm_idle=0,

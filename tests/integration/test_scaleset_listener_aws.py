@@ -20,7 +20,7 @@ from moto import mock_aws
 from moto.core.authorization import enable_iam_authentication
 
 from fleet.aws.adapters.clients import DEFAULT_CONFIG, aws_clients
-from fleet.aws.handlers import lifecycle, listener, scaler
+from fleet.aws.handlers import lifecycle, listener, reaper, scaler
 from fleet.aws.handlers.runtime import LAMBDA_RETRY, Runtime
 from fleet.aws.handlers.settings import Settings
 from tests.fakes.scaleset_agent import StepAgent, threaded_server
@@ -136,15 +136,37 @@ def test_a_stale_scale_set_registration_is_replaced(world):
     assert first != second and world.github._find_runner(first) is None
 
 
-def test_the_scheduled_scaler_stands_aside_and_webhook_mode_has_no_listener(world):
-    rt = world.runtime("scaler", **SCALE_SET)
+def test_a_scheduled_scaler_run_stands_aside_and_webhook_mode_has_no_listener(world):
+    rt = world.runtime("listener", **SCALE_SET)
     assert (
         "listener function runs the cycles"
         in scaler.handle({"source": "aws.events"}, rt)["skipped"]
     )
-    webhook = world.runtime("scaler", FLEET_GITHUB_MODE="webhook")
+    webhook = world.runtime(
+        "listener",
+        FLEET_GITHUB_MODE="webhook",
+        FLEET_WEBHOOK_SECRET_PARAMETER=APP_PARAMETERS["webhook_secret"],
+        FLEET_QUEUE_URL="https://sqs.eu-west-1.amazonaws.com/123456789012/q",
+        FLEET_LEDGER_TABLE="ledger",
+    )
     assert "no listener" in listener.handle({}, webhook, remaining_seconds=900)["skipped"]
     assert "too little" in listener.handle({}, rt, remaining_seconds=60)["skipped"]
+
+
+def test_the_scale_set_stack_has_no_webhook_secret_queue_or_ledger_and_needs_none(world):
+    """The handlers run with the smaller stack's environment: no webhook secret parameter,
+    no deliveries queue, no ledger table, none of them named to any function."""
+    env = fleet_environment(world.aws, world.github.base_url)
+    assert not {"FLEET_WEBHOOK_SECRET_PARAMETER", "FLEET_QUEUE_URL", "FLEET_LEDGER_TABLE"} & set(
+        env
+    )
+    admin = world.aws.admin_client
+    assert [q for q in admin("sqs").list_queues().get("QueueUrls", []) if "deliveries" in q] == []
+    assert admin("dynamodb").list_tables()["TableNames"] == []
+    assert set(world.aws.policies) == {"lifecycle", "reaper", "listener"}
+    documents = json.dumps(world.aws.policies)
+    assert "dynamodb" not in documents and "webhook-secret" not in documents
+    assert "deliveries" not in documents
 
 
 def test_the_run_stops_listening_before_the_functions_timeout(world):
@@ -219,7 +241,7 @@ def test_a_remembered_session_the_service_already_dropped_is_no_obstacle(world):
 
 
 def test_only_the_listener_may_read_or_write_its_session_parameter(world):
-    for fn in ("scaler", "lifecycle", "reaper"):
+    for fn in ("lifecycle", "reaper"):
         ssm = world.aws.function_sessions[fn].client("ssm", config=DEFAULT_CONFIG)
         denied(lambda ssm=ssm: ssm.get_parameter(Name=LISTENER_SESSION_PARAMETER))
         denied(
@@ -236,7 +258,6 @@ def test_only_the_listener_may_read_or_write_its_session_parameter(world):
             )
         )
     denied(lambda: own.delete_parameter(Name=LISTENER_SESSION_PARAMETER))
-    denied(lambda: own.get_parameter(Name=APP_PARAMETERS["webhook_secret"]))
     listen(world, polls=1)
     used = world.aws.enforcer.used(f"role/{FLEET}-listener")
     assert {a for sid, a in used if sid == "RememberListenerSession"} == {
@@ -246,6 +267,27 @@ def test_only_the_listener_may_read_or_write_its_session_parameter(world):
     unexpected = [c for c in world.aws.enforcer.denied() if c.principal != "user/admin"]
     assert {(c.principal, c.action) for c in unexpected} <= {
         (f"role/{FLEET}-{fn}", action)
-        for fn in ("scaler", "lifecycle", "reaper", "listener")
+        for fn in ("lifecycle", "reaper", "listener")
         for action in ("ssm:GetParameter", "ssm:PutParameter", "ssm:DeleteParameter")
     }
+
+
+def test_release_and_reaper_need_no_ledger_in_this_mode(world):
+    """A busy scale-set runner released (spot warning): deregistration refused, no job to
+    record (GitHub re-queues it); a reaper pass reaps and keeps the group closed, with no
+    redelivery and no ledger. IAM is enforced: neither role has any DynamoDB grant."""
+    job = world.github.queue_job("true", labels=(FLEET,), repository=f"{ORG}/app")
+    listen(world, polls=2)
+    rt = world.runtime("lifecycle", **SCALE_SET)
+    encoded, _ = lifecycle.jit_config(rt, f"{FLEET}-i-0abc")
+    agent = StepAgent(encoded)
+    agent.online()
+    assert agent.take_job()["id"] == job.id
+    released = lifecycle.release_runner(rt, "i-0abc", "spot interruption")
+    assert released["busy"] and released["retry_job"] is None
+    report = reaper.handle({}, world.runtime("reaper", **SCALE_SET))
+    assert report["skipped"] is None and report["errors"] == []
+    assert report["redelivered"] == [] and report["queued_too_long"] == []
+    assert not world.github.calls("GET", "/app/hook/deliveries")
+    unexpected = [c for c in world.aws.enforcer.denied() if c.principal != "user/admin"]
+    assert unexpected == []

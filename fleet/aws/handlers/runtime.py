@@ -138,13 +138,14 @@ class Runtime:
 
     @cached_property
     def queue(self) -> DeliveryQueue:
-        return DeliveryQueue(self.clients.sqs, self.settings.queue_url)
+        return DeliveryQueue(self.clients.sqs, self._webhook_only(self.settings.queue_url))
 
     @cached_property
     def ledger(self) -> DynamoLedger:
+        """The job ledger (webhook mode: scaleSet mode has none, GitHub keeps the jobs)."""
         return DynamoLedger(
             self.clients.dynamodb,
-            self.settings.ledger_table,
+            self._webhook_only(self.settings.ledger_table),
             fleet=self.settings.fleet_name,
             clock=self.clock,
             sleep=self.sleep,
@@ -167,7 +168,13 @@ class Runtime:
         )
 
     def webhook_secret(self) -> str:
-        return self.secrets.get(self.settings.webhook_secret_parameter)
+        return self.secrets.get(self._webhook_only(self.settings.webhook_secret_parameter))
+
+    @staticmethod
+    def _webhook_only(name: str | None) -> str:
+        if name is None:
+            raise ValueError("githubMode scaleSet has no webhook secret, deliveries or ledger")
+        return name
 
     # -- GitHub ---------------------------------------------------------------------------
 
@@ -224,11 +231,17 @@ class Runtime:
         else:
             installation_id = app.installation_id_for_repo(str(scope.repository))
         installation = app.installation_auth(installation_id)
-        bucket = DynamoTokenBucket(
-            self.clients.dynamodb,
-            s.ledger_table,
-            rate_per_minute=s.jit_rate_per_minute,
-            clock=self.clock,
+        # Webhook mode's REST JIT configs share a rate in the ledger table; scaleSet mode's
+        # come from the scale set (lifecycle.jit_config) and there is no table.
+        bucket = (
+            DynamoTokenBucket(
+                self.clients.dynamodb,
+                s.ledger_table,
+                rate_per_minute=s.jit_rate_per_minute,
+                clock=self.clock,
+            )
+            if s.ledger_table is not None
+            else None
         )
         runners = RunnersAPI(
             client,

@@ -151,6 +151,20 @@ def test_scale_set_mode_needs_the_listeners_session_parameter():
         Settings.from_env({**ENV, "FLEET_GITHUB_MODE": "scaleSet"})
     ((name, message),) = caught.value.problems
     assert name == "FLEET_LISTENER_SESSION_PARAMETER"
-    assert "remembers its session" in message
+    assert message.startswith("is not set (") and "remembers its open session" in message
     with pytest.raises(SettingsError, match="FLEET_LISTENER_SESSION_PARAMETER"):
         Settings.from_env({**ENV, **SCALE_SET, "FLEET_LISTENER_SESSION_PARAMETER": "no/slash"})
+
+
+def test_scale_set_mode_needs_no_webhook_secret_queue_or_ledger():
+    webhook_only = ("FLEET_WEBHOOK_SECRET_PARAMETER", "FLEET_QUEUE_URL", "FLEET_LEDGER_TABLE")
+    env = {k: v for k, v in ENV.items() if k not in webhook_only}
+    settings = Settings.from_env({**env, **SCALE_SET})
+    assert (settings.queue_url, settings.ledger_table, settings.webhook_secret_parameter) == (
+        None,
+        None,
+        None,
+    )
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env(env)  # webhook mode: all three are named
+    assert [name for name, _ in caught.value.problems] == list(webhook_only)
