@@ -23,6 +23,7 @@ from fleet.aws.adapters.clients import DEFAULT_CONFIG, aws_clients
 from fleet.aws.handlers import lifecycle, listener, reaper, scaler
 from fleet.aws.handlers.runtime import LAMBDA_RETRY, Runtime
 from fleet.aws.handlers.settings import Settings
+from fleet.core.github.errors import GitHubError
 from tests.fakes.scaleset_agent import StepAgent, threaded_server
 from tests.fakes.scaleset_github import FakeGitHubWithScaleSets
 from tests.integration import moto_asg
@@ -224,6 +225,19 @@ def test_the_next_run_takes_over_the_session_a_dead_run_left_open_at_once(world)
     # The job acquired by the dead run is still counted: the group was sized for it.
     assert world.github.scalesets.job_of(job.id).state == "assigned"
     assert world.aws.group()["DesiredCapacity"] == 1
+
+
+def test_a_take_over_the_service_refuses_is_tried_once(world):
+    """The remembered id is cleared as it is read: if deleting the dead run's session fails
+    (5xx through every retry), this run fails, and the next one does not fail the same way
+    forever; it waits the old session out instead (the 409 path)."""
+    world.github.fail_next(503, times=LAMBDA_RETRY.max_attempts, path_prefix=SESSIONS)
+    assert not listen(world, polls=1)["session_closed"]  # run 1 "dies"
+    world.github.fail_next(503, times=LAMBDA_RETRY.max_attempts, path_prefix=SESSIONS)
+    with pytest.raises(GitHubError):
+        listen(world, polls=1)  # run 2: its take-over is refused
+    assert remembered(world) == {}
+    assert [kind for kind, _, _ in world.github.scalesets.session_events] == ["opened"]
 
 
 def test_a_remembered_session_the_service_already_dropped_is_no_obstacle(world):

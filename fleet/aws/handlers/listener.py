@@ -10,9 +10,11 @@ so a tick that finds it running is throttled and dropped, never queued behind it
    and cleared when the run closes it; a run that died without closing it (timeout, crash)
    left its id there, and this run *takes it over*: deletes it and opens its own at once
    (``core.scaleset_listener``, as a restarted local ``serve`` does). One concurrent
-   execution means the remembered session is never a live run's. A 409 that remains (a
-   session opened but not yet remembered when its run died) is waited out for up to three
-   minutes, then the run gives up and the next tick tries;
+   execution means the remembered session is never a live run's. The id is used once
+   (cleared as it is read), so a take-over that fails is not retried by every later run. A
+   409 that remains (a session opened but not yet remembered when its run died, or a failed
+   take-over) is waited out for up to three minutes, then the run gives up and the next tick
+   tries;
 3. listens until ``LISTEN_MARGIN_SECONDS`` before the function's timeout: each message's
    jobs are acquired and every update runs one scaling cycle (``scaler.run_cycle``) with
    the scale set's count of jobs waiting for a runner (assigned - running) in place of the
@@ -93,6 +95,10 @@ def handle(
         return {"skipped": f"{remaining_seconds:.0f}s left: too little to listen"}
     memory = rt.listener_session
     previous = memory.load()
+    if previous is not None:
+        # Used once: a take-over the service refuses (anything but deleted or unknown) must
+        # not fail every run after this one; the next run then waits the session out.
+        memory.clear()
     report = run_listener(
         rt.scale_sets,
         ScaleSetSpec(name=s.scale_set_name, runner_group=s.runner_group),
