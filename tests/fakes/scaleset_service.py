@@ -113,6 +113,10 @@ class ScaleSetState:
     jobs: dict[int, ScaleSetJob] = field(default_factory=dict)  # by request id
     polls: list[tuple[str, int, int | None]] = field(default_factory=list)  # session, last, cap
     acquired: list[int] = field(default_factory=list)
+    # What happened to sessions, in order: (event, session id, owner); events are "opened",
+    # "conflict" (a 409: the id is the session that holds the scale set), "expired" (dropped
+    # for want of polls) and "deleted".
+    session_events: list[tuple[str, str, str]] = field(default_factory=list)
     _ids: itertools.count = field(default_factory=lambda: itertools.count(1))
     _message_ids: itertools.count = field(default_factory=lambda: itertools.count(1))
     _request_ids: itertools.count = field(default_factory=lambda: itertools.count(9000))
@@ -252,6 +256,7 @@ class ScaleSetState:
             if session.scale_set_id != scale_set_id:
                 continue
             if now - session.last_seen < self.session_expiry:
+                self.session_events.append(("conflict", session.id, owner))
                 return _error(
                     409,
                     CONFLICT_TYPE,
@@ -259,9 +264,11 @@ class ScaleSetState:
                 )
             del self.sessions[session.id]  # expired: its holder stopped polling
             self.changed.notify_all()
+            self.session_events.append(("expired", session.id, session.owner))
         session = FakeSession(str(uuid.uuid4()), scale_set_id, owner, "", 0.0, now)
         self._new_token(session)
         self.sessions[session.id] = session
+        self.session_events.append(("opened", session.id, owner))
         return Reply(200, self.session_body(session))
 
     def _new_token(self, session: FakeSession) -> None:
@@ -271,6 +278,7 @@ class ScaleSetState:
     def close_session(self, session: FakeSession) -> Reply:
         """``DELETE``: the session ends, and so does a long poll held on it, at once."""
         del self.sessions[session.id]
+        self.session_events.append(("deleted", session.id, session.owner))
         self.changed.notify_all()
         return Reply(204)
 

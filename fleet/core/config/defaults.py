@@ -15,6 +15,8 @@ SSM_BUCKET_TAG = "runner-fleet-ssm-bucket"
 # Tags the program sets itself.
 PROGRAM_TAGS = (FLEET_TAG, "managed-by", SSM_BUCKET_TAG)
 SECRET_KEYS = ("githubAppId", "githubAppPrivateKey", "githubWebhookSecret")
+# Only githubMode webhook has a webhook to check signatures of (stack.secret_problems).
+WEBHOOK_SECRET_KEY = SECRET_KEYS[2]
 # How the control plane learns about jobs (stack key githubMode, FLEET_GITHUB_MODE): a public
 # webhook function, or a runner scale set a listener function long-polls (docs/control-plane.md).
 GITHUB_MODES = ("webhook", "scaleSet")

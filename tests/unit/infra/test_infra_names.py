@@ -101,10 +101,11 @@ def environment_bytes(cfg: FleetConfig) -> int:
     return len(json.dumps(variables, ensure_ascii=False).encode("utf-8"))
 
 
-# The functions each githubMode deploys (infra/functions.py): scaleSet a listener, no webhook.
+# The functions each githubMode deploys (infra/functions.py): scaleSet a listener, no webhook
+# and no scaler (the listener runs its cycle).
 MODE_FUNCTIONS = {
     "webhook": ("webhook", "scaler", "lifecycle", "reaper"),
-    "scaleSet": ("listener", "scaler", "lifecycle", "reaper"),
+    "scaleSet": ("listener", "lifecycle", "reaper"),
 }
 
 
@@ -260,7 +261,9 @@ def test_every_name_the_program_sends_is_one_the_config_derived(build_graph, ove
         if resource.typ == typ
     }
     assert sent <= derived
-    assert {cfg.asg_name, cfg.names.kms_alias, cfg.names.ledger_table} <= sent
+    assert {cfg.asg_name, cfg.names.kms_alias} <= sent
+    # The ledger exists in webhook mode only (scaleSet mode has none: docs/control-plane.md).
+    assert (cfg.names.ledger_table in sent) == (not cfg.scale_set)
     hooks = {h["name"] for h in graph.one("aws:autoscaling/group:Group")["initialLifecycleHooks"]}
     assert hooks == {cfg.launch_hook_name, cfg.terminate_hook_name}
 
