@@ -12,6 +12,10 @@ JIT_INSTANCE_TAG = "runner-fleet-instance-arn"
 # Tag on each instance naming the SSM file-transfer bucket of its fleet; the validation
 # inventory (playbooks/inventories/aws_ec2.yml) reads it for the aws_ssm connection.
 SSM_BUCKET_TAG = "runner-fleet-ssm-bucket"
+# Tag on a baked AMI (value "true") that the image lifecycle policy must keep whatever its age:
+# an image you roll back to (docs/deploy-aws.md, "Images"). Never one of the stack's tags, or
+# every image would carry it and none would ever be deleted.
+IMAGE_KEEP_TAG = "runner-fleet-keep"
 # Tags the program sets itself.
 PROGRAM_TAGS = (FLEET_TAG, "managed-by", SSM_BUCKET_TAG)
 SECRET_KEYS = ("githubAppId", "githubAppPrivateKey", "githubWebhookSecret")

@@ -32,15 +32,20 @@ LISTENER_FUNCTION = "listener"
 SCALE_SET_FUNCTIONS = ("lifecycle", "reaper", LISTENER_FUNCTION)
 # The image pipeline's function (infra/bake_function.py): starts a bake.
 BAKE_FUNCTION = "bake"
-# Name suffixes of the fleet's alarms: the control plane's (infra/alarms.py) and the one on
-# runner agents too old for GitHub (infra/agent_freshness.py).
+# Name suffixes of the fleet's alarms: the control plane's (infra/alarms.py), the one on
+# runner agents too old for GitHub (infra/agent_freshness.py) and the bake function's: a bake
+# trigger EventBridge or Lambda gave up on, and the function's errors (infra/bake_function.py).
 AGENT_OUTDATED_ALARM = "runner-agent-outdated"
 QUEUED_TOO_LONG_ALARM = "jobs-queued-too-long"  # webhook mode: from the job ledger
+BAKE_DEAD_LETTERS_ALARM = "bake-dead-letters-not-empty"
+BAKE_ERRORS_ALARM = "bake-errors"
 ALARM_SUFFIXES = (
     "dead-letters-not-empty",
     QUEUED_TOO_LONG_ALARM,
     "boot-failures",
     AGENT_OUTDATED_ALARM,
+    BAKE_DEAD_LETTERS_ALARM,
+    BAKE_ERRORS_ALARM,
 )
 # The control plane's scheduled functions (infra/events.py); in scaleSet mode the listener runs
 # the scaler's cycle, and is scheduled in its place.
@@ -150,8 +155,9 @@ class ResourceNames:
 
     @property
     def image_builder(self) -> str:
-        """The image pipeline's component, recipe, configurations and pipeline (one name per
-        kind). Lowercase: Image Builder lowercases names in ARNs and log group names."""
+        """The image pipeline's component, recipe, configurations, pipeline and lifecycle
+        policy (one name per kind). Lowercase: Image Builder lowercases names in ARNs and log
+        group names."""
         return f"{self.prefix.lower()}-image"
 
     @property
@@ -163,6 +169,11 @@ class ResourceNames:
     def bake_function(self) -> str:
         """The function that starts a pipeline run when the bundle or the recipe changes."""
         return self.function(BAKE_FUNCTION)
+
+    @property
+    def bake_dead_letter_queue(self) -> str:
+        """Bake triggers that failed every retry: EventBridge's and the bake function's own."""
+        return f"{self.prefix}-bake-dead-letters"
 
     # -- SSM parameters ------------------------------------------------------------------------
 
@@ -230,6 +241,7 @@ class ResourceNames:
             ("iam_role", f"{c}-instance-role"),
             ("iam_role", f"{c}-image-build-role"),
             ("iam_role", f"{c}-image-bake-role"),
+            ("iam_role", f"{c}-image-lifecycle-role"),
             ("instance_profile", f"{c}-instance-profile"),
             ("instance_profile", f"{c}-image-build-profile"),
             ("event_rule", f"{c}-control-plane-lifecycle-events"),
@@ -256,6 +268,7 @@ class ResourceNames:
             ("lifecycle_hook", self.terminate_hook),
             ("kms_alias", self.kms_alias),
             ("queue", self.dead_letter_queue),
+            ("queue", self.bake_dead_letter_queue),
         ]
         if self.webhook:
             names += [("queue", self.deliveries_queue), ("table", self.ledger_table)]

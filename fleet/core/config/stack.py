@@ -157,6 +157,9 @@ class FleetConfig(BaseModel):
         DEFAULT_IMAGE_PIPELINE_SCHEDULE,
         description="when the pipeline bakes again: Image Builder cron, six fields, UTC",
     )
+    image_retention: fields.ImageRetention = Field(
+        3, description="baked images kept per recipe version; older ones are deleted"
+    )
     root_volume_gib: int = Field(30, ge=8, le=16384, description="encrypted gp3 root volume size")
     docker_volume_gib: int = Field(
         100, ge=20, le=16384, description="encrypted gp3 volume mounted at /var/lib/docker"

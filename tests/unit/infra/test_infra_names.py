@@ -231,6 +231,7 @@ NAMED = {
     "aws:imagebuilder/infrastructureConfiguration:InfrastructureConfiguration": "name",
     "aws:imagebuilder/distributionConfiguration:DistributionConfiguration": "name",
     "aws:imagebuilder/imagePipeline:ImagePipeline": "name",
+    "aws:imagebuilder/lifecyclePolicy:LifecyclePolicy": "name",
 }
 # Autonamed resources: Pulumi appends '-' and 7 random characters to the logical name.
 AUTONAME_SUFFIX = 8
