@@ -213,7 +213,11 @@ def test_no_policy_or_environment_names_a_webhook_leftover(scale_set_graph):
 def test_webhook_mode_keeps_its_secret_queue_ledger_and_scaler(default_graph):
     assert len(default_graph.of_type("aws:dynamodb/table:Table")) == 1
     queues = {r.inputs["name"] for r in default_graph.of_type("aws:sqs/queue:Queue")}
-    assert queues == {"runner-fleet-main-deliveries", "runner-fleet-main-dead-letters"}
+    assert queues == {
+        "runner-fleet-main-deliveries",
+        "runner-fleet-main-dead-letters",
+        "runner-fleet-main-bake-dead-letters",  # the image pipeline's bake triggers
+    }
     parameters = {r.inputs["name"] for r in default_graph.of_type("aws:ssm/parameter:Parameter")}
     assert "/runner-fleet/main/github-app/webhook-secret" in parameters
     assert "runner-fleet-main-scaler" in functions(default_graph)
