@@ -208,6 +208,12 @@ def _latency_lines(latency: Mapping[str, Summary] | None, acquired: Summary | No
     lines += [
         "",
         f"Scale-set path, job queued to job acquired by the listener (median): {acquired_text}.",
+        "",
+        "With an idle warm host the job waits only for that runner's next poll (the stand-in "
+        "agent asks each second), on both paths alike: those rows spread over 0-1 s and their "
+        "ratio is noise. Without one, the time is the host's start (about 1 s), its boot and "
+        "JIT config, and its agent coming online; the path's own share is the acquire above "
+        "against a webhook's delivery.",
     ]
     return lines
 
