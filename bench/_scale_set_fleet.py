@@ -3,7 +3,8 @@
 Set up as tests/e2e/test_local_fleet.py and tests/e2e/test_local_scale_set.py do: the fleet's
 network, the FAKE agent served on its gateway, the FAKE GitHub with scale sets on that gateway
 (threaded: a long poll holds a thread), the fleet's GitHub settings in the environment, and
-the commands run through ``fleet.cli`` (``serve`` on a thread, from ``build_autoscaler``).
+the commands run through ``fleet.cli`` (``serve`` on a thread, from ``build_autoscaler``;
+``FLEET_BENCH_TRACE=1`` prints its lines as they come, stamped).
 On one fleet and one baked image, in this order:
 
 1. ``up --runners 1`` (the bake, once; the host registered through the REST API);
@@ -26,6 +27,7 @@ import os
 import secrets
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -53,6 +55,8 @@ from tests.fakes.scaleset_github import FakeGitHubWithScaleSets
 WEBHOOK_SECRET = "bench-webhook-secret"  # noqa: S105 - a throwaway secret for the fake
 RUN_LIMIT = 300.0  # seconds any one wait may take
 JOB = "echo bench-job"
+# FLEET_BENCH_TRACE=1: print serve's lines as they come, stamped.
+TRACE = os.environ.get("FLEET_BENCH_TRACE") == "1"
 
 
 @contextmanager
@@ -71,8 +75,18 @@ def _environment(values: Mapping[str, str]) -> Iterator[None]:
 
 @contextmanager
 def _serving(argv: list[str], lines: list[str]) -> Iterator[Any]:
-    """``python -m fleet serve ARGV`` on a thread, stopped (bounded) at the end."""
-    autoscaler = cli.build_autoscaler(cli.parser().parse_args(argv), report=lines.append)
+    """``python -m fleet serve ARGV`` on a thread, stopped (bounded) at the end; with
+    ``TRACE`` set, serve's lines are printed as they come, stamped (where the time goes)."""
+
+    def report(line: str) -> None:
+        lines.append(line)
+        if TRACE:
+            now = time.time()
+            millis = int(now * 1000) % 1000
+            stamp = time.strftime("%H:%M:%S", time.localtime(now)) + f".{millis:03d}"
+            print(f"  serve {stamp} {line}", flush=True)
+
+    autoscaler = cli.build_autoscaler(cli.parser().parse_args(argv), report=report)
     thread = threading.Thread(target=autoscaler.run, daemon=True, name="serve")
     thread.start()
     try:

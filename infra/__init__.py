@@ -11,6 +11,7 @@ Use from another Pulumi program (see examples/two-fleets):
                 FleetSettings(githubScope="my-org", fleetName="arm", architecture="arm64")
             ),
             github_app=GithubAppSecrets(app_id=..., private_key=..., webhook_secret=...),
+            # githubMode scaleSet: no webhook secret (webhook_secret=None)
         ),
     )
 

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 import pulumi
 import pulumi_aws as aws
 
-from infra.config import ResourceNames
+from infra.config import ResourceNames, alarm_suffixes
 
 # Alarms on the fleet's own metrics (the functions publish them, dimension Fleet):
 # key -> (alarm name after the prefix, metric, statistic, description).
@@ -68,8 +68,10 @@ def control_plane_alarms(
     dead_letters: aws.sqs.Queue,
     tags: Mapping[str, str],
     opts: pulumi.ResourceOptions,
+    github_mode: str = "webhook",
 ) -> dict[str, aws.cloudwatch.MetricAlarm]:
-    """Dead letters not empty, jobs queued too long, instances that never registered."""
+    """Dead letters not empty, jobs queued too long (webhook mode: the ledger's jobs; nothing
+    emits the metric in scaleSet mode), instances that never registered."""
     alarms = {
         "dead-letters": nonzero_alarm(
             f"{name}-dead-letters-alarm",
@@ -84,6 +86,8 @@ def control_plane_alarms(
         )
     }
     for key, (name_suffix, metric_name, statistic, description) in FLEET_ALARMS.items():
+        if name_suffix not in alarm_suffixes(github_mode):
+            continue
         alarms[key] = nonzero_alarm(
             f"{name}-{key}-alarm",
             alarm_name=names.alarm(name_suffix),

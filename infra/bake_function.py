@@ -1,4 +1,9 @@
-"""The function that starts one run of the fleet's image pipeline (on a new recipe)."""
+"""The function that starts one run of the fleet's image pipeline (on a new recipe, or when the
+outdated-agent alarm fires), and what keeps a bake trigger from being lost: an asynchronous
+invocation (EventBridge's) that fails Lambda's retries lands in the function's dead-letter
+queue, where EventBridge also puts what it could not deliver (infra/agent_freshness.py), and
+alarms fire on anything there and on the function's errors. Like the control plane's alarms
+they have no actions: subscribe your paging to them."""
 
 from __future__ import annotations
 
@@ -8,7 +13,9 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from infra.config import BAKE_FUNCTION, FleetConfig
+from fleet.core.config.names import BAKE_DEAD_LETTERS_ALARM, BAKE_ERRORS_ALARM
+from infra.alarms import nonzero_alarm
+from infra.config import BAKE_FUNCTION, FleetConfig, ResourceNames
 from infra.functions import LAMBDA_ARCHITECTURE, LAMBDA_RUNTIME, LOG_RETENTION_DAYS
 from infra.iam_functions import lambda_trust_policy
 from infra.iam_images import bake_trigger_policy
@@ -28,6 +35,12 @@ def handler(event, context):
     print(f"started {started['imageBuildVersionArn']}: {reason}")
     return {"imageBuildVersionArn": started["imageBuildVersionArn"]}
 '''
+# Lambda's retries of an asynchronous invocation that fails (its default, written out), and how
+# long an event may wait: a bake the outdated-agent alarm asked for is still wanted an hour on.
+ASYNC_RETRIES = 2
+ASYNC_MAX_EVENT_AGE_SECONDS = 3600
+# What lands in the dead-letter queue stays 14 days (SQS's longest).
+DEAD_LETTER_RETENTION_SECONDS = 14 * 24 * 3600
 
 
 class BakeFunction(pulumi.ComponentResource):
@@ -58,6 +71,15 @@ class BakeFunction(pulumi.ComponentResource):
             account_id=account_id,
             pipeline_name=names.image_builder,
             log_group=log_group_name,
+            dead_letter_queue=names.bake_dead_letter_queue,
+        )
+        self.dead_letters = aws.sqs.Queue(
+            f"{name}-dead-letters",
+            name=names.bake_dead_letter_queue,
+            message_retention_seconds=DEAD_LETTER_RETENTION_SECONDS,
+            sqs_managed_sse_enabled=True,
+            tags=tags,
+            opts=child,
         )
         role = aws.iam.Role(
             f"{name}-role",
@@ -96,4 +118,51 @@ class BakeFunction(pulumi.ComponentResource):
             tags=tags,
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.policy, log_group]),
         )
-        self.register_outputs({"function_name": self.function.name})
+        aws.lambda_.FunctionEventInvokeConfig(
+            f"{name}-async",
+            function_name=self.function.name,
+            maximum_retry_attempts=ASYNC_RETRIES,
+            maximum_event_age_in_seconds=ASYNC_MAX_EVENT_AGE_SECONDS,
+            destination_config=aws.lambda_.FunctionEventInvokeConfigDestinationConfigArgs(
+                on_failure=aws.lambda_.FunctionEventInvokeConfigDestinationConfigOnFailureArgs(
+                    destination=self.dead_letters.arn
+                )
+            ),
+            opts=child,
+        )
+        self.alarms = self._alarms(name, names, tags, child)
+        self.register_outputs(
+            {"function_name": self.function.name, "dead_letters": self.dead_letters.url}
+        )
+
+    def _alarms(
+        self, name: str, names: ResourceNames, tags: dict[str, str], child: pulumi.ResourceOptions
+    ) -> dict[str, aws.cloudwatch.MetricAlarm]:
+        """A bake trigger in the dead-letter queue; the function failing (either way a bake
+        did not start: start one by hand, docs/deploy-aws.md)."""
+        return {
+            "dead-letters": nonzero_alarm(
+                f"{name}-dead-letters-alarm",
+                alarm_name=names.alarm(BAKE_DEAD_LETTERS_ALARM),
+                description="A bake trigger failed every retry (EventBridge or Lambda): no bake "
+                "started; see the message in the queue and start a bake by hand",
+                namespace="AWS/SQS",
+                metric_name="ApproximateNumberOfMessagesVisible",
+                dimensions={"QueueName": self.dead_letters.name},
+                statistic="Maximum",
+                tags=tags,
+                opts=child,
+            ),
+            "errors": nonzero_alarm(
+                f"{name}-errors-alarm",
+                alarm_name=names.alarm(BAKE_ERRORS_ALARM),
+                description="The bake function failed: a bake may not have started; see its "
+                f"log {names.log_group(BAKE_FUNCTION)}",
+                namespace="AWS/Lambda",
+                metric_name="Errors",
+                dimensions={"FunctionName": self.function.name},
+                statistic="Sum",
+                tags=tags,
+                opts=child,
+            ),
+        }

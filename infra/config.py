@@ -26,8 +26,10 @@ from fleet.core.config.defaults import (
     GITHUB_MODES,
     JIT_INSTANCE_TAG,
     NAMESPACE,
+    SCALE_SET_MODE,
     SECRET_KEYS,
     SSM_BUCKET_TAG,
+    WEBHOOK_SECRET_KEY,
 )
 from fleet.core.config.names import (
     ALARM_SUFFIXES,
@@ -35,10 +37,18 @@ from fleet.core.config.names import (
     CONTROL_PLANE_FUNCTIONS,
     LISTENER_FUNCTION,
     ResourceNames,
+    alarm_suffixes,
     control_plane_functions,
 )
 from fleet.core.config.rules import FLEET_NAME, NAME_RULES, tag_text_allowed
-from fleet.core.config.stack import KEYS, ConfigError, FleetConfig, parse_config
+from fleet.core.config.stack import (
+    KEYS,
+    ConfigError,
+    FleetConfig,
+    parse_config,
+    required_secret_keys,
+    secret_problems,
+)
 from fleet.core.config.typed import FleetSettings
 
 __all__ = [
@@ -56,6 +66,7 @@ __all__ = [
     "LISTENER_FUNCTION",
     "NAMESPACE",
     "NAME_RULES",
+    "SCALE_SET_MODE",
     "SECRET_KEYS",
     "SSM_BUCKET_TAG",
     "ConfigError",
@@ -63,10 +74,13 @@ __all__ = [
     "FleetSettings",
     "GithubAppSecrets",
     "ResourceNames",
+    "alarm_suffixes",
     "control_plane_functions",
     "image_builder_cron_problem",
     "parse_config",
     "read_config",
+    "required_secret_keys",
+    "secret_problems",
     "tag_text_allowed",
 ]
 
@@ -77,7 +91,7 @@ class GithubAppSecrets:
 
     app_id: Any
     private_key: Any
-    webhook_secret: Any
+    webhook_secret: Any = None  # githubMode webhook only
 
 
 def read_config(config: Any = None) -> tuple[FleetConfig, GithubAppSecrets]:
@@ -97,18 +111,12 @@ def read_config(config: Any = None) -> tuple[FleetConfig, GithubAppSecrets]:
             continue
         value = runtime_config.get_config(full_key)
         raw[key] = value if _is_string_key(key) else _decode(key, value, problems)
-    for key in SECRET_KEYS:
-        full_key = prefix + key
-        if runtime_config.get_config(full_key) is None:
-            problems.append((key, f"is required: pulumi config set --secret {key} <value>"))
-        elif not (runtime_config.is_config_secret(full_key) or full_key in secret_keys):
-            problems.append(
-                (
-                    key,
-                    f"is stored in plain text: run pulumi config set --secret "
-                    f"{key} <value> so it is encrypted in the stack file",
-                )
-            )
+    given = {
+        key: runtime_config.is_config_secret(prefix + key) or prefix + key in secret_keys
+        for key in SECRET_KEYS
+        if runtime_config.get_config(prefix + key) is not None
+    }
+    problems += secret_problems(raw.get("githubMode"), given)
     try:
         fleet = parse_config(raw)
     except ConfigError as error:
@@ -118,7 +126,7 @@ def read_config(config: Any = None) -> tuple[FleetConfig, GithubAppSecrets]:
     secrets = GithubAppSecrets(
         app_id=config.require_secret("githubAppId"),
         private_key=config.require_secret("githubAppPrivateKey"),
-        webhook_secret=config.require_secret("githubWebhookSecret"),
+        webhook_secret=(None if fleet.scale_set else config.require_secret(WEBHOOK_SECRET_KEY)),
     )
     return fleet, secrets
 

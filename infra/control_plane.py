@@ -12,6 +12,11 @@ with its own role whose policy is a pure document from infra/iam_functions.py:
 * reaper <- a 2-minute schedule: dead, offline and expired runners, leftover parameters,
   redelivery of failed webhook deliveries, stale jobs, runner-group public access.
 
+githubMode scaleSet deploys a listener (a 1-minute schedule, one concurrent execution) in
+place of the webhook and the scaler, plus the SSM String parameter where it remembers its
+session; it has no webhook secret, deliveries queue, ledger or queued-too-long alarm (nothing
+in that mode would use them: docs/control-plane.md).
+
 Events that fail every retry (EventBridge targets, Lambda async invocations) and messages
 that fail `maxReceiveCount` times land in the dead-letter queue, which is alarmed; so are jobs
 queued too long and instances that never register. Log groups are created here with a
@@ -30,10 +35,10 @@ import pulumi
 import pulumi_aws as aws
 
 from infra.alarms import control_plane_alarms
-from infra.config import FLEET_TAG, ResourceNames
+from infra.config import FLEET_TAG, SCALE_SET_MODE, ResourceNames
 from infra.events import Events
 from infra.functions import FUNCTION_SPECS, LAMBDA_ARCHITECTURE, Functions, functions_for
-from infra.iam_functions import FUNCTIONS, SCALER, ControlPlaneResources, function_policies
+from infra.iam_functions import SCALER, ControlPlaneResources, function_policies
 from infra.lambda_package import build_lambda_package
 from infra.ledger_table import ledger_table
 from infra.queues import Queues
@@ -82,6 +87,12 @@ class ControlPlaneArgs:
     metrics_namespace: str = METRICS_NAMESPACE
     # "webhook" (a public webhook function) or "scaleSet" (a listener function, no public URL).
     github_mode: str = "webhook"
+    # scaleSet mode: the SSM String parameter where the listener remembers its session.
+    listener_session_parameter: str | None = None
+
+    @property
+    def scale_set(self) -> bool:
+        return self.github_mode == SCALE_SET_MODE
 
 
 def function_environment(
@@ -89,14 +100,15 @@ def function_environment(
     *,
     asg_name: str,
     kms_key_arn: str,
-    queue_url: str,
-    ledger_table: str,
+    queue_url: str | None,
+    ledger_table: str | None,
     partition: str,
     account_id: str,
 ) -> dict[str, str]:
-    """The functions' environment (fleet/aws/handlers/settings.py reads it): names only."""
+    """The functions' environment (fleet/aws/handlers/settings.py reads it): names only. The
+    webhook secret, the deliveries queue and the ledger exist in webhook mode only."""
     names = args.github_app_parameter_names
-    return {
+    environment = {
         "FLEET_NAME": args.fleet_name,
         "FLEET_GITHUB_SCOPE": args.github_scope,
         "FLEET_GITHUB_API_URL": args.github_api_url,
@@ -105,7 +117,7 @@ def function_environment(
         "FLEET_ALLOW_PUBLIC_REPOSITORIES": "true" if args.allow_public_repositories else "false",
         "FLEET_APP_ID_PARAMETER": names["app_id"],
         "FLEET_APP_PRIVATE_KEY_PARAMETER": names["private_key"],
-        "FLEET_WEBHOOK_SECRET_PARAMETER": names["webhook_secret"],
+        "FLEET_WEBHOOK_SECRET_PARAMETER": names.get("webhook_secret"),
         "FLEET_ASG_NAME": asg_name,
         "FLEET_FLEET_TAG": FLEET_TAG,
         "FLEET_KMS_KEY_ARN": kms_key_arn,
@@ -123,7 +135,24 @@ def function_environment(
         "FLEET_MAX_LIFETIME_MINUTES": str(args.max_runner_lifetime_minutes),
         "FLEET_JOB_TIMEOUT_MINUTES": str(args.job_timeout_minutes),
         "FLEET_GITHUB_MODE": args.github_mode,
+        **_scale_set_environment(args),
     }
+    webhook_only = ("FLEET_WEBHOOK_SECRET_PARAMETER", "FLEET_QUEUE_URL", "FLEET_LEDGER_TABLE")
+    if args.scale_set:
+        return {k: v for k, v in environment.items() if k not in webhook_only}
+    missing = [k for k in webhook_only if not environment[k]]
+    if missing:
+        raise ValueError(f"githubMode webhook needs {', '.join(missing)}")
+    return environment  # type: ignore[return-value]  # every value is set
+
+
+def _scale_set_environment(args: ControlPlaneArgs) -> dict[str, str]:
+    """The variables only scaleSet mode has (webhook mode's environment is unchanged)."""
+    if not args.scale_set:
+        return {}
+    if not args.listener_session_parameter:
+        raise ValueError("githubMode scaleSet needs listener_session_parameter")
+    return {"FLEET_LISTENER_SESSION_PARAMETER": args.listener_session_parameter}
 
 
 class ControlPlane(pulumi.ComponentResource):
@@ -145,6 +174,7 @@ class ControlPlane(pulumi.ComponentResource):
             field.name: getattr(args, field.name)
             for field in dataclasses.fields(args)
             if field.name not in ("tags", "build_dir", "project_root")
+            and (args.scale_set or field.name != "listener_session_parameter")
         }
         self.settings["runner_labels"] = list(args.runner_labels)
         self.settings["github_app_parameter_names"] = dict(args.github_app_parameter_names)
@@ -157,7 +187,7 @@ class ControlPlane(pulumi.ComponentResource):
             project_root, args.build_dir or project_root / "build", architecture=LAMBDA_ARCHITECTURE
         )
         function_names = {fn: names.function(fn) for fn in functions_for(args.github_mode)}
-        function_names.update({fn: names.function(fn) for fn in FUNCTIONS})
+        webhook = not args.scale_set  # the deliveries queue and the ledger: webhook mode only
         queues = Queues(
             name,
             names,
@@ -165,9 +195,11 @@ class ControlPlane(pulumi.ComponentResource):
             visibility_timeout=6 * FUNCTION_SPECS[SCALER].timeout,
             tags=tags,
             opts=child,
+            webhook=webhook,
         )
         self.dead_letter_queue, self.queue = queues.dead_letters, queues.deliveries
-        self.table = ledger_table(name, names, tags=tags, opts=child)
+        self.table = ledger_table(name, names, tags=tags, opts=child) if webhook else None
+        self.listener_session = self._listener_session(name, args, tags, child)
         self.policy_documents = self._policies(args, account, function_names)
         parts = Functions(
             name,
@@ -183,7 +215,8 @@ class ControlPlane(pulumi.ComponentResource):
         )
         self.functions, self.log_groups = parts.functions, parts.log_groups
         self.webhook_url = parts.webhook_url
-        parts.feed_scaler(name, self.queue, child)
+        if self.queue is not None:
+            parts.feed_scaler(name, self.queue, child)
         Events(
             name,
             fleet_name=args.fleet_name,
@@ -202,12 +235,13 @@ class ControlPlane(pulumi.ComponentResource):
             dead_letters=self.dead_letter_queue,
             tags=tags,
             opts=child,
+            github_mode=args.github_mode,
         )
-        # scaleSet mode: no webhook function, no public URL.
+        # scaleSet mode: no webhook function, no public URL, no deliveries queue, no ledger.
         self.webhook_url_value = self.webhook_url.function_url if self.webhook_url else None
-        self.queue_url = self.queue.url
+        self.queue_url = self.queue.url if self.queue is not None else None
         self.dead_letter_queue_url = self.dead_letter_queue.url
-        self.ledger_table = self.table.name
+        self.ledger_table = self.table.name if self.table is not None else None
         self.register_outputs(
             {
                 **self.settings,
@@ -218,13 +252,35 @@ class ControlPlane(pulumi.ComponentResource):
             }
         )
 
+    @staticmethod
+    def _listener_session(
+        name: str, args: ControlPlaneArgs, tags: Mapping[str, str], child: pulumi.ResourceOptions
+    ) -> aws.ssm.Parameter | None:
+        """scaleSet mode: where the listener remembers the session it holds (``{}``: none).
+        The listener writes it at run time; the stack owns it (so destroy removes it) and
+        leaves its value alone."""
+        if not args.scale_set:
+            return None
+        return aws.ssm.Parameter(
+            f"{name}-listener-session",
+            name=args.listener_session_parameter,
+            description="scale-set session the listener function holds ({} when none)",
+            type="String",
+            tier="Standard",
+            value="{}",
+            tags=dict(tags),
+            opts=pulumi.ResourceOptions.merge(
+                child, pulumi.ResourceOptions(ignore_changes=["value"])
+            ),
+        )
+
     def _policies(
         self, args: ControlPlaneArgs, account: _Account, function_names: dict[str, str]
     ) -> pulumi.Output[dict[str, str]]:
         """Each function's policy document (infra/iam_functions.py) as JSON, once ARNs are known."""
 
-        def render(values: Sequence[str]) -> dict[str, str]:
-            kms_key_arn, queue_arn, dlq_arn, table_arn = values
+        def render(values: Sequence[str | None]) -> dict[str, str]:
+            kms_key_arn, dlq_arn, queue_arn, table_arn = values
             resources = ControlPlaneResources(
                 partition=account.partition,
                 region=account.region,
@@ -239,20 +295,25 @@ class ControlPlane(pulumi.ComponentResource):
                 metrics_namespace=args.metrics_namespace,
                 github_app_parameter_names=args.github_app_parameter_names,
                 function_names=function_names,
+                listener_session_parameter=args.listener_session_parameter,
             )
             return {fn: json.dumps(doc) for fn, doc in function_policies(resources).items()}
 
         return pulumi.Output.all(
             args.kms_key_arn,
-            self.queue.arn,
             self.dead_letter_queue.arn,
-            self.table.arn,
+            self.queue.arn if self.queue is not None else None,
+            self.table.arn if self.table is not None else None,
         ).apply(render)
 
     def _environment(
         self, args: ControlPlaneArgs, account: _Account
     ) -> pulumi.Output[dict[str, str]]:
-        return pulumi.Output.all(args.kms_key_arn, self.queue.url, self.table.name).apply(
+        return pulumi.Output.all(
+            args.kms_key_arn,
+            self.queue.url if self.queue is not None else None,
+            self.table.name if self.table is not None else None,
+        ).apply(
             lambda values: function_environment(
                 args,
                 asg_name=args.asg_name,

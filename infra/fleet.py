@@ -111,6 +111,7 @@ def control_plane_args(
         max_runner_lifetime_minutes=cfg.max_runner_lifetime_minutes,
         registration_timeout_minutes=cfg.registration_timeout_minutes,
         github_mode=cfg.github_mode,
+        listener_session_parameter=cfg.names.listener_session_parameter if cfg.scale_set else None,
         name_prefix=cfg.names.prefix,
         partition=partition,
         region=region,
@@ -118,6 +119,18 @@ def control_plane_args(
         tags=cfg.all_tags,
         build_dir=build_dir,
     )
+
+
+def check_webhook_secret(cfg: FleetConfig, github_app: GithubAppSecrets) -> None:
+    """A webhook secret exactly in webhook mode (read_config ensures it for a stack; a program
+    that builds ``GithubAppSecrets`` itself is told here)."""
+    if cfg.scale_set and github_app.webhook_secret is not None:
+        message = "githubMode scaleSet takes no webhooks: pass webhook_secret=None"
+    elif not cfg.scale_set and github_app.webhook_secret is None:
+        message = "githubMode webhook checks webhook signatures: pass the webhook secret"
+    else:
+        return
+    raise ConfigError([("githubWebhookSecret", message)])
 
 
 class RunnerFleet(pulumi.ComponentResource):
@@ -139,6 +152,7 @@ class RunnerFleet(pulumi.ComponentResource):
         account_id = aws.get_caller_identity().account_id
         region = aws.get_region().region
         check_instance_types(cfg, region)
+        check_webhook_secret(cfg, args.github_app)
         zones: list[str] = []
         if cfg.creates_vpc:
             zones = list(aws.get_availability_zones(state="available").names)

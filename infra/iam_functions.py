@@ -32,12 +32,14 @@ class ControlPlaneResources:
     asg_name: str
     parameter_root: str
     kms_key_arn: str
-    queue_arn: str
+    queue_arn: str | None  # the deliveries queue: webhook mode only
     dead_letter_queue_arn: str
-    table_arn: str
+    table_arn: str | None  # the job ledger: webhook mode only
     metrics_namespace: str
     github_app_parameter_names: Mapping[str, str]
     function_names: Mapping[str, str]
+    # scaleSet mode: the SSM String parameter where the listener remembers its session.
+    listener_session_parameter: str | None = None
 
     def parameter_arn(self, name: str) -> str:
         return ssm_parameter_arn(self.partition, self.region, self.account_id, name)
@@ -92,6 +94,8 @@ def _github_app(r: ControlPlaneResources) -> list[dict[str, Any]]:
 
 
 def _ledger(r: ControlPlaneResources) -> list[dict[str, Any]]:
+    if r.table_arn is None:
+        return []  # scaleSet mode: no ledger
     return [
         {
             "Sid": "ReadWriteLedger",
@@ -187,17 +191,21 @@ def webhook_policy(r: ControlPlaneResources) -> dict[str, Any]:
     )
 
 
-def scaler_policy(r: ControlPlaneResources) -> dict[str, Any]:
-    """The scaler consumes deliveries, keeps the ledger and sizes its own group."""
+def scaler_policy(r: ControlPlaneResources, function: str = SCALER) -> dict[str, Any]:
+    """The scaler consumes deliveries, keeps the ledger and sizes its own group (``function``:
+    whose log group; the listener runs the same cycle)."""
+    deliveries = [
+        {
+            # What the SQS event source mapping does with this role.
+            "Sid": "ConsumeDeliveries",
+            "Effect": "Allow",
+            "Action": ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"],
+            "Resource": r.queue_arn,
+        }
+    ]
     return _policy(
         [
-            {
-                # What the SQS event source mapping does with this role.
-                "Sid": "ConsumeDeliveries",
-                "Effect": "Allow",
-                "Action": ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"],
-                "Resource": r.queue_arn,
-            },
+            *(deliveries if r.queue_arn is not None else []),
             *_github_app(r),
             *_ledger(r),
             {
@@ -207,7 +215,7 @@ def scaler_policy(r: ControlPlaneResources) -> dict[str, Any]:
                 "Resource": "*",
             },
             _scale_own_group(r),
-            *_common(r, SCALER),
+            *_common(r, function),
         ]
     )
 
@@ -291,27 +299,36 @@ LISTENER = LISTENER_FUNCTION  # githubMode scaleSet only
 
 def listener_policy(r: ControlPlaneResources) -> dict[str, Any]:
     """The scale-set listener runs the scaler's cycle in-process: the scaler's permissions,
-    without consuming the deliveries queue, writing its own log group."""
-    policy = scaler_policy(r)
-    statements = []
-    for statement in policy["Statement"]:
-        if statement.get("Sid") == "ConsumeDeliveries":
-            continue
-        if statement.get("Sid") == "WriteOwnLogs":
-            statement = {**statement, "Resource": r.log_group_arn(LISTENER)}
-        statements.append(statement)
+    without the deliveries queue and the ledger (scaleSet mode has neither), writing its own
+    log group; and it reads and writes the one String parameter where it remembers its
+    session (no key: not a secret)."""
+    if not r.listener_session_parameter:
+        raise ValueError("the listener policy needs listener_session_parameter")
+    policy = scaler_policy(r, LISTENER)
+    statements: list[dict[str, Any]] = [
+        {
+            "Sid": "RememberListenerSession",
+            "Effect": "Allow",
+            "Action": ["ssm:GetParameter", "ssm:PutParameter"],
+            "Resource": r.parameter_arn(r.listener_session_parameter),
+        }
+    ]
+    statements += [s for s in policy["Statement"] if s.get("Sid") != "ConsumeDeliveries"]
     return {**policy, "Statement": statements}
 
 
+POLICIES = {
+    WEBHOOK: webhook_policy,
+    SCALER: scaler_policy,
+    LIFECYCLE: lifecycle_policy,
+    REAPER: reaper_policy,
+    LISTENER: listener_policy,
+}
+
+
 def function_policies(r: ControlPlaneResources) -> dict[str, dict[str, Any]]:
-    """Every function's inline policy, by function."""
-    return {
-        WEBHOOK: webhook_policy(r),
-        SCALER: scaler_policy(r),
-        LIFECYCLE: lifecycle_policy(r),
-        REAPER: reaper_policy(r),
-        **({LISTENER: listener_policy(r)} if LISTENER in r.function_names else {}),
-    }
+    """The inline policy of each function ``r`` names (those its githubMode deploys)."""
+    return {fn: make(r) for fn, make in POLICIES.items() if fn in r.function_names}
 
 
 def dead_letter_queue_policy(*, queue_arn: str, rule_arns: Sequence[str]) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""IAM documents of the image pipeline: the build instance and the bake function.
+"""IAM documents of the image pipeline: the build instance, the bake function and the image
+lifecycle policy's execution role.
 
 Pure functions of names and ARNs, like infra/iam.py (whose bundle statements the build
 instance shares with runner instances).
@@ -9,6 +10,30 @@ from __future__ import annotations
 from typing import Any
 
 from infra.iam import SSM_READ_ACTIONS, read_bundle_statements, ssm_parameter_arn
+
+# What Image Builder's lifecycle policies run with (AWS managed): deregister AMIs tagged
+# CreatedBy: EC2 Image Builder, delete their snapshots and Image Builder's image records, and
+# the deprecate and disable actions this program does not use. AWS documents what the policy
+# may do, not the calls a lifecycle execution makes, so no narrower document is written here.
+LIFECYCLE_EXECUTION_POLICY = "service-role/EC2ImageBuilderLifecycleExecutionPolicy"
+
+
+def lifecycle_execution_policy_arn(partition: str) -> str:
+    return f"arn:{partition}:iam::aws:policy/{LIFECYCLE_EXECUTION_POLICY}"
+
+
+def image_lifecycle_trust_policy(dns_suffix: str) -> dict[str, Any]:
+    """The lifecycle policy's execution role: Image Builder may assume it, nothing else."""
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"Service": f"imagebuilder.{dns_suffix}"},
+                "Action": "sts:AssumeRole",
+            }
+        ],
+    }
 
 
 def image_builder_arn(partition: str, region: str, account_id: str, kind: str, name: str) -> str:
@@ -66,10 +91,17 @@ def image_build_instance_policy(
 
 
 def bake_trigger_policy(
-    *, partition: str, region: str, account_id: str, pipeline_name: str, log_group: str
+    *,
+    partition: str,
+    region: str,
+    account_id: str,
+    pipeline_name: str,
+    log_group: str,
+    dead_letter_queue: str,
 ) -> dict[str, Any]:
     """The bake function starts its own pipeline (StartImagePipelineExecution needs
-    GetImagePipeline too) and writes its log; nothing else."""
+    GetImagePipeline too), writes its log, and reports an asynchronous invocation that failed
+    every retry to its dead-letter queue (Lambda sends it with this role); nothing else."""
     return {
         "Version": "2012-10-17",
         "Statement": [
@@ -89,6 +121,12 @@ def bake_trigger_policy(
                 "Effect": "Allow",
                 "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
                 "Resource": f"arn:{partition}:logs:{region}:{account_id}:log-group:{log_group}:*",
+            },
+            {
+                "Sid": "ReportFailedBakes",
+                "Effect": "Allow",
+                "Action": "sqs:SendMessage",
+                "Resource": f"arn:{partition}:sqs:{region}:{account_id}:{dead_letter_queue}",
             },
         ],
     }

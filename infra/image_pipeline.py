@@ -21,6 +21,9 @@ The life of an image:
   the recipe changes: the component's and the recipe's versions are digests of what they hold
   (the bundle key, the boot script, the stock image), and a change starts a run through the
   bake function (an `aws.lambda_.Invocation` keyed on the recipe).
+* Old images do not pile up: a lifecycle policy keeps the newest imageRetention images of the
+  recipe (per recipe version) and deletes older ones with their AMIs and snapshots, never the
+  one the parameter names (infra/image_retention.py).
 
 AWS limits respected here: a component document is at most 16,000 characters inline
 (checked, `COMPONENT_DATA_MAX_CHARS`); semantic versions are three numbers of at most 2^30-1;
@@ -42,6 +45,7 @@ from infra.functions import LOG_RETENTION_DAYS
 from infra.iam import SSM_MANAGED_INSTANCE_CORE, instance_trust_policy
 from infra.iam_images import image_build_instance_policy
 from infra.image_component import component_document, content_version
+from infra.image_retention import image_lifecycle_policy
 from infra.launch_template import Image
 from infra.user_data import UserDataSettings
 
@@ -90,8 +94,8 @@ class RunnerImagePipelineArgs:
 
 
 class RunnerImagePipeline(pulumi.ComponentResource):
-    """Component, recipe, build infrastructure, distribution, pipeline, image parameter, and
-    the function that starts a bake when the recipe changes."""
+    """Component, recipe, build infrastructure, distribution, pipeline, image parameter, the
+    function that starts a bake when the recipe changes, and the lifecycle policy."""
 
     def __init__(
         self, name: str, args: RunnerImagePipelineArgs, opts: pulumi.ResourceOptions | None = None
@@ -101,6 +105,15 @@ class RunnerImagePipeline(pulumi.ComponentResource):
         self._recipe(name, args)
         self._distribution(name, args)
         self._pipeline(name, args)
+        self.lifecycle_policy = image_lifecycle_policy(
+            name,
+            config=args.config,
+            recipe=self.recipe,
+            partition=args.partition,
+            dns_suffix=args.dns_suffix,
+            tags=args.tags,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
         self.image_parameter_name = self.image_parameter.name
         self.launch_image_id = self.image_parameter.name.apply(lambda n: f"resolve:ssm:{n}")
         self.pipeline_arn = self.pipeline.arn

@@ -1,5 +1,6 @@
-"""The control plane's queues: webhook deliveries to the scaler, and the dead letters every
-part of the control plane sends what failed all its retries to (alarmed in ``alarms``)."""
+"""The control plane's queues: webhook deliveries to the scaler (webhook mode), and the dead
+letters every part of the control plane sends what failed all its retries to (alarmed in
+``alarms``)."""
 
 from __future__ import annotations
 
@@ -15,8 +16,9 @@ MAX_RECEIVE_COUNT = 5
 
 
 class Queues:
-    """The deliveries queue (SSE, redrive after ``MAX_RECEIVE_COUNT`` receives) and the
-    dead-letter queue; their resources are children of ``opts``'s parent."""
+    """The deliveries queue (SSE, redrive after ``MAX_RECEIVE_COUNT`` receives; webhook mode
+    only, ``deliveries`` None otherwise) and the dead-letter queue (every mode: failed events
+    and async invocations go there); their resources are children of ``opts``'s parent."""
 
     def __init__(
         self,
@@ -26,6 +28,7 @@ class Queues:
         visibility_timeout: int,
         tags: Mapping[str, str],
         opts: pulumi.ResourceOptions,
+        webhook: bool = True,
     ) -> None:
         self.dead_letters = aws.sqs.Queue(
             f"{name}-dead-letters",
@@ -35,6 +38,9 @@ class Queues:
             tags=tags,
             opts=opts,
         )
+        self.deliveries: aws.sqs.Queue | None = None
+        if not webhook:
+            return
         self.deliveries = aws.sqs.Queue(
             f"{name}-deliveries",
             name=names.deliveries_queue,

@@ -43,7 +43,8 @@ class FleetSecretsArgs:
 
 
 class FleetSecrets(pulumi.ComponentResource):
-    """The fleet's KMS key and the three GitHub App SecureString parameters."""
+    """The fleet's KMS key and the GitHub App SecureString parameters (the webhook secret's
+    only in webhook mode)."""
 
     def __init__(
         self, name: str, args: FleetSecretsArgs, opts: pulumi.ResourceOptions | None = None
@@ -77,10 +78,12 @@ class FleetSecrets(pulumi.ComponentResource):
         values = {
             "app_id": args.github_app.app_id,
             "private_key": args.github_app.private_key,
-            "webhook_secret": args.github_app.webhook_secret,
+            "webhook_secret": args.github_app.webhook_secret,  # None in scaleSet mode
         }
         self.parameter_arns: dict[str, pulumi.Output[str]] = {}
         for field, value in values.items():
+            if value is None:
+                continue
             parameter = aws.ssm.Parameter(
                 f"{name}-{field.replace('_', '-')}",
                 name=args.parameter_names[field],
@@ -92,7 +95,11 @@ class FleetSecrets(pulumi.ComponentResource):
                 opts=child,
             )
             self.parameter_arns[field] = parameter.arn
-        self.parameter_names = dict(args.parameter_names)
+        self.parameter_names = {
+            field: name
+            for field, name in args.parameter_names.items()
+            if values.get(field) is not None
+        }
         self.register_outputs(
             {"kms_key_arn": self.kms_key_arn, "parameter_names": self.parameter_names}
         )

@@ -2,8 +2,10 @@
 
 ``run_listener`` does, in order:
 
-1. **create or adopt** the scale set (``ensure_scale_set``): found by name in its runner
-   group and adopted (its labels corrected if they differ), else created;
+1. **create or adopt** the scale set (``adopt_or_create``): found by name in its runner
+   group and adopted (its labels corrected if they differ), else created. A caller that did
+   this already (``serve`` does, to remember the scale set before it listens) passes the
+   ``OpenedScaleSet`` as ``opened`` and no look-up is made again;
 2. **open a session** (``open_session``). A 409 means another session is open. If the caller
    remembers the id of a session it opened before (a restarted ``serve``, a listener function
    that did not get to close), that session is closed first: a *take-over* of its own. A 409
@@ -19,7 +21,9 @@
    set, at ``until`` (clock time) or after ``max_polls``; a poll that returns at once is
    followed by a pause of ``min_poll_interval`` (no busy loop); transient GitHub errors back
    off, and more than ``max_failures`` in a row end the run;
-4. **close the session**, whatever ended the run.
+4. **close the session**, whatever ended the run. A caller that stops the run from another
+   thread may delete the session itself (``MessageSession.close_other``): the long poll in
+   flight then ends with ``SessionGone`` and the run ends as "stopped".
 
 I/O only through the client (``MessageSession``, ``ScaleSetService``); the clock and the stop
 signal (``wait(seconds) -> stopped``, a ``threading.Event`` fits) are injected. The callback
@@ -36,9 +40,9 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from fleet.core.github.errors import GitHubError, GitHubNotFound
-from fleet.core.github.scaleset.errors import SessionConflict
+from fleet.core.github.scaleset.errors import SessionConflict, SessionGone
 from fleet.core.github.scaleset.messages import JobCompleted, JobStarted, Message
-from fleet.core.github.scaleset.models import Label, ScaleSet, Statistics
+from fleet.core.github.scaleset.models import Label, RunnerGroup, ScaleSet, Statistics
 from fleet.core.github.scaleset.service import ScaleSetService
 from fleet.core.github.scaleset.session import MessageSession
 from fleet.core.scaling import desired_runners
@@ -111,18 +115,40 @@ class ListenerReport:
     ended: str = ""
 
 
-def ensure_scale_set(service: ScaleSetService, spec: ScaleSetSpec) -> ScaleSet:
-    """The scale set of ``spec``: adopted if it exists (labels corrected), else created."""
+@dataclass(frozen=True)
+class OpenedScaleSet:
+    """A scale set as ``adopt_or_create`` left it: the service's answer, its runner group,
+    and whether this call created it (else it was adopted)."""
+
+    scale_set: ScaleSet
+    group: RunnerGroup
+    created: bool
+
+    @property
+    def id(self) -> int:
+        if self.scale_set.id is None:
+            raise ValueError(f"the service sent scale set {self.scale_set.name!r} without an id")
+        return self.scale_set.id
+
+
+def adopt_or_create(service: ScaleSetService, spec: ScaleSetSpec) -> OpenedScaleSet:
+    """The scale set of ``spec``: adopted if it exists (labels corrected), else created.
+    Two look-ups (the group, the scale set), then a create or a relabel if needed."""
     group = service.runner_group(spec.runner_group)
     found = service.get_scale_set(group.id, spec.name)
     wanted = spec.wanted_labels
     if found is None:
         log.info("creating scale set %s in runner group %s", spec.name, spec.runner_group)
-        return service.create_scale_set(spec.name, group.id, wanted)
+        return OpenedScaleSet(service.create_scale_set(spec.name, group.id, wanted), group, True)
     if sorted(found.label_names) != sorted(wanted) and found.id is not None:
         changed = found.model_copy(update={"labels": tuple(Label(name=n) for n in wanted)})
-        return service.update_scale_set(found.id, changed)
-    return found
+        found = service.update_scale_set(found.id, changed)
+    return OpenedScaleSet(found, group, False)
+
+
+def ensure_scale_set(service: ScaleSetService, spec: ScaleSetSpec) -> ScaleSet:
+    """The scale set of ``spec`` (``adopt_or_create``'s, without the group)."""
+    return adopt_or_create(service, spec).scale_set
 
 
 def open_session(
@@ -255,16 +281,17 @@ def run_listener(
     previous_session_id: str | None = None,
     on_session: Callable[[int, str], None] | None = None,
     session_factory: Callable[[ScaleSetService, int, str], MessageSession] = MessageSession,
+    opened: OpenedScaleSet | None = None,
 ) -> ListenerReport:
     """Create or adopt, open, listen, close (see the module docstring).
 
-    ``on_session(scale_set_id, session_id)`` is told the session once it is open, so the
-    caller can remember it for a later take-over.
+    ``opened``: the scale set of ``spec`` as the caller just created or adopted it; without
+    it, this run does that first. ``on_session(scale_set_id, session_id)`` is told the
+    session once it is open, so the caller can remember it for a later take-over.
     """
-    scale_set = ensure_scale_set(service, spec)
-    assert scale_set.id is not None
-    report = ListenerReport(scale_set_id=scale_set.id)
-    session = session_factory(service, scale_set.id, owner)
+    scale_set_id = (opened or adopt_or_create(service, spec)).id
+    report = ListenerReport(scale_set_id=scale_set_id)
+    session = session_factory(service, scale_set_id, owner)
     if not open_session(
         session, limits, clock=clock, stop=stop, previous_session_id=previous_session_id
     ):
@@ -274,13 +301,16 @@ def run_listener(
     report.session_id = session.session.session_id
     try:
         if on_session is not None:
-            on_session(scale_set.id, report.session_id)
+            on_session(scale_set_id, report.session_id)
         listener = Listener(session, limits, on_scale, clock=clock, stop=stop)
         try:
             listener.run(report, until=until, max_polls=max_polls)
-        except GitHubNotFound:
-            log.warning("the session is gone (expired or taken over); ending this run")
-            report.ended = "session gone"
+        except (GitHubNotFound, SessionGone):
+            if stop.is_set():  # the stopping caller deleted it: the poll in flight ended
+                report.ended = "stopped"
+            else:
+                log.warning("the session is gone (expired or taken over); ending this run")
+                report.ended = "session gone"
     finally:
         try:
             report.closed = session.close()

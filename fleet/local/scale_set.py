@@ -7,12 +7,14 @@
   takes that session over instead of waiting for the service to drop it);
 - ``connect_service``: the scale-set client (``fleet.core.github.scaleset``) from the
   fleet's GitHub App settings: the App's installation token gets the registration token;
-- ``open_scale_set``: create or adopt (``fleet.core.scaleset_listener.ensure_scale_set``)
-  and remember which;
+- ``open_scale_set``: create or adopt (``fleet.core.scaleset_listener.adopt_or_create``:
+  each look-up once) and remember which;
 - ``ScaleSetRegistrar``: what ``LocalFleet`` registers runners through in this mode: JIT
   configs from the scale set (``generatejitconfig``), runners removed through the service
   (``JobStillRunningException`` becomes ``RunnerBusyError``: the host is kept), the fleet's
-  runners listed by the REST API (with GitHub's busy flags), as in webhook mode;
+  runners listed by the REST API (with GitHub's busy flags), as in webhook mode; it also
+  carries the scale set as ``join_scale_set`` opened it, which the listener's first run
+  takes instead of looking it up again;
 - ``serve_lock``: one ``serve`` per fleet on this machine (the scale set has one listener).
 """
 
@@ -34,7 +36,7 @@ from fleet.core.github.scaleset.errors import AgentNotFound, JobStillRunning
 from fleet.core.github.scaleset.models import JitConfig
 from fleet.core.github.scaleset.service import ScaleSetService, connect
 from fleet.core.github.scaleset.target import Target
-from fleet.core.scaleset_listener import ScaleSetSpec, ensure_scale_set
+from fleet.core.scaleset_listener import OpenedScaleSet, ScaleSetSpec, adopt_or_create
 from fleet.errors import FleetError
 from fleet.local.registration import ENV_RUNNER_GROUP, GitHubSettings, Registrar
 from fleet.local.serve.jobs_file import DEFAULT_DIRECTORY, read_private, write_private
@@ -178,10 +180,11 @@ def scale_set_spec(name: str, settings: GitHubSettings, labels: Sequence[str]) -
 
 def open_scale_set(
     service: ScaleSetService, spec: ScaleSetSpec, state_file: StateFile, report: Report
-) -> ScaleSetState:
+) -> tuple[ScaleSetState, OpenedScaleSet]:
     """Create or adopt the scale set of ``spec`` and remember which (see the module
-    docstring). A fleet still holding a scale set it created under another name is refused:
-    ``down`` would lose track of it."""
+    docstring): what the fleet remembers, and the scale set as the service answered. A fleet
+    still holding a scale set it created under another name is refused: ``down`` would lose
+    track of it."""
     previous = state_file.load()
     if previous is not None and previous.name != spec.name:
         if previous.created:
@@ -192,40 +195,50 @@ def open_scale_set(
             )
         previous = None  # an adopted one is simply left
     try:
-        group = service.runner_group(spec.runner_group)
-        found = service.get_scale_set(group.id, spec.name)
-        scale_set = ensure_scale_set(service, spec)
+        opened = adopt_or_create(service, spec)
     except GitHubNotFound as exc:
         raise FleetError(
             f"scale set {spec.name!r}: {exc}",
             hint=f"create the runner group, or set {ENV_RUNNER_GROUP} to an existing one",
         ) from exc
-    assert scale_set.id is not None
-    same = previous is not None and previous.scale_set_id == scale_set.id
+    same = previous is not None and previous.scale_set_id == opened.id
     state = ScaleSetState(
         name=spec.name,
-        scale_set_id=scale_set.id,
+        scale_set_id=opened.id,
         runner_group=spec.runner_group,
-        created=found is None or (same and previous is not None and previous.created),
-        labels=scale_set.label_names,
+        created=opened.created or (same and previous is not None and previous.created),
+        labels=opened.scale_set.label_names,
         session_id=previous.session_id if same and previous is not None else "",
     )
     state_file.save(state)
     if previous is None or not same:
         report(
-            f"{'created' if found is None else 'adopted'} {state.describe()} in runner group "
+            f"{'created' if opened.created else 'adopted'} {state.describe()} in runner group "
             f"{spec.runner_group!r} with labels {','.join(state.labels)}"
         )
-    return state
+    return state, opened
 
 
 class ScaleSetRegistrar:
     """A ``Registrar`` for a fleet in a scale set (see the module docstring)."""
 
-    def __init__(self, rest: Registrar, service: ScaleSetService, state: ScaleSetState) -> None:
+    def __init__(
+        self,
+        rest: Registrar,
+        service: ScaleSetService,
+        state: ScaleSetState,
+        opened: OpenedScaleSet | None = None,
+    ) -> None:
         self.rest = rest
         self.service = service
         self.state = state
+        self._opened = opened  # by join_scale_set, for the listener's first run
+
+    def take_opened(self) -> OpenedScaleSet | None:
+        """The scale set as ``join_scale_set`` opened it, once (then None): the listener's
+        first run starts from it; a later run looks the scale set up again."""
+        opened, self._opened = self._opened, None
+        return opened
 
     def __repr__(self) -> str:
         return f"ScaleSetRegistrar({self.state.describe()}, rest={self.rest!r})"
@@ -301,8 +314,8 @@ def join_scale_set(
     state_file = StateFile(state_path(fleet, directory))
     spec = scale_set_spec(name, rest.settings, labels)
     service = connect_service(rest)
-    state = open_scale_set(service, spec, state_file, report)
-    return ScaleSetRegistrar(rest, service, state), spec, state_file
+    state, opened = open_scale_set(service, spec, state_file, report)
+    return ScaleSetRegistrar(rest, service, state, opened), spec, state_file
 
 
 def registrar_in_use(

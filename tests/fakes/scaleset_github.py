@@ -104,10 +104,8 @@ class FakeGitHubWithScaleSets(FakeGitHubWithJobs):
             return super()._handle(request)
         with self._lock:  # a long poll waits on a condition of this lock, releasing it
             self.requests.append(self._record(request, path))
-            for fault in self.faults:
-                if fault.times > 0 and path.startswith(fault.path_prefix):
-                    fault.times -= 1
-                    return self._json(fault.status, fault.body, fault.headers)
+            if (fault := self._fault(path)) is not None:
+                return fault
             if path == "/actions/runner-registration":
                 return self._runner_registration(request)
             if path.startswith("/_queue/"):
@@ -116,6 +114,14 @@ class FakeGitHubWithScaleSets(FakeGitHubWithJobs):
             if scope is None and not path.endswith("/acquirejobs"):
                 return self._json(401, {"message": "admin token missing, invalid or expired"})
             return self._reply(route(self, request, path[len(SERVICE) :], scope or ""))
+
+    def _fault(self, path: str) -> Response | None:
+        """The answer of the next fault set with ``fail_next`` for ``path``, if any."""
+        for fault in self.faults:
+            if fault.times > 0 and path.startswith(fault.path_prefix):
+                fault.times -= 1
+                return self._json(fault.status, fault.body, fault.headers)
+        return None
 
     def _record(self, request: Request, path: str) -> RecordedRequest:
         body = request.get_json(silent=True) if request.data else None
@@ -134,6 +140,8 @@ class FakeGitHubWithScaleSets(FakeGitHubWithJobs):
         if request.method != "POST" or not m:
             return self._json(404, {"message": "Not Found"})
         self.requests.append(self._record(request, path))
+        if (fault := self._fault(path)) is not None:
+            return fault
         if self._installation_for(request) is None:
             return self._json(401, {"message": "Bad credentials"})
         token = "AREG" + secrets.token_hex(12).upper()

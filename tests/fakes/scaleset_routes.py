@@ -13,7 +13,7 @@ from typing import Any
 
 from werkzeug import Request
 
-from tests.fakes.scaleset_service import Reply, _error
+from tests.fakes.scaleset_service import Reply, _error, session_gone
 
 SCALE_SETS = "/_apis/runtime/runnerscalesets"
 AGENTS = "/_apis/distributedtask/pools/0/agents"
@@ -121,12 +121,11 @@ def _sessions(fake: Any, method: str, record: Any, session_id: str | None, body:
         return _absolute(fake, reply)
     session = state.sessions.get(session_id or "")
     if session is None or session.scale_set_id != record.id:
-        return _error(404, "TaskAgentSessionNotFoundException", "no such session")
+        return session_gone(session_id or "")
     if method == "PATCH":
         return _absolute(fake, state.refresh(session))
     if method == "DELETE":
-        del state.sessions[session.id]
-        return Reply(204)
+        return state.close_session(session)
     return Reply(405, {"message": "method not allowed"})
 
 

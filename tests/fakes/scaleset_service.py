@@ -26,7 +26,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-CONFLICT_TYPE = "TaskAgentSessionConflictException"
+# The service's names, as its answers were recorded in actions/actions-runner-controller#4285:
+# a second session is refused as RunnerScaleSetSessionConflictException, and a call naming a
+# session the service no longer holds (a DELETE of one there) gets 400 with this typeName
+# and "The session identifier {id} is not valid.".
+CONFLICT_TYPE = "RunnerScaleSetSessionConflictException"
+SESSION_EXPIRED_TYPE = (
+    "GitHub.Actions.Runtime.WebApi.RunnerScaleSetSessionExpiredException, "
+    "GitHub.Actions.Runtime.WebApi"
+)
 
 
 def _stamp(moment: datetime | None) -> str:
@@ -105,6 +113,10 @@ class ScaleSetState:
     jobs: dict[int, ScaleSetJob] = field(default_factory=dict)  # by request id
     polls: list[tuple[str, int, int | None]] = field(default_factory=list)  # session, last, cap
     acquired: list[int] = field(default_factory=list)
+    # What happened to sessions, in order: (event, session id, owner); events are "opened",
+    # "conflict" (a 409: the id is the session that holds the scale set), "expired" (dropped
+    # for want of polls) and "deleted".
+    session_events: list[tuple[str, str, str]] = field(default_factory=list)
     _ids: itertools.count = field(default_factory=lambda: itertools.count(1))
     _message_ids: itertools.count = field(default_factory=lambda: itertools.count(1))
     _request_ids: itertools.count = field(default_factory=lambda: itertools.count(9000))
@@ -143,6 +155,7 @@ class ScaleSetState:
             return _error(404, "RunnerScaleSetNotFoundException", "no such scale set")
         for session in [s for s in self.sessions.values() if s.scale_set_id == scale_set_id]:
             del self.sessions[session.id]
+        self.changed.notify_all()  # long polls on its sessions end now
         return Reply(204)
 
     def owner_of(self, labels: tuple[str, ...], scope: str) -> ScaleSetRecord | None:
@@ -243,20 +256,31 @@ class ScaleSetState:
             if session.scale_set_id != scale_set_id:
                 continue
             if now - session.last_seen < self.session_expiry:
+                self.session_events.append(("conflict", session.id, owner))
                 return _error(
                     409,
                     CONFLICT_TYPE,
                     f"The scale set already has an active session for owner {session.owner}.",
                 )
             del self.sessions[session.id]  # expired: its holder stopped polling
+            self.changed.notify_all()
+            self.session_events.append(("expired", session.id, session.owner))
         session = FakeSession(str(uuid.uuid4()), scale_set_id, owner, "", 0.0, now)
         self._new_token(session)
         self.sessions[session.id] = session
+        self.session_events.append(("opened", session.id, owner))
         return Reply(200, self.session_body(session))
 
     def _new_token(self, session: FakeSession) -> None:
         session.token = secrets.token_urlsafe(24)
         session.token_expires = self.clock() + self.queue_token_ttl
+
+    def close_session(self, session: FakeSession) -> Reply:
+        """``DELETE``: the session ends, and so does a long poll held on it, at once."""
+        del self.sessions[session.id]
+        self.session_events.append(("deleted", session.id, session.owner))
+        self.changed.notify_all()
+        return Reply(204)
 
     def refresh(self, session: FakeSession) -> Reply:
         self._new_token(session)
@@ -294,7 +318,7 @@ class ScaleSetState:
             session.last_seen = self.clock()
             record = self.scale_sets.get(session.scale_set_id)
             if record is None or session.id not in self.sessions:
-                return _error(404, "TaskAgentSessionExpiredException", "the session is gone")
+                return session_gone(session.id)  # deleted while this poll was held
             if not record.messages and record.pending:
                 message_id = next(self._message_ids)
                 record.messages[message_id] = {
@@ -317,6 +341,11 @@ class ScaleSetState:
         if record is None or record.messages.pop(message_id, None) is None:
             return _error(404, "MessageNotFoundException", f"no message {message_id}")
         return Reply(204)
+
+
+def session_gone(session_id: str) -> Reply:
+    """The answer to a call naming a session the service no longer holds."""
+    return _error(400, SESSION_EXPIRED_TYPE, f"The session identifier {session_id} is not valid.")
 
 
 def _error(status: int, type_name: str, message: str) -> Reply:

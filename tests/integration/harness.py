@@ -55,7 +55,13 @@ from fleet.aws.handlers.settings import Settings
 from fleet.aws.observe import runner_name
 from infra.agent_report import METRIC_NAME as OUTDATED_METRIC
 from infra.agent_report import runner_metrics_namespace
-from infra.config import FLEET_TAG, JIT_INSTANCE_TAG
+from infra.config import (
+    FLEET_TAG,
+    JIT_INSTANCE_TAG,
+    SCALE_SET_MODE,
+    ResourceNames,
+    control_plane_functions,
+)
 from infra.control_plane import ControlPlaneArgs, function_environment
 from infra.iam import instance_policy, instance_trust_policy
 from infra.iam_functions import ControlPlaneResources, function_policies, lambda_trust_policy
@@ -88,6 +94,18 @@ APP_PARAMETERS = {
     "webhook_secret": f"{PARAMETER_ROOT}/github-app/webhook-secret",
 }
 FUNCTION_NAMES = {fn: f"{ASG_NAME}-{fn}" for fn in ("webhook", "scaler", "lifecycle", "reaper")}
+
+
+def app_parameters(github_mode: str) -> dict[str, str]:
+    """The GitHub App's parameters the stack creates in ``github_mode``."""
+    if github_mode == SCALE_SET_MODE:
+        return {k: v for k, v in APP_PARAMETERS.items() if k != "webhook_secret"}
+    return APP_PARAMETERS
+
+
+# githubMode scaleSet: the listener in place of the webhook, and where it remembers its session.
+SCALE_SET_FUNCTION_NAMES = {fn: f"{ASG_NAME}-{fn}" for fn in control_plane_functions("scaleSet")}
+LISTENER_SESSION_PARAMETER = ResourceNames.for_fleet(FLEET).listener_session_parameter
 HANDLERS = {
     "webhook": webhook.handle,
     "scaler": scaler.handle,
@@ -279,9 +297,19 @@ class Credentials:
 class AwsWorld:
     """The deployed AWS side, in moto (see the module docstring)."""
 
-    def __init__(self, enforcer: PolicyEnforcer, private_key_pem: str, *, max_size: int) -> None:
+    def __init__(
+        self,
+        enforcer: PolicyEnforcer,
+        private_key_pem: str,
+        *,
+        max_size: int,
+        github_mode: str = "webhook",
+    ) -> None:
         self.enforcer = enforcer
         self.max_size = max_size
+        self.github_mode = github_mode
+        scale_set = github_mode == SCALE_SET_MODE
+        function_names = SCALE_SET_FUNCTION_NAMES if scale_set else FUNCTION_NAMES
         self.admin = admin_session()
         self._admin_clients: dict[str, Any] = {}
         ec2 = self.admin_client("ec2")
@@ -321,6 +349,8 @@ class AwsWorld:
             ("private_key", private_key_pem),
             ("webhook_secret", WEBHOOK_SECRET),
         ):
+            if field_name not in app_parameters(github_mode):
+                continue  # scaleSet mode: no webhook secret
             ssm.put_parameter(
                 Name=APP_PARAMETERS[field_name],
                 Value=value,
@@ -332,20 +362,13 @@ class AwsWorld:
         self.dlq_arn = sqs.get_queue_attributes(QueueUrl=self.dlq_url, AttributeNames=["QueueArn"])[
             "Attributes"
         ]["QueueArn"]
-        self.queue_url = sqs.create_queue(
-            QueueName=f"{ASG_NAME}-deliveries",
-            Attributes={
-                "RedrivePolicy": json.dumps(
-                    {"deadLetterTargetArn": self.dlq_arn, "maxReceiveCount": MAX_RECEIVE_COUNT}
-                )
-            },
-        )["QueueUrl"]
-        self.queue_arn = sqs.get_queue_attributes(
-            QueueUrl=self.queue_url, AttributeNames=["QueueArn"]
-        )["Attributes"]["QueueArn"]
-        self.table = f"{ASG_NAME}-ledger"
-        create_ledger_table(self.admin_client("dynamodb"), self.table)
-        self.table_arn = f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{self.table}"
+        # scaleSet mode: no deliveries queue and no ledger, as the stack deploys it.
+        self.queue_url: str | None = None
+        self.queue_arn: str | None = None
+        self.table: str | None = None
+        self.table_arn: str | None = None
+        if not scale_set:
+            self._webhook_resources()
         s3 = self.admin_client("s3")
         s3.create_bucket(
             Bucket=BUNDLE_BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION}
@@ -364,10 +387,15 @@ class AwsWorld:
             dead_letter_queue_arn=self.dlq_arn,
             table_arn=self.table_arn,
             metrics_namespace="RunnerFleet",
-            github_app_parameter_names=APP_PARAMETERS,
-            function_names=FUNCTION_NAMES,
+            github_app_parameter_names=app_parameters(github_mode),
+            function_names=function_names,
+            listener_session_parameter=LISTENER_SESSION_PARAMETER if scale_set else None,
         )
-        self.policies = function_policies(self.resources)
+        if scale_set:  # the stack creates it, with nothing remembered
+            ssm.put_parameter(Name=LISTENER_SESSION_PARAMETER, Value="{}", Type="String")
+        self.policies = {
+            fn: doc for fn, doc in function_policies(self.resources).items() if fn in function_names
+        }
         self.instance_policy = instance_policy(
             partition="aws",
             region=REGION,
@@ -405,10 +433,28 @@ class AwsWorld:
         )
         self._sts = self.admin_client("sts")
         self.function_sessions = {
-            fn: self.assume(f"{FLEET}-{fn}", FUNCTION_NAMES[fn]) for fn in self.policies
+            fn: self.assume(f"{FLEET}-{fn}", function_names[fn]) for fn in self.policies
         }
         self._instance_sessions: dict[str, boto3.session.Session] = {}
         self._instance_clients: dict[tuple[str, str], Any] = {}
+
+    def _webhook_resources(self) -> None:
+        """The deliveries queue (redrive to the dead letters) and the job ledger table."""
+        sqs = self.admin_client("sqs")
+        self.queue_url = sqs.create_queue(
+            QueueName=f"{ASG_NAME}-deliveries",
+            Attributes={
+                "RedrivePolicy": json.dumps(
+                    {"deadLetterTargetArn": self.dlq_arn, "maxReceiveCount": MAX_RECEIVE_COUNT}
+                )
+            },
+        )["QueueUrl"]
+        self.queue_arn = sqs.get_queue_attributes(
+            QueueUrl=self.queue_url, AttributeNames=["QueueArn"]
+        )["Attributes"]["QueueArn"]
+        self.table = f"{ASG_NAME}-ledger"
+        create_ledger_table(self.admin_client("dynamodb"), self.table)
+        self.table_arn = f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{self.table}"
 
     def admin_client(self, service: str) -> Any:
         """The administrator's client for ``service``, made once: a boto3 client costs
@@ -1070,7 +1116,9 @@ class Fleet:
 
 
 def fleet_environment(aws: AwsWorld, github_url: str, **overrides: Any) -> dict[str, str]:
-    """The functions' environment as infra/control_plane.py writes it, for this world."""
+    """The functions' environment as infra/control_plane.py writes it, for this world (in its
+    githubMode)."""
+    scale_set = aws.github_mode == SCALE_SET_MODE
     args = ControlPlaneArgs(
         fleet_name=FLEET,
         github_scope=ORG,
@@ -1084,7 +1132,7 @@ def fleet_environment(aws: AwsWorld, github_url: str, **overrides: Any) -> dict[
         parameter_root=PARAMETER_ROOT,
         jit_parameter_template=f"{PARAMETER_ROOT}/runners/{{instance_id}}/jitconfig",
         jit_instance_tag=JIT_INSTANCE_TAG,
-        github_app_parameter_names=APP_PARAMETERS,
+        github_app_parameter_names=app_parameters(aws.github_mode),
         min_size=0,
         max_size=aws.max_size,
         warm_idle=0,
@@ -1092,6 +1140,8 @@ def fleet_environment(aws: AwsWorld, github_url: str, **overrides: Any) -> dict[
         max_runner_lifetime_minutes=120,
         registration_timeout_minutes=10,
         github_api_url=github_url,
+        github_mode=aws.github_mode,
+        listener_session_parameter=LISTENER_SESSION_PARAMETER if scale_set else None,
     )
     env = function_environment(
         args,

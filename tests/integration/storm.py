@@ -69,7 +69,14 @@ def check_storm(storm: Storm, aws_sleeps: list[float]) -> None:
     assert len({fleet.job_runner[job.id] for job in jobs}) == size.jobs
     # Three events per job (queued, in_progress, completed), a good part of them twice.
     assert storm.deliveries >= 3 * size.jobs + size.jobs // 2, storm.deliveries
-    assert {status for _, _, status in fleet.responses} == {202}
+    # Every delivery is accepted. The queue may refuse one through all its retries (503, rare
+    # at 15% throttling: all four attempts refused); that delivery was accepted when sent
+    # before (a duplicate), or is redelivered and accepted (property 15).
+    statuses = {status for _, _, status in fleet.responses}
+    assert statuses <= {202, 503}, statuses
+    accepted = {guid for guid, _, status in fleet.responses if status == 202}
+    refused = {guid for guid, _, status in fleet.responses if status == 503}
+    assert refused <= accepted, f"deliveries answered 503 and never accepted: {refused - accepted}"
 
     # Never above the maximum, and scale-up at most step_up instances per cycle.
     assert fleet.max_seen_instances <= size.max_size
@@ -97,7 +104,15 @@ def check_storm(storm: Storm, aws_sleeps: list[float]) -> None:
     assert len(ledger) == size.jobs
     assert {i["state"]["S"] for i in ledger.values()} == {"completed"}
     assert fleet.killed_busy == []
-    assert fleet.aws.enforcer.denied("role/main-scaler") == []
+    # The scaler is refused nothing, except (a race the storm makes) terminating an instance
+    # that left the group between its look and its call: judged against no group, refused,
+    # and taken for gone (fleet.aws.adapters.autoscaling).
+    refused = [
+        (c.action, c.resource)
+        for c in fleet.aws.enforcer.denied("role/main-scaler")
+        if (c.action, c.resource) != ("autoscaling:TerminateInstanceInAutoScalingGroup", "*")
+    ]
+    assert refused == []
     # A spare launched for a late duplicate is retired once idle past the grace (5 minutes:
     # ten steps of 30 s).
     fleet.run_until(fleet.nothing_left, max_steps=15, reaper=True)

@@ -161,10 +161,10 @@ def test_the_section_shows_medians_runs_and_the_ratio_to_the_webhook_path():
         "webhook, cold": summarise([8.0, 8.0, 8.0]),
     }
     text = render(machine="2 cores", runs=3, latency=latency, acquired=summarise([0.05]), idle=None)
-    assert "| 1.1 s | 1.0-1.2 s | 1.0, 1.2, 1.1 | 2.20x |" in text
-    assert "| 9.0 s | 8.0-10.0 s | 9.0, 8.0, 10.0 | 1.12x |" in text
-    assert "| 0.5 s | 0.4-0.6 s | 0.5, 0.6, 0.4 | (the base) |" in text
-    assert "acquired by the listener (median): 0.05 s" in text
+    assert "| 1.10 s | 1.00-1.20 s | 1.00, 1.20, 1.10 | 2.20x |" in text
+    assert "| 9.00 s | 8.00-10.00 s | 9.00, 8.00, 10.00 | 1.12x |" in text
+    assert "| 0.50 s | 0.40-0.60 s | 0.50, 0.60, 0.40 | (the base) |" in text
+    assert "acquired by the listener (median): 50 ms" in text
     assert f"Not measured in this run ({NOT_MEASURED})." in text
     assert "median of 3 runs" in text
 

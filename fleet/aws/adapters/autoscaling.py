@@ -11,6 +11,9 @@ from botocore.exceptions import ClientError
 from fleet.aws.adapters.clients import error_code, error_message
 from fleet.aws.observe import GroupInstance
 
+# The codes AWS answers a refused call with (Auto Scaling: AccessDenied).
+ACCESS_DENIED = frozenset({"AccessDenied", "AccessDeniedException", "UnauthorizedOperation"})
+
 
 @dataclass(frozen=True)
 class GroupState:
@@ -82,6 +85,10 @@ class AutoScalingGroup:
             )
         except ClientError as exc:
             message = error_message(exc).lower()
+            if error_code(exc) in ACCESS_DENIED and not self._holds(instance_id):
+                # The group's policy names the group; an instance that has left it is judged
+                # against no group and refused. Gone from the group is gone, whatever the code.
+                return False
             if error_code(exc) != "ValidationError":
                 raise
             if "not found" in message or "no managed instance" in message:
@@ -90,6 +97,10 @@ class AutoScalingGroup:
                 return self.terminate(instance_id, decrement=False)
             raise
         return True
+
+    def _holds(self, instance_id: str) -> bool:
+        """Whether the group still lists ``instance_id``."""
+        return any(i.instance_id == instance_id for i in self.describe().instances)
 
     def complete_lifecycle_action(
         self, hook_name: str, instance_id: str, token: str | None, result: str

@@ -12,8 +12,9 @@ replaced (``generate_jitconfig(replace_stale=True)``).
 
 Terminate (``EC2 Instance-terminate Lifecycle Action``: scale-in, spot, rebalance, the runner
 leaving after its job): deregister the runner; if it is still running a job (GitHub refuses,
-or the ledger names a job on it), record that job for a re-run; delete any JIT parameter left
-behind; CONTINUE.
+or the ledger names a job on it), record that job for a re-run (webhook mode; in scaleSet mode
+there is no ledger and GitHub re-queues the job of a scale-set runner that went away); delete
+any JIT parameter left behind; CONTINUE.
 
 Spot warning (``EC2 Spot Instance Interruption Warning``): the same release for an instance of
 this fleet, two minutes ahead of the interruption.
@@ -135,7 +136,12 @@ def release_runner(rt: Runtime, instance_id: str, reason: str) -> dict[str, Any]
             raise
         busy = busy or runner.busy
     retry_job: int | None = None
-    if registered:
+    if registered and s.scale_set:
+        # No ledger: GitHub puts a job whose scale-set runner went away back in the queue
+        # itself, and the listener sees it again.
+        if busy:
+            log.warning("%s was busy (%s): GitHub re-queues its job", name, reason)
+    elif registered:
         job = next(
             (
                 j

@@ -5,8 +5,16 @@ so a tick that finds it running is throttled and dropped, never queued behind it
 
 1. creates or adopts the fleet's scale set (``FLEET_SCALE_SET_NAME``, default the fleet's
    name, which workflows name in ``runs-on``) in the fleet's runner group;
-2. opens a session; a 409 (the previous run's session, if that run died without closing it)
-   is waited out for up to three minutes, then the run gives up and the next tick tries;
+2. opens a session. The session a run holds is remembered in an SSM String parameter
+   (``FLEET_LISTENER_SESSION_PARAMETER``, ``adapters.listener_session``) as soon as it opens
+   and cleared when the run closes it; a run that died without closing it (timeout, crash)
+   left its id there, and this run *takes it over*: deletes it and opens its own at once
+   (``core.scaleset_listener``, as a restarted local ``serve`` does). One concurrent
+   execution means the remembered session is never a live run's. The id is used once
+   (cleared as it is read), so a take-over that fails is not retried by every later run. A
+   409 that remains (a session opened but not yet remembered when its run died, or a failed
+   take-over) is waited out for up to three minutes, then the run gives up and the next tick
+   tries;
 3. listens until ``LISTEN_MARGIN_SECONDS`` before the function's timeout: each message's
    jobs are acquired and every update runs one scaling cycle (``scaler.run_cycle``) with
    the scale set's count of jobs waiting for a runner (assigned - running) in place of the
@@ -85,6 +93,12 @@ def handle(
     budget = remaining_seconds - LISTEN_MARGIN_SECONDS
     if budget <= 0:
         return {"skipped": f"{remaining_seconds:.0f}s left: too little to listen"}
+    memory = rt.listener_session
+    previous = memory.load()
+    if previous is not None:
+        # Used once: a take-over the service refuses (anything but deleted or unknown) must
+        # not fail every run after this one; the next run then waits the session out.
+        memory.clear()
     report = run_listener(
         rt.scale_sets,
         ScaleSetSpec(name=s.scale_set_name, runner_group=s.runner_group),
@@ -95,9 +109,14 @@ def handle(
         clock=rt.clock,
         until=rt.clock() + budget,
         max_polls=max_polls,
+        previous_session_id=previous.session_id if previous else None,
+        on_session=memory.remember,
     )
+    if report.closed:
+        memory.clear()
     result = {
         "scale_set_id": report.scale_set_id,
+        "previous_session": previous.session_id if previous else None,
         "polls": report.polls,
         "messages": report.messages,
         "acquired": report.acquired,

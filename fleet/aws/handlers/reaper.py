@@ -22,6 +22,8 @@ Reconciling the ledger with GitHub:
 * jobs recorded for retry (runner taken away mid-job) are re-run once they have failed;
 * the runner group is kept closed to public repositories unless the stack allows them.
 
+In scaleSet mode there are no webhooks and no ledger: only the reaping and the runner group.
+
 Nothing is terminated when GitHub cannot be read: the pass stops and the next one retries.
 """
 
@@ -114,7 +116,12 @@ def reap(rt: Runtime, report: ReapReport, now: datetime) -> None:
 
 def reconcile(rt: Runtime, report: ReapReport, now: datetime) -> None:
     """Catch up with GitHub: redeliver failed deliveries, look up stale jobs, re-run jobs whose
-    runner was taken away, and keep the runner group closed to public repositories."""
+    runner was taken away, and keep the runner group closed to public repositories. In
+    scaleSet mode only the last: no webhooks to redeliver, no ledger, and GitHub keeps and
+    re-queues the scale set's jobs itself."""
+    if rt.settings.scale_set:
+        _close_runner_group(rt, report)
+        return
     _redeliver(rt, report, now)
     open_jobs = rt.ledger.open_jobs()
     _look_up_stale_jobs(rt, report, now, [job.record for job in open_jobs])

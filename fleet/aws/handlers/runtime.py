@@ -25,6 +25,7 @@ from fleet.aws.adapters.clients import DEFAULT_CONFIG, AwsClients, aws_clients
 from fleet.aws.adapters.cloudwatch import Metrics
 from fleet.aws.adapters.dynamodb import DynamoLedger, DynamoTokenBucket
 from fleet.aws.adapters.ec2 import FleetInstances
+from fleet.aws.adapters.listener_session import ListenerSessionMemory
 from fleet.aws.adapters.sqs import DeliveryQueue
 from fleet.aws.adapters.ssm import JitParameters, SecureParameters
 from fleet.aws.handlers.settings import Settings
@@ -137,17 +138,26 @@ class Runtime:
 
     @cached_property
     def queue(self) -> DeliveryQueue:
-        return DeliveryQueue(self.clients.sqs, self.settings.queue_url)
+        return DeliveryQueue(self.clients.sqs, self._webhook_only(self.settings.queue_url))
 
     @cached_property
     def ledger(self) -> DynamoLedger:
+        """The job ledger (webhook mode: scaleSet mode has none, GitHub keeps the jobs)."""
         return DynamoLedger(
             self.clients.dynamodb,
-            self.settings.ledger_table,
+            self._webhook_only(self.settings.ledger_table),
             fleet=self.settings.fleet_name,
             clock=self.clock,
             sleep=self.sleep,
         )
+
+    @cached_property
+    def listener_session(self) -> ListenerSessionMemory:
+        """scaleSet mode: the session the listener holds, remembered for the next run."""
+        name = self.settings.listener_session_parameter
+        if name is None:
+            raise ValueError("FLEET_LISTENER_SESSION_PARAMETER is not set (githubMode webhook?)")
+        return ListenerSessionMemory(self.clients.ssm, name)
 
     @cached_property
     def metrics(self) -> Metrics:
@@ -158,7 +168,13 @@ class Runtime:
         )
 
     def webhook_secret(self) -> str:
-        return self.secrets.get(self.settings.webhook_secret_parameter)
+        return self.secrets.get(self._webhook_only(self.settings.webhook_secret_parameter))
+
+    @staticmethod
+    def _webhook_only(name: str | None) -> str:
+        if name is None:
+            raise ValueError("githubMode scaleSet has no webhook secret, deliveries or ledger")
+        return name
 
     # -- GitHub ---------------------------------------------------------------------------
 
@@ -215,11 +231,17 @@ class Runtime:
         else:
             installation_id = app.installation_id_for_repo(str(scope.repository))
         installation = app.installation_auth(installation_id)
-        bucket = DynamoTokenBucket(
-            self.clients.dynamodb,
-            s.ledger_table,
-            rate_per_minute=s.jit_rate_per_minute,
-            clock=self.clock,
+        # Webhook mode's REST JIT configs share a rate in the ledger table; scaleSet mode's
+        # come from the scale set (lifecycle.jit_config) and there is no table.
+        bucket = (
+            DynamoTokenBucket(
+                self.clients.dynamodb,
+                s.ledger_table,
+                rate_per_minute=s.jit_rate_per_minute,
+                clock=self.clock,
+            )
+            if s.ledger_table is not None
+            else None
         )
         runners = RunnersAPI(
             client,

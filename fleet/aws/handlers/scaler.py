@@ -88,7 +88,8 @@ def read_fleet(rt: Runtime, now: datetime) -> tuple[Any, FleetView]:
     group = rt.group.describe()
     runners = rt.github.runners.list_runners()
     launched = {i: info.launched_at for i, info in rt.instances.describe().items()}
-    jobs = [job.record for job in rt.ledger.open_jobs()]
+    # scaleSet mode has no ledger: the listener passes the scale set's demand as ``queued``.
+    jobs = [] if s.scale_set else [job.record for job in rt.ledger.open_jobs()]
     view = observe(
         fleet=s.fleet_name,
         instances=group.instances,
@@ -110,11 +111,14 @@ def scale_in(
     GitHub refuses to delete a runner that is running a job (busy); a runner still listed
     after deletion, a GitHub error (uncertain), or an in-progress job the ledger names on it
     (GitHub's busy flag lags) all spare the instance. The ledger is re-read once, after every
-    deregistration, so a job that started meanwhile is seen.
+    deregistration, so a job that started meanwhile is seen. scaleSet mode has no ledger: a
+    busy runner is still refused deletion by GitHub, and the re-check still sees it.
     """
     runners = rt.github.runners
 
     def in_progress(instance_ids: Sequence[str]) -> dict[str, str]:
+        if rt.settings.scale_set:
+            return {}  # no ledger: GitHub's refusal and the re-check decide (retire)
         running = {
             job.record.runner_name.casefold()
             for job in rt.ledger.open_jobs()

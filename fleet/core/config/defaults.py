@@ -12,9 +12,15 @@ JIT_INSTANCE_TAG = "runner-fleet-instance-arn"
 # Tag on each instance naming the SSM file-transfer bucket of its fleet; the validation
 # inventory (playbooks/inventories/aws_ec2.yml) reads it for the aws_ssm connection.
 SSM_BUCKET_TAG = "runner-fleet-ssm-bucket"
+# Tag on a baked AMI (value "true") that the image lifecycle policy must keep whatever its age:
+# an image you roll back to (docs/deploy-aws.md, "Images"). Never one of the stack's tags, or
+# every image would carry it and none would ever be deleted.
+IMAGE_KEEP_TAG = "runner-fleet-keep"
 # Tags the program sets itself.
 PROGRAM_TAGS = (FLEET_TAG, "managed-by", SSM_BUCKET_TAG)
 SECRET_KEYS = ("githubAppId", "githubAppPrivateKey", "githubWebhookSecret")
+# Only githubMode webhook has a webhook to check signatures of (stack.secret_problems).
+WEBHOOK_SECRET_KEY = SECRET_KEYS[2]
 # How the control plane learns about jobs (stack key githubMode, FLEET_GITHUB_MODE): a public
 # webhook function, or a runner scale set a listener function long-polls (docs/control-plane.md).
 GITHUB_MODES = ("webhook", "scaleSet")

@@ -247,10 +247,16 @@ JobTimeoutMinutes = Annotated[int, Field(ge=1, le=7200)]
 RegistrationTimeoutMinutes = Annotated[int, Field(ge=5, le=120)]
 # The reaper's limit; the group's own backstop is the next whole day, at most 365 days.
 RunnerLifetimeMinutes = Annotated[int, Field(ge=10, le=364 * 1440)]
+# Baked images the lifecycle policy keeps per recipe version (infra/image_retention.py). AWS
+# takes 1-1000; at least 2, so an image to roll back to is always there and two bakes that
+# end out of order still leave the one the image parameter names; at most 50 (each keeps a
+# snapshot of the root volume).
+IMAGE_RETENTION_MIN, IMAGE_RETENTION_MAX = 2, 50
+ImageRetention = Annotated[int, Field(ge=IMAGE_RETENTION_MIN, le=IMAGE_RETENTION_MAX)]
 
 
 def _tags(tags: dict[str, str]) -> dict[str, str]:
-    from fleet.core.config.defaults import PROGRAM_TAGS
+    from fleet.core.config.defaults import IMAGE_KEEP_TAG, PROGRAM_TAGS
 
     for key, value in tags.items():
         problem = rules.tag_problem(key, value)
@@ -258,6 +264,11 @@ def _tags(tags: dict[str, str]) -> dict[str, str]:
             raise refuse(problem)
         if key in PROGRAM_TAGS:
             raise refuse(f"tag {key!r} is set by the program; remove it")
+        if key == IMAGE_KEEP_TAG:
+            raise refuse(
+                f"tag {key!r} marks a baked image the image lifecycle policy keeps; on every "
+                "resource it would keep every image: remove it (tag only the AMI to keep)"
+            )
     if len(tags) > rules.EXTRA_TAGS_MAX:
         raise refuse(
             f"at most {rules.EXTRA_TAGS_MAX} extra tags (AWS allows {rules.TAGS_PER_RESOURCE} "

@@ -26,19 +26,26 @@ from fleet.core.config.rules import (
 # githubMode webhook (the default).
 CONTROL_PLANE_FUNCTIONS = ("webhook", "scaler", "lifecycle", "reaper")
 # githubMode scaleSet: the scale-set listener (fleet/aws/handlers/listener.py) in place of the
-# webhook function.
+# webhook function, and no scaler function: the listener runs the scaler's cycle in-process,
+# and with no deliveries queue and no schedule nothing would start a scaler function.
 LISTENER_FUNCTION = "listener"
-SCALE_SET_FUNCTIONS = ("scaler", "lifecycle", "reaper", LISTENER_FUNCTION)
+SCALE_SET_FUNCTIONS = ("lifecycle", "reaper", LISTENER_FUNCTION)
 # The image pipeline's function (infra/bake_function.py): starts a bake.
 BAKE_FUNCTION = "bake"
-# Name suffixes of the fleet's alarms: the control plane's (infra/alarms.py) and the one on
-# runner agents too old for GitHub (infra/agent_freshness.py).
+# Name suffixes of the fleet's alarms: the control plane's (infra/alarms.py), the one on
+# runner agents too old for GitHub (infra/agent_freshness.py) and the bake function's: a bake
+# trigger EventBridge or Lambda gave up on, and the function's errors (infra/bake_function.py).
 AGENT_OUTDATED_ALARM = "runner-agent-outdated"
+QUEUED_TOO_LONG_ALARM = "jobs-queued-too-long"  # webhook mode: from the job ledger
+BAKE_DEAD_LETTERS_ALARM = "bake-dead-letters-not-empty"
+BAKE_ERRORS_ALARM = "bake-errors"
 ALARM_SUFFIXES = (
     "dead-letters-not-empty",
-    "jobs-queued-too-long",
+    QUEUED_TOO_LONG_ALARM,
     "boot-failures",
     AGENT_OUTDATED_ALARM,
+    BAKE_DEAD_LETTERS_ALARM,
+    BAKE_ERRORS_ALARM,
 )
 # The control plane's scheduled functions (infra/events.py); in scaleSet mode the listener runs
 # the scaler's cycle, and is scheduled in its place.
@@ -49,6 +56,14 @@ SCALE_SET_SCHEDULED_FUNCTIONS = (LISTENER_FUNCTION, "reaper")
 def control_plane_functions(github_mode: str = "webhook") -> tuple[str, ...]:
     """The control plane functions ``github_mode`` deploys."""
     return SCALE_SET_FUNCTIONS if github_mode == SCALE_SET_MODE else CONTROL_PLANE_FUNCTIONS
+
+
+def alarm_suffixes(github_mode: str = "webhook") -> tuple[str, ...]:
+    """The alarms ``github_mode`` creates: scaleSet mode has no job ledger, so nothing
+    measures jobs queued too long."""
+    if github_mode == SCALE_SET_MODE:
+        return tuple(a for a in ALARM_SUFFIXES if a != QUEUED_TOO_LONG_ALARM)
+    return ALARM_SUFFIXES
 
 
 def scheduled_functions(github_mode: str = "webhook") -> tuple[str, ...]:
@@ -140,8 +155,9 @@ class ResourceNames:
 
     @property
     def image_builder(self) -> str:
-        """The image pipeline's component, recipe, configurations and pipeline (one name per
-        kind). Lowercase: Image Builder lowercases names in ARNs and log group names."""
+        """The image pipeline's component, recipe, configurations, pipeline and lifecycle
+        policy (one name per kind). Lowercase: Image Builder lowercases names in ARNs and log
+        group names."""
         return f"{self.prefix.lower()}-image"
 
     @property
@@ -153,6 +169,11 @@ class ResourceNames:
     def bake_function(self) -> str:
         """The function that starts a pipeline run when the bundle or the recipe changes."""
         return self.function(BAKE_FUNCTION)
+
+    @property
+    def bake_dead_letter_queue(self) -> str:
+        """Bake triggers that failed every retry: EventBridge's and the bake function's own."""
+        return f"{self.prefix}-bake-dead-letters"
 
     # -- SSM parameters ------------------------------------------------------------------------
 
@@ -171,13 +192,24 @@ class ResourceNames:
         return f"{self.runner_parameter_path}/{{instance_id}}/jitconfig"
 
     @property
+    def webhook(self) -> bool:
+        """githubMode webhook: the webhook secret, deliveries queue and job ledger exist."""
+        return self.github_mode != SCALE_SET_MODE
+
+    @property
     def github_app_parameters(self) -> dict[str, str]:
+        """The GitHub App's SecureStrings (the webhook secret only in webhook mode)."""
         base = f"{self._root()}/github-app"
-        return {
-            "app_id": f"{base}/app-id",
-            "private_key": f"{base}/private-key",
-            "webhook_secret": f"{base}/webhook-secret",
-        }
+        names = {"app_id": f"{base}/app-id", "private_key": f"{base}/private-key"}
+        if self.webhook:
+            names["webhook_secret"] = f"{base}/webhook-secret"
+        return names
+
+    @property
+    def listener_session_parameter(self) -> str:
+        """scaleSet mode: the SSM String parameter where the listener function remembers the
+        session it holds, so the next run can take it over (docs/control-plane.md)."""
+        return f"{self._root()}/listener/session"
 
     @property
     def image_parameter(self) -> str:
@@ -194,6 +226,8 @@ class ResourceNames:
             *self.github_app_parameters.values(),
             self.jit_parameter_template.format(instance_id=LONGEST_INSTANCE_ID),
         ]
+        if self.github_mode == SCALE_SET_MODE:
+            names.append(self.listener_session_parameter)
         if self.image_pipeline:
             names.append(self.image_parameter)
         return names
@@ -207,6 +241,7 @@ class ResourceNames:
             ("iam_role", f"{c}-instance-role"),
             ("iam_role", f"{c}-image-build-role"),
             ("iam_role", f"{c}-image-bake-role"),
+            ("iam_role", f"{c}-image-lifecycle-role"),
             ("instance_profile", f"{c}-instance-profile"),
             ("instance_profile", f"{c}-image-build-profile"),
             ("event_rule", f"{c}-control-plane-lifecycle-events"),
@@ -232,16 +267,17 @@ class ResourceNames:
             ("lifecycle_hook", self.launch_hook),
             ("lifecycle_hook", self.terminate_hook),
             ("kms_alias", self.kms_alias),
-            ("queue", self.deliveries_queue),
             ("queue", self.dead_letter_queue),
-            ("table", self.ledger_table),
+            ("queue", self.bake_dead_letter_queue),
         ]
+        if self.webhook:
+            names += [("queue", self.deliveries_queue), ("table", self.ledger_table)]
         for function in (*self.functions, BAKE_FUNCTION):
             names += [
                 ("function", self.function(function)),
                 ("log_group", self.log_group(function)),
             ]
-        names += [("alarm", self.alarm(suffix)) for suffix in ALARM_SUFFIXES]
+        names += [("alarm", self.alarm(suffix)) for suffix in alarm_suffixes(self.github_mode)]
         names += [
             ("image_builder", self.image_builder),
             ("log_group", self.image_build_log_group),

@@ -18,7 +18,14 @@ from contextvars import ContextVar
 from datetime import timedelta
 from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import AliasChoices, BeforeValidator, Field, model_validator
+from pydantic import (
+    AliasChoices,
+    BeforeValidator,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     EnvSettingsSource,
@@ -103,6 +110,10 @@ CommaSeparatedLabels = Annotated[fields.RunnerLabels, NoDecode, BeforeValidator(
 Partition = Literal[rules.PARTITIONS]  # type: ignore[valid-type]
 
 
+# githubMode webhook only: the webhook secret, the deliveries queue and the job ledger.
+WEBHOOK_ONLY = ("webhook_secret_parameter", "queue_url", "ledger_table")
+
+
 class ControlPlaneSettings(_EnvironmentSettings):
     """Everything a control plane function needs, validated (names, paths and numbers only:
     secrets stay in SSM and are read at run time)."""
@@ -125,14 +136,22 @@ class ControlPlaneSettings(_EnvironmentSettings):
     allow_public_repositories: bool = _env(
         "FLEET_ALLOW_PUBLIC_REPOSITORIES", "true to let public repositories use the group", False
     )
+    github_mode: fields.GitHubMode = _env(
+        "FLEET_GITHUB_MODE",
+        "how jobs are learnt: webhook, or scaleSet (a runner scale set)",
+        "webhook",
+    )
     app_id_parameter: fields.SsmParameterName = _env(
         "FLEET_APP_ID_PARAMETER", "SSM SecureString with the GitHub App id"
     )
     app_private_key_parameter: fields.SsmParameterName = _env(
         "FLEET_APP_PRIVATE_KEY_PARAMETER", "SSM SecureString with the GitHub App private key"
     )
-    webhook_secret_parameter: fields.SsmParameterName = _env(
-        "FLEET_WEBHOOK_SECRET_PARAMETER", "SSM SecureString with the webhook secret"
+    webhook_secret_parameter: fields.SsmParameterName | None = _env(
+        "FLEET_WEBHOOK_SECRET_PARAMETER",
+        "SSM SecureString with the webhook secret",
+        None,
+        validate_default=True,
     )
     asg_name: fields.GroupName = _env("FLEET_ASG_NAME", "the runners' Auto Scaling group")
     fleet_tag: str = _env(
@@ -150,8 +169,12 @@ class ControlPlaneSettings(_EnvironmentSettings):
         JIT_INSTANCE_TAG,
         min_length=1,
     )
-    queue_url: fields.QueueUrl = _env("FLEET_QUEUE_URL", "SQS queue of webhook deliveries")
-    ledger_table: fields.TableName = _env("FLEET_LEDGER_TABLE", "DynamoDB table of the job ledger")
+    queue_url: fields.QueueUrl | None = _env(
+        "FLEET_QUEUE_URL", "SQS queue of webhook deliveries", None, validate_default=True
+    )
+    ledger_table: fields.TableName | None = _env(
+        "FLEET_LEDGER_TABLE", "DynamoDB table of the job ledger", None, validate_default=True
+    )
     metrics_namespace: str = _env(
         "FLEET_METRICS_NAMESPACE", "CloudWatch namespace of the fleet's metrics", "RunnerFleet"
     )
@@ -203,16 +226,32 @@ class ControlPlaneSettings(_EnvironmentSettings):
         ge=5,
         le=4320,
     )
-    github_mode: fields.GitHubMode = _env(
-        "FLEET_GITHUB_MODE",
-        "how jobs are learnt: webhook, or scaleSet (a runner scale set)",
-        "webhook",
-    )
     configured_scale_set_name: fields.ScaleSetName | None = _env(
         "FLEET_SCALE_SET_NAME",
         "the runner scale set's name (scaleSet mode; default: the fleet's)",
         None,
     )
+    listener_session_parameter: fields.SsmParameterName | None = _env(
+        "FLEET_LISTENER_SESSION_PARAMETER",
+        "SSM String parameter where the listener remembers its open session (scaleSet mode)",
+        None,
+        validate_default=True,
+    )
+
+    @field_validator(*WEBHOOK_ONLY, "listener_session_parameter")
+    @classmethod
+    def _mode_has_its_variables(cls, value: Any, info: ValidationInfo) -> Any:
+        """Webhook mode needs its secret, queue and ledger; scaleSet mode has none of them
+        (nothing reads them there) but needs the listener's session parameter. A mode that
+        is itself invalid is checked as webhook mode."""
+        scale_set = info.data.get("github_mode") == SCALE_SET_MODE
+        wanted = scale_set == (info.field_name == "listener_session_parameter")
+        if value is None and wanted:
+            field = cls.model_fields[str(info.field_name)]
+            raise fields.refuse(
+                f"is not set ({field.description})", key=str(field.validation_alias)
+            )
+        return value
 
     @model_validator(mode="after")
     def _limits_hold(self) -> ControlPlaneSettings:

@@ -28,6 +28,7 @@ from fleet.core.config.defaults import (
     NAMESPACE,
     SCALE_SET_MODE,
     SECRET_KEYS,
+    WEBHOOK_SECRET_KEY,
 )
 from fleet.core.config.names import ResourceNames
 from fleet.core.config.stack_checks import check, defaults, stack_problems, with_fix
@@ -155,6 +156,9 @@ class FleetConfig(BaseModel):
     image_pipeline_schedule: fields.ImageBuilderCron = Field(
         DEFAULT_IMAGE_PIPELINE_SCHEDULE,
         description="when the pipeline bakes again: Image Builder cron, six fields, UTC",
+    )
+    image_retention: fields.ImageRetention = Field(
+        3, description="baked images kept per recipe version; older ones are deleted"
     )
     root_volume_gib: int = Field(30, ge=8, le=16384, description="encrypted gp3 root volume size")
     docker_volume_gib: int = Field(
@@ -314,3 +318,41 @@ def parse_config(raw: Mapping[str, Any]) -> FleetConfig:
     if problems or config is None:
         raise ConfigError([(key, with_fix(key, message, FleetConfig)) for key, message in problems])
     return config
+
+
+def required_secret_keys(github_mode: Any) -> tuple[str, ...]:
+    """The stack secrets ``github_mode`` needs: the App's id and key, and in webhook mode the
+    webhook secret (anything but scaleSet is treated as webhook here; the model words a bad
+    mode)."""
+    if github_mode == SCALE_SET_MODE:
+        return tuple(key for key in SECRET_KEYS if key != WEBHOOK_SECRET_KEY)
+    return SECRET_KEYS
+
+
+def secret_problems(github_mode: Any, given: Mapping[str, bool]) -> list[tuple[str, str]]:
+    """Problems with the stack's secrets: ``given`` maps each secret key that is set to
+    whether it is stored encrypted. A required one missing or in plain text is refused, and so
+    is the webhook secret in scaleSet mode: nothing would read it, and an unused secret left in
+    the stack file hides which mode the stack is in (strict, like unknown keys)."""
+    problems = []
+    for key in required_secret_keys(github_mode):
+        if key not in given:
+            problems.append((key, f"is required: pulumi config set --secret {key} <value>"))
+        elif not given[key]:
+            problems.append(
+                (
+                    key,
+                    f"is stored in plain text: run pulumi config set --secret "
+                    f"{key} <value> so it is encrypted in the stack file",
+                )
+            )
+    if github_mode == SCALE_SET_MODE and WEBHOOK_SECRET_KEY in given:
+        problems.append(
+            (
+                WEBHOOK_SECRET_KEY,
+                "is set, but githubMode scaleSet takes no webhooks and nothing reads it: "
+                f"pulumi config rm {WEBHOOK_SECRET_KEY} (and leave the GitHub App's webhook "
+                "inactive)",
+            )
+        )
+    return problems

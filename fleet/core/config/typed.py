@@ -53,6 +53,7 @@ class FleetSettings(_RequiredSettings, total=False):
     bakedImage: bool
     imagePipeline: bool
     imagePipelineSchedule: str
+    imageRetention: int
     rootVolumeGiB: int
     dockerVolumeGiB: int
     kmsKeyArn: str

@@ -222,8 +222,13 @@ class ListenerThread:
 
     def _run_once(self) -> None:
         previous = self.state_file.load()
-        state = open_scale_set(self.registrar.service, self.spec, self.state_file, self.report)
-        self.registrar.state = state
+        # The first run starts from the scale set `join_scale_set` just opened; a later one
+        # (after a failure, or its session gone) looks again: it may have been deleted.
+        opened = self.registrar.take_opened()
+        if opened is None:
+            service = self.registrar.service
+            state, opened = open_scale_set(service, self.spec, self.state_file, self.report)
+            self.registrar.state = state
         self.runs += 1
         outcome = run_listener(
             self.registrar.service,
@@ -235,6 +240,7 @@ class ListenerThread:
             previous_session_id=(previous.session_id or None) if previous else None,
             on_session=self._remember,
             session_factory=self.session_factory,
+            opened=opened,
         )
         if outcome.closed:
             self.state_file.remember_session("")

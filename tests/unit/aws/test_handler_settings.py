@@ -26,6 +26,10 @@ ENV = {
     "FLEET_MAX_SIZE": "10",
     "AWS_REGION": "eu-west-1",
 }
+SCALE_SET = {
+    "FLEET_GITHUB_MODE": "scaleSet",
+    "FLEET_LISTENER_SESSION_PARAMETER": "/runner-fleet/main/listener/session",
+}
 
 
 def test_a_complete_environment_gives_typed_settings_with_defaults():
@@ -134,10 +138,33 @@ def test_webhook_mode_is_the_default_and_the_scale_set_is_named_after_the_fleet(
     settings = Settings.from_env(ENV)
     assert (settings.github_mode, settings.scale_set) == ("webhook", False)
     assert settings.scale_set_name == "main"
-    scale_set = Settings.from_env({**ENV, "FLEET_GITHUB_MODE": "scaleSet"})
+    scale_set = Settings.from_env({**ENV, **SCALE_SET})
     assert (scale_set.github_mode, scale_set.scale_set) == ("scaleSet", True)
     assert scale_set.scale_set_name == "main"
-    named = Settings.from_env(
-        {**ENV, "FLEET_GITHUB_MODE": "scaleSet", "FLEET_SCALE_SET_NAME": " linux-x64.big "}
-    )
+    assert scale_set.listener_session_parameter == "/runner-fleet/main/listener/session"
+    named = Settings.from_env({**ENV, **SCALE_SET, "FLEET_SCALE_SET_NAME": " linux-x64.big "})
     assert named.scale_set_name == "linux-x64.big"
+
+
+def test_scale_set_mode_needs_the_listeners_session_parameter():
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env({**ENV, "FLEET_GITHUB_MODE": "scaleSet"})
+    ((name, message),) = caught.value.problems
+    assert name == "FLEET_LISTENER_SESSION_PARAMETER"
+    assert message.startswith("is not set (") and "remembers its open session" in message
+    with pytest.raises(SettingsError, match="FLEET_LISTENER_SESSION_PARAMETER"):
+        Settings.from_env({**ENV, **SCALE_SET, "FLEET_LISTENER_SESSION_PARAMETER": "no/slash"})
+
+
+def test_scale_set_mode_needs_no_webhook_secret_queue_or_ledger():
+    webhook_only = ("FLEET_WEBHOOK_SECRET_PARAMETER", "FLEET_QUEUE_URL", "FLEET_LEDGER_TABLE")
+    env = {k: v for k, v in ENV.items() if k not in webhook_only}
+    settings = Settings.from_env({**env, **SCALE_SET})
+    assert (settings.queue_url, settings.ledger_table, settings.webhook_secret_parameter) == (
+        None,
+        None,
+        None,
+    )
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env(env)  # webhook mode: all three are named
+    assert [name for name, _ in caught.value.problems] == list(webhook_only)

@@ -5,6 +5,9 @@ and rate limits."""
 
 from __future__ import annotations
 
+import threading
+import time
+
 import pytest
 
 from fleet.core.github.errors import GitHubNotFound, GitHubRateLimited, GitHubServerError
@@ -14,9 +17,11 @@ from fleet.core.github.scaleset.errors import (
     JobStillRunning,
     QueueTokenExpired,
     SessionConflict,
+    SessionGone,
 )
 from fleet.core.github.scaleset.session import MessageSession
 from tests.fakes.scaleset_agent import StepAgent
+from tests.fakes.scaleset_service import SESSION_EXPIRED_TYPE
 from tests.unit.control_plane.scaleset_world import GROUP, GROUP_ID, ORG, World
 
 # integration, not unit: the FAKE scale-set service runs over loopback with threads and
@@ -139,6 +144,41 @@ def test_a_session_can_be_taken_over_by_its_remembered_id(world):
     assert fresh.close_other(old.session_id) is False
 
 
+def test_a_session_deleted_under_a_long_poll_ends_the_poll_with_session_gone(world):
+    """The poll is held (a minute: far past the wait below), the session is deleted from
+    another thread, and the poll ends at once with the service's answer for a session it no
+    longer holds; closing it again is no error."""
+    world.fake.scalesets.hold_seconds = 60.0
+    session = open_session(world)
+    session.poll_timeout = (2.0, 90.0)
+    opened = session.session
+    outcome: list[BaseException | object] = []
+
+    def poll() -> None:
+        try:
+            outcome.append(session.get_message(0, 5))
+        except BaseException as exc:  # handed to the test thread
+            outcome.append(exc)
+
+    poller = threading.Thread(target=poll, daemon=True)
+    poller.start()
+    deadline = time.monotonic() + 10
+    while not world.fake.scalesets.polls:  # the poll is held at the fake
+        assert time.monotonic() < deadline, "the poll never reached the fake"
+        time.sleep(0.01)
+    other = world.session(session.scale_set_id)
+    assert other.close_other(opened.session_id) is True
+    poller.join(timeout=10)
+    assert not poller.is_alive(), "the long poll outlived its session"
+    (gone,) = outcome
+    assert isinstance(gone, SessionGone) and gone.status == 400
+    assert gone.type_name == SESSION_EXPIRED_TYPE
+    assert f"The session identifier {opened.session_id} is not valid." in str(gone)
+    assert session.refreshes == 0  # not taken for an expired queue token
+    assert session.close() is False  # already gone: not an error
+    assert other.close_other(opened.session_id) is False
+
+
 def test_long_poll_202_then_a_batch_with_statistics_and_redelivery(world):
     session = open_session(world)
     assert session.get_message(0, 3) is None  # 202 after the (short) hold
@@ -236,6 +276,13 @@ def test_a_queue_that_refuses_the_refreshed_token_too_is_an_error(world):
     with pytest.raises(QueueTokenExpired, match="right after a refresh"):
         session.get_message(0, 1)
     assert session.refreshes == 1
+
+
+def test_a_5xx_burst_on_the_registration_token_is_retried(world):
+    path = f"/orgs/{ORG}/actions/runners/registration-token"
+    world.fake.fail_next(503, times=2, path_prefix=path)
+    assert world.service.runner_group(GROUP).id == GROUP_ID
+    assert len(world.fake.calls("POST", path)) == 3  # two refused, the third served
 
 
 def test_a_5xx_burst_is_retried_with_backoff_within_bounds(world):

@@ -16,6 +16,7 @@ from fleet.core.scaleset_listener import (
     ListenerLimits,
     ScaleSetSpec,
     ScaleUpdate,
+    adopt_or_create,
     ensure_scale_set,
     run_listener,
 )
@@ -73,6 +74,38 @@ def test_the_scale_set_is_created_once_then_adopted_with_its_labels_corrected(wo
     )
     assert relabelled.id == created.id and relabelled.label_names == ("fleet", "linux")
     assert len(world.fake.scalesets.scale_sets) == 1
+
+
+def service_calls(world) -> list[tuple[str, str]]:
+    """The admin calls the fake saw (method, path under the runtime API), then forgets them."""
+    prefix = "/_services/pipelines/_apis/runtime/"
+    seen = [(r.method, r.path[len(prefix) :]) for r in world.fake.requests if prefix in r.path]
+    world.fake.requests.clear()
+    return seen
+
+
+def test_each_run_looks_the_scale_set_up_once_and_not_at_all_when_handed_it(world):
+    opened = adopt_or_create(world.service, SPEC)
+    assert opened.created and opened.group.name == GROUP
+    assert service_calls(world) == [
+        ("GET", "runnergroups/"),
+        ("GET", "runnerscalesets"),
+        ("POST", "runnerscalesets"),
+    ]
+    again = adopt_or_create(world.service, SPEC)
+    assert not again.created and again.id == opened.id
+    service_calls(world)
+    sessions = f"runnerscalesets/{opened.id}/sessions"
+    report = listen(world, [], max_polls=1)  # as the AWS listener function calls it
+    assert report.scale_set_id == opened.id
+    assert service_calls(world)[:3] == [
+        ("GET", "runnergroups/"),
+        ("GET", "runnerscalesets"),
+        ("POST", sessions),
+    ]
+    report = listen(world, [], max_polls=1, opened=opened)  # as serve's listener does
+    assert report.scale_set_id == opened.id
+    assert service_calls(world)[0] == ("POST", sessions)
 
 
 def test_messages_are_acquired_counted_handed_over_and_deleted(world):

@@ -29,6 +29,7 @@ from infra_mocks import (  # noqa: E402
     MONITOR,
     PROJECT,
     REGION,
+    SECRETS,
     FleetMocks,
     Graph,
     example_settings,
@@ -42,6 +43,7 @@ pulumi.runtime.set_mocks(MOCKS, project=PROJECT, stack="unit", preview=False, mo
 pulumi_stack_speed.install()
 
 # Only now may infra be imported.
+from infra.config import required_secret_keys  # noqa: E402
 from infra.iam import instance_policy  # noqa: E402
 
 
@@ -75,12 +77,17 @@ def build(
     build_dir: Path,
     overrides: dict[str, Any] | None = None,
     drop: tuple[str, ...] = (),
+    secrets: dict[str, str] | None = None,
 ) -> Graph:
-    """Run the program with the example settings plus ``overrides``; return its Graph."""
+    """Run the program with the example settings plus ``overrides``; return its Graph. The
+    secrets are those the settings' githubMode needs, unless ``secrets`` says otherwise."""
     settings = {**example_settings(), **(overrides or {})}
     for key in drop:
         settings.pop(key, None)
-    set_stack_config(settings)
+    if secrets is None:
+        needed = required_secret_keys(settings.get("githubMode"))
+        secrets = {key: value for key, value in SECRETS.items() if key in needed}
+    set_stack_config(settings, secrets)
     mocks.reset()
     fleet, resolved = run_program(build_dir, project_root=project_root)
     return Graph(list(mocks.resources), resolved, fleet, list(mocks.registrations))
@@ -90,8 +97,12 @@ def build(
 def build_graph(mocks: FleetMocks, playbooks_dir: Path, tmp_path: Path):
     """Run the program with the example settings plus `overrides`; return its Graph."""
 
-    def build_one(overrides: dict[str, Any] | None = None, drop: tuple[str, ...] = ()) -> Graph:
-        return build(mocks, playbooks_dir.parent, tmp_path / "build", overrides, drop)
+    def build_one(
+        overrides: dict[str, Any] | None = None,
+        drop: tuple[str, ...] = (),
+        secrets: dict[str, str] | None = None,
+    ) -> Graph:
+        return build(mocks, playbooks_dir.parent, tmp_path / "build", overrides, drop, secrets)
 
     return build_one
 

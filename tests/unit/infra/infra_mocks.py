@@ -209,6 +209,7 @@ IMAGE_BUILDER_ARNS = {
         "",
     ),
     "aws:imagebuilder/imagePipeline:ImagePipeline": ("image-pipeline", ""),
+    "aws:imagebuilder/lifecyclePolicy:LifecyclePolicy": ("lifecycle-policy", ""),
 }
 
 

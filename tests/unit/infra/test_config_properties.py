@@ -255,7 +255,12 @@ def test_the_functions_accept_the_environment_the_program_writes_for_any_accepte
     assert functions.asg_name == cfg.asg_name
     assert functions.limits.max_size == cfg.max_size
     assert functions.jit_parameter_template == cfg.jit_parameter_template
-    assert not aws_refuses("table", functions.ledger_table)
+    if cfg.scale_set:  # no ledger, no deliveries queue, no webhook secret in this mode
+        assert (functions.ledger_table, functions.queue_url) == (None, None)
+        assert functions.webhook_secret_parameter is None
+        assert functions.listener_session_parameter == cfg.names.listener_session_parameter
+    else:
+        assert not aws_refuses("table", functions.ledger_table)
     # The mode reaches the functions, and the scale set is the one jobs name: the fleet's name.
     assert (functions.github_mode, functions.scale_set) == (cfg.github_mode, cfg.scale_set)
     assert functions.scale_set_name == cfg.fleet_name

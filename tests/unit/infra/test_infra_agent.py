@@ -17,13 +17,15 @@ import yaml
 from infra_mocks import ACCOUNT, REGION, example_settings
 
 from fleet.core.config.fields import agent_tracks_latest
+from infra.agent_freshness import TRIGGER_MAX_EVENT_AGE_SECONDS, TRIGGER_RETRIES
 from infra.agent_report import (
     METRIC_NAME,
     alarm_event_pattern,
     runner_metrics_namespace,
 )
 from infra.config import ConfigError, parse_config
-from tests.fakes.iam_policy import statements_by_sid
+from infra.iam_functions import dead_letter_queue_policy
+from tests.fakes.iam_policy import Request, decide, statements_by_sid
 
 pytestmark = pytest.mark.unit
 
@@ -33,6 +35,12 @@ TARGET = "aws:cloudwatch/eventTarget:EventTarget"
 PERMISSION = "aws:lambda/permission:Permission"
 ALARM_ARN = f"arn:aws:cloudwatch:{REGION}:{ACCOUNT}:alarm:runner-fleet-main-runner-agent-outdated"
 BAKE_FUNCTION = "runner-fleet-main-bake"
+QUEUE = "aws:sqs/queue:Queue"
+QUEUE_POLICY = "aws:sqs/queuePolicy:QueuePolicy"
+ASYNC = "aws:lambda/functionEventInvokeConfig:FunctionEventInvokeConfig"
+BAKE_DEAD_LETTERS = "runner-fleet-main-bake-dead-letters"
+BAKE_DEAD_LETTERS_ARN = f"arn:aws:sqs:{REGION}:{ACCOUNT}:{BAKE_DEAD_LETTERS}"
+RULE_ARN = f"arn:aws:events:{REGION}:{ACCOUNT}:rule/main-agent-outdated"
 
 
 def _outdated_alarm(graph) -> dict:
@@ -95,6 +103,84 @@ def test_the_alarm_entering_alarm_starts_a_bake_through_the_bake_function(defaul
     edge = graph.registration(TARGET, "main-agent-outdated-target")
     assert graph.registration(RULE, "main-agent-outdated").urn in edge.dependencies
     assert graph.registration(PERMISSION, "main-agent-outdated-invoke").urn in edge.dependencies
+
+
+# -- a bake trigger is not lost: retries, dead letters, alarms ---------------------------------
+
+
+def test_the_rules_target_retries_then_leaves_the_trigger_in_the_bake_dead_letters(default_graph):
+    target = default_graph.named(TARGET, "main-agent-outdated-target")
+    assert target["retryPolicy"] == {
+        "maximumRetryAttempts": TRIGGER_RETRIES,
+        "maximumEventAgeInSeconds": TRIGGER_MAX_EVENT_AGE_SECONDS,
+    }
+    assert (TRIGGER_RETRIES, TRIGGER_MAX_EVENT_AGE_SECONDS) == (8, 3600)
+    assert target["deadLetterConfig"] == {"arn": BAKE_DEAD_LETTERS_ARN}
+    queue = default_graph.named(QUEUE, "main-image-bake-dead-letters")
+    assert queue["name"] == BAKE_DEAD_LETTERS
+    assert queue["sqsManagedSseEnabled"] is True  # encrypted at rest
+    assert queue["messageRetentionSeconds"] == 14 * 24 * 3600
+
+
+def test_only_that_rule_may_write_the_bake_dead_letters(default_graph):
+    deployed = default_graph.named(QUEUE_POLICY, "main-agent-outdated-dead-letters-policy")
+    assert deployed["queueUrl"].endswith(f"/{ACCOUNT}/{BAKE_DEAD_LETTERS}")
+    policy = json.loads(deployed["policy"])
+    assert policy == dead_letter_queue_policy(queue_arn=BAKE_DEAD_LETTERS_ARN, rule_arns=[RULE_ARN])
+    send = statements_by_sid(policy)["EventBridgeDeadLetters"]
+    assert send["Principal"] == {"Service": "events.amazonaws.com"}
+    assert send["Condition"] == {"ArnEquals": {"aws:SourceArn": [RULE_ARN]}}
+
+    def sent_by(rule_arn: str, secure: str = "true") -> str:
+        context = {"aws:SourceArn": rule_arn, "aws:SecureTransport": secure}
+        return decide([policy], Request("sqs:SendMessage", BAKE_DEAD_LETTERS_ARN, context))
+
+    assert sent_by(RULE_ARN) == "Allow"
+    assert sent_by(RULE_ARN.replace("main-agent-outdated", "main-control-plane-spot")) == (
+        "ImplicitDeny"
+    )
+    assert sent_by(RULE_ARN, secure="false") == "ExplicitDeny"
+
+
+def test_the_bake_functions_own_failures_land_there_after_lambdas_retries(default_graph):
+    config = default_graph.named(ASYNC, "main-image-bake-async")
+    assert config["functionName"] == BAKE_FUNCTION
+    assert config["maximumRetryAttempts"] == 2
+    assert config["maximumEventAgeInSeconds"] == 3600
+    assert config["destinationConfig"] == {"onFailure": {"destination": BAKE_DEAD_LETTERS_ARN}}
+
+
+def test_alarms_fire_on_dead_letters_and_on_bake_errors(default_graph):
+    dead = default_graph.named(ALARM, "main-image-bake-dead-letters-alarm")
+    assert dead["name"] == "runner-fleet-main-bake-dead-letters-not-empty"
+    assert (dead["namespace"], dead["metricName"]) == (
+        "AWS/SQS",
+        "ApproximateNumberOfMessagesVisible",
+    )
+    assert dead["dimensions"] == {"QueueName": BAKE_DEAD_LETTERS}
+    errors = default_graph.named(ALARM, "main-image-bake-errors-alarm")
+    assert errors["name"] == "runner-fleet-main-bake-errors"
+    assert (errors["namespace"], errors["metricName"]) == ("AWS/Lambda", "Errors")
+    assert errors["dimensions"] == {"FunctionName": BAKE_FUNCTION}
+    for alarm in (dead, errors):
+        # As the control plane's alarms: anything above 0 in 5 minutes; no data is fine.
+        assert (alarm["threshold"], alarm["comparisonOperator"]) == (0, "GreaterThanThreshold")
+        assert (alarm["period"], alarm["evaluationPeriods"]) == (300, 1)
+        assert alarm["treatMissingData"] == "notBreaching"
+    cfg = parse_config(example_settings())
+    checked = cfg.names.every_name()
+    assert ("alarm", dead["name"]) in checked and ("alarm", errors["name"]) in checked
+    assert ("queue", BAKE_DEAD_LETTERS) in checked
+
+
+def test_with_a_pinned_agent_the_dead_letters_stay_but_no_rule_writes_there(build_graph):
+    graph = build_graph({"runnerVars": {}})
+    assert graph.named(QUEUE, "main-image-bake-dead-letters")["name"] == BAKE_DEAD_LETTERS
+    assert graph.named(ASYNC, "main-image-bake-async")["functionName"] == BAKE_FUNCTION
+    assert all(not p.name.startswith("main-agent") for p in graph.of_type(QUEUE_POLICY))
+    plain = build_graph({"imagePipeline": False})
+    assert all(q.inputs["name"] != BAKE_DEAD_LETTERS for q in plain.of_type(QUEUE))
+    assert all(not a.name.startswith("main-image-bake") for a in plain.of_type(ALARM))
 
 
 @pytest.mark.parametrize(

@@ -108,26 +108,33 @@ VALIDATION_GRAPH = Counter(
 
 # Baked images (infra/image_pipeline.py): Image Builder's component, recipe, build
 # infrastructure (role, policy, SSM core, profile, log group), distribution and pipeline, the
-# image parameter, and the bake function (role, policy, log group) with its invocation; with
-# the newest agent (the example's runnerVars), the outdated-agent alarm's rule that starts it.
+# image parameter, the bake function (role, policy, log group) with its invocation, its
+# dead-letter queue, async settings and two alarms (dead letters, errors), and the lifecycle
+# policy with its role and managed policy; with the newest agent (the example's runnerVars),
+# the outdated-agent alarm's rule that starts it and its dead letters' queue policy.
 IMAGE_PIPELINE_GRAPH = Counter(
     {
         "aws:cloudwatch/eventRule:EventRule": 1,
         "aws:cloudwatch/eventTarget:EventTarget": 1,
         "aws:lambda/permission:Permission": 1,
+        "aws:sqs/queuePolicy:QueuePolicy": 1,
         "aws:imagebuilder/component:Component": 1,
         "aws:imagebuilder/imageRecipe:ImageRecipe": 1,
         "aws:imagebuilder/infrastructureConfiguration:InfrastructureConfiguration": 1,
         "aws:imagebuilder/distributionConfiguration:DistributionConfiguration": 1,
         "aws:imagebuilder/imagePipeline:ImagePipeline": 1,
+        "aws:imagebuilder/lifecyclePolicy:LifecyclePolicy": 1,
         "aws:ssm/parameter:Parameter": 1,
-        "aws:iam/role:Role": 2,
+        "aws:iam/role:Role": 3,
         "aws:iam/rolePolicy:RolePolicy": 2,
-        "aws:iam/rolePolicyAttachment:RolePolicyAttachment": 1,
+        "aws:iam/rolePolicyAttachment:RolePolicyAttachment": 2,
         "aws:iam/instanceProfile:InstanceProfile": 1,
         "aws:cloudwatch/logGroup:LogGroup": 2,
         "aws:lambda/function:Function": 1,
         "aws:lambda/invocation:Invocation": 1,
+        "aws:lambda/functionEventInvokeConfig:FunctionEventInvokeConfig": 1,
+        "aws:sqs/queue:Queue": 1,
+        "aws:cloudwatch/metricAlarm:MetricAlarm": 2,
     }
 )
 

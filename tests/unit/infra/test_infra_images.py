@@ -489,8 +489,16 @@ def test_the_bake_function_may_start_its_own_pipeline_only(default_graph):
         account_id=ACCOUNT,
         pipeline_name=IMAGE_NAME,
         log_group="/aws/lambda/runner-fleet-main-bake",
+        dead_letter_queue="runner-fleet-main-bake-dead-letters",
     )
     assert deployed == expected
+    # Lambda reports a failed asynchronous invocation with the function's role: to the bake
+    # dead letters only, not the control plane's.
+    queue = graph.named("aws:sqs/queue:Queue", "main-image-bake-dead-letters")
+    bake_dead_letters = f"arn:aws:sqs:{REGION}:{ACCOUNT}:{queue['name']}"
+    assert decide([deployed], Request("sqs:SendMessage", bake_dead_letters)) == "Allow"
+    others = bake_dead_letters.replace("-bake-dead-letters", "-dead-letters")
+    assert decide([deployed], Request("sqs:SendMessage", others)) == "ImplicitDeny"
     # The ARN the policy names is the pipeline's.
     assert (
         decide([deployed], Request("imagebuilder:StartImagePipelineExecution", PIPELINE_ARN))

@@ -101,10 +101,11 @@ def environment_bytes(cfg: FleetConfig) -> int:
     return len(json.dumps(variables, ensure_ascii=False).encode("utf-8"))
 
 
-# The functions each githubMode deploys (infra/functions.py): scaleSet a listener, no webhook.
+# The functions each githubMode deploys (infra/functions.py): scaleSet a listener, no webhook
+# and no scaler (the listener runs its cycle).
 MODE_FUNCTIONS = {
     "webhook": ("webhook", "scaler", "lifecycle", "reaper"),
-    "scaleSet": ("listener", "scaler", "lifecycle", "reaper"),
+    "scaleSet": ("listener", "lifecycle", "reaper"),
 }
 
 
@@ -240,6 +241,7 @@ NAMED = {
     "aws:imagebuilder/infrastructureConfiguration:InfrastructureConfiguration": "name",
     "aws:imagebuilder/distributionConfiguration:DistributionConfiguration": "name",
     "aws:imagebuilder/imagePipeline:ImagePipeline": "name",
+    "aws:imagebuilder/lifecyclePolicy:LifecyclePolicy": "name",
 }
 # Autonamed resources: Pulumi appends '-' and 7 random characters to the logical name.
 AUTONAME_SUFFIX = 8
@@ -270,7 +272,9 @@ def test_every_name_the_program_sends_is_one_the_config_derived(shared_graph, ov
         if resource.typ == typ
     }
     assert sent <= derived
-    assert {cfg.asg_name, cfg.names.kms_alias, cfg.names.ledger_table} <= sent
+    assert {cfg.asg_name, cfg.names.kms_alias} <= sent
+    # The ledger exists in webhook mode only (scaleSet mode has none: docs/control-plane.md).
+    assert (cfg.names.ledger_table in sent) == (not cfg.scale_set)
     hooks = {h["name"] for h in graph.one("aws:autoscaling/group:Group")["initialLifecycleHooks"]}
     assert hooks == {cfg.launch_hook_name, cfg.terminate_hook_name}
 

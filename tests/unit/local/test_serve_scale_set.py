@@ -29,7 +29,8 @@ from tests.unit.local.conftest import World
 pytestmark = pytest.mark.integration
 
 JOB_LABELS = ("self-hosted", "linux")
-SESSIONS = "/_services/pipelines/_apis/runtime/runnerscalesets/1/sessions"
+SERVICE = "/_services/pipelines/_apis"
+SESSIONS = f"{SERVICE}/runtime/runnerscalesets/1/sessions"
 
 
 def wait_for(condition, what: str, limit: float = 20.0):
@@ -134,6 +135,66 @@ def test_jobs_scale_the_fleet_up_busy_hosts_stay_used_ones_go_and_idle_ones_reti
     assert world.fake.scalesets.sessions == {}  # closed on stop
     assert world.state().load().session_id == ""
     assert any("no webhook port" in line for line in serve.lines)
+
+
+def start_up(world) -> list[tuple[str, str]]:
+    """The requests the fake saw up to and including the one that opened a session, and
+    forgets them (method, path; a scale set's id and session ids written as ``{id}``)."""
+    seen = [(r.method, r.path) for r in world.fake.requests]
+    world.fake.requests.clear()
+    opened = next(
+        i for i, (method, path) in enumerate(seen) if (method, path) == ("POST", SESSIONS)
+    )
+    return seen[: opened + 1]
+
+
+# Every serve --scale-set start: the App's installation token and the fleet's runner group
+# (REST), a registration token and the admin token for the service.
+AUTH = [
+    ("GET", "/orgs/octo-org/installation"),
+    ("POST", "/app/installations/1/access_tokens"),
+    ("GET", "/orgs/octo-org/actions/runner-groups"),
+    ("POST", "/orgs/octo-org/actions/runners/registration-token"),
+    ("POST", "/actions/runner-registration"),
+]
+LOOK_UP = [
+    ("GET", f"{SERVICE}/runtime/runnergroups/"),
+    ("GET", f"{SERVICE}/runtime/runnerscalesets"),
+]
+
+
+def test_serve_looks_the_runner_group_and_the_scale_set_up_once_at_start_up(world):
+    """Joining the scale set and the listener's first run share one create-or-adopt (it was
+    done three times: 17 requests to the first session, 11 of them group and scale-set
+    look-ups and the create)."""
+    first = Serve(world, idle=0)
+    wait_for(lambda: first.autoscaler.listener.session_id, "the first serve's session")
+    assert first.stop() == 0
+    assert start_up(world) == [
+        *AUTH,
+        *LOOK_UP,
+        ("POST", f"{SERVICE}/runtime/runnerscalesets"),  # created: it did not exist
+        ("POST", SESSIONS),
+    ]
+    second = Serve(world, idle=0)
+    wait_for(lambda: second.autoscaler.listener.session_id, "the second serve's session")
+    assert second.stop() == 0
+    # adopted as it was (the App's installation token is still good: no REST call)
+    assert start_up(world) == [*AUTH[-2:], *LOOK_UP, ("POST", SESSIONS)]
+
+
+def test_a_stopped_serve_ends_its_long_poll_by_deleting_the_session(world):
+    """The quiet poll is held a minute; stopping serve deletes the session, the poll ends at
+    once and the listener closes up cleanly: no failure reported, nothing left open."""
+    world.fake.scalesets.hold_seconds = 60.0
+    serve = Serve(world, idle=0)
+    wait_for(lambda: world.fake.scalesets.polls, "a long poll held at the fake")
+    assert serve.stop() == 0
+    listener = serve.autoscaler.listener
+    assert not listener.is_alive(), "the listener outlived its session"
+    assert world.fake.scalesets.sessions == {} and world.state().load().session_id == ""
+    assert not any("listener failed" in line or "could not close" in line for line in serve.lines)
+    assert not any("listening again" in line for line in serve.lines)
 
 
 def test_a_serve_that_died_is_taken_over_and_loses_no_job_nor_a_busy_host(world):

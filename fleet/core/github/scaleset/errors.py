@@ -31,6 +31,13 @@ class SessionConflict(ScaleSetError, GitHubConflict):
     without closing its session and has not expired yet."""
 
 
+class SessionGone(ScaleSetError):
+    """The service no longer holds the session this call named: deleted (by this listener's
+    own stop, or a take-over), or dropped after its holder stopped polling. The service says
+    so as ``RunnerScaleSetSessionExpiredException`` ("The session identifier … is not
+    valid."); nothing more can be done with that session: open a new one."""
+
+
 class QueueTokenExpired(ScaleSetError):
     """The message queue refused the session's token even after a session refresh."""
 
@@ -47,6 +54,7 @@ _BY_TYPE_NAME: tuple[tuple[str, type[ScaleSetError]], ...] = (
     ("AgentExistsException", AgentExists),
     ("AgentNotFoundException", AgentNotFound),
     ("JobStillRunningException", JobStillRunning),
+    ("SessionExpiredException", SessionGone),  # RunnerScaleSet… (and TaskAgent…, older)
 )
 
 

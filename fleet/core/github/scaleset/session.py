@@ -12,6 +12,9 @@ acquiring.
   queue token -> the ids acquired.
 - A 401 on any queue-token call refreshes the session (``PATCH``, new token) and retries
   once; a second 401 is ``QueueTokenExpired``.
+- A session the service no longer holds (deleted under a long poll, taken over, dropped) is
+  ``SessionGone`` (or a 404): the poll in flight ends with it, a refresh cannot bring it
+  back, and closing it again is no error (``close`` answers False).
 """
 
 from __future__ import annotations
@@ -23,7 +26,12 @@ from typing import TypeVar
 import requests
 
 from fleet.core.github.errors import GitHubAuthError, GitHubError, GitHubNotFound
-from fleet.core.github.scaleset.errors import QueueTokenExpired, SessionConflict, typed
+from fleet.core.github.scaleset.errors import (
+    QueueTokenExpired,
+    SessionConflict,
+    SessionGone,
+    typed,
+)
 from fleet.core.github.scaleset.messages import Message, MessageFormatError, parse_message
 from fleet.core.github.scaleset.models import AcquiredJobs, Session
 from fleet.core.github.scaleset.service import ACCEPT, SCALE_SETS, ScaleSetService
@@ -99,7 +107,7 @@ class MessageSession:
                 return False
             try:
                 self.service.call("DELETE", f"{self._path}/{self.session.session_id}")
-            except GitHubNotFound:
+            except (GitHubNotFound, SessionGone):
                 return False
             finally:
                 self.session = None
@@ -109,7 +117,7 @@ class MessageSession:
         """Delete a session this owner opened before (its id remembered): a take-over."""
         try:
             self.service.call("DELETE", f"{self._path}/{session_id}")
-        except GitHubNotFound:
+        except (GitHubNotFound, SessionGone):
             return False
         return True
 
