@@ -201,7 +201,9 @@ def test_a_run_remembers_its_session_while_it_holds_it_and_clears_it_when_it_clo
     monkeypatch.setattr(
         listener, "scale", lambda rt, update: (seen.append(remembered(world)), scale(rt, update))
     )
-    result = listener.handle({}, rt, remaining_seconds=700, max_polls=1)
+    result = listener.handle(
+        {}, rt, remaining_seconds=700, stop=ClockStop(world.clock), max_polls=1
+    )
     ((opened, session_id, owner),) = [e for e in world.github.scalesets.session_events[:1]]
     assert (opened, owner) == ("opened", f"{FLEET}-listener")
     assert seen and all(s == {"scaleSetId": 1, "sessionId": session_id} for s in seen)

@@ -173,12 +173,12 @@ def test_alarms_fire_on_dead_letters_and_on_bake_errors(default_graph):
     assert ("queue", BAKE_DEAD_LETTERS) in checked
 
 
-def test_with_a_pinned_agent_the_dead_letters_stay_but_no_rule_writes_there(build_graph):
-    graph = build_graph({"runnerVars": {}})
+def test_with_a_pinned_agent_the_dead_letters_stay_but_no_rule_writes_there(shared_graph):
+    graph = shared_graph({"runnerVars": {}})
     assert graph.named(QUEUE, "main-image-bake-dead-letters")["name"] == BAKE_DEAD_LETTERS
     assert graph.named(ASYNC, "main-image-bake-async")["functionName"] == BAKE_FUNCTION
     assert all(not p.name.startswith("main-agent") for p in graph.of_type(QUEUE_POLICY))
-    plain = build_graph({"imagePipeline": False})
+    plain = shared_graph({"imagePipeline": False})
     assert all(q.inputs["name"] != BAKE_DEAD_LETTERS for q in plain.of_type(QUEUE))
     assert all(not a.name.startswith("main-image-bake") for a in plain.of_type(ALARM))
 

@@ -111,8 +111,8 @@ def test_the_managed_policy_follows_the_partition():
     assert trust["Statement"][0]["Principal"] == {"Service": "imagebuilder.amazonaws.com.cn"}
 
 
-def test_without_the_pipeline_there_is_no_lifecycle_policy(build_graph):
-    graph = build_graph({"imagePipeline": False})
+def test_without_the_pipeline_there_is_no_lifecycle_policy(shared_graph):
+    graph = shared_graph({"imagePipeline": False})
     assert graph.of_type(LIFECYCLE) == []
     assert all(r.name != LIFECYCLE_ROLE for r in graph.of_type(ROLE))
 
