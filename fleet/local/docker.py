@@ -191,13 +191,20 @@ def wait_until_booted(
 
 def list_hosts(fleet: str) -> list[Container]:
     """The fleet's runner hosts (any state), oldest first."""
-    hosts = client().containers.list(all=True, filters=_filters(fleet, KIND_HOST))
+    # ignore_removed: a host removed between the engine's list and docker-py's inspect of it
+    # (serve retiring one while `status` looks) is left out instead of failing the list.
+    hosts = client().containers.list(
+        all=True, filters=_filters(fleet, KIND_HOST), ignore_removed=True
+    )
     return sorted(hosts, key=lambda c: (c.attrs.get("Created", ""), c.name))
 
 
 def probe_host(container: Container) -> HostProbe:
     """Ask a host what its runner is doing (one exec); a stopped host answers nothing."""
-    container.reload()
+    try:
+        container.reload()
+    except docker.errors.NotFound:
+        return HostProbe(running=False)  # removed since it was listed
     if container.status != "running":
         return HostProbe(running=False)
     try:
@@ -238,7 +245,8 @@ def _remove_volumes_of(fleet: str, host: str) -> int:
 
 def remove_orphan_volumes(fleet: str) -> list[str]:
     """Data volumes whose host container is gone (removed from outside): delete them."""
-    hosts = {c.name for c in client().containers.list(all=True, filters=_filters(fleet))}
+    listed = client().containers.list(all=True, filters=_filters(fleet), ignore_removed=True)
+    hosts = {c.name for c in listed}
     orphans = []
     for volume in client().volumes.list(filters=_filters(fleet, KIND_VOLUME)):
         host = volume.attrs.get("Labels", {}).get(LABEL_HOST)
@@ -341,7 +349,8 @@ def remove_fleet(fleet: str) -> dict[str, int]:
     """Delete every container, volume, network and image labelled as this fleet's."""
     docker_client = client()
     removed = {"containers": 0, "volumes": 0, "networks": 0, "images": 0}
-    for container in docker_client.containers.list(all=True, filters=_filters(fleet)):
+    listed = docker_client.containers.list(all=True, filters=_filters(fleet), ignore_removed=True)
+    for container in listed:
         try:
             container.remove(force=True, v=True)
         except docker.errors.NotFound:
