@@ -146,11 +146,6 @@ def adopt_or_create(service: ScaleSetService, spec: ScaleSetSpec) -> OpenedScale
     return OpenedScaleSet(found, group, False)
 
 
-def ensure_scale_set(service: ScaleSetService, spec: ScaleSetSpec) -> ScaleSet:
-    """The scale set of ``spec`` (``adopt_or_create``'s, without the group)."""
-    return adopt_or_create(service, spec).scale_set
-
-
 def open_session(
     session: MessageSession,
     limits: ListenerLimits,

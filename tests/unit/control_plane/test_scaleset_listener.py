@@ -17,7 +17,6 @@ from fleet.core.scaleset_listener import (
     ScaleSetSpec,
     ScaleUpdate,
     adopt_or_create,
-    ensure_scale_set,
     run_listener,
 )
 from tests.fakes.github_api import FakeClock
@@ -67,11 +66,11 @@ def listen(world, updates, **kwargs):
 
 
 def test_the_scale_set_is_created_once_then_adopted_with_its_labels_corrected(world):
-    created = ensure_scale_set(world.service, SPEC)
+    created = adopt_or_create(world.service, SPEC).scale_set
     assert created.label_names == ("fleet",)
-    relabelled = ensure_scale_set(
+    relabelled = adopt_or_create(
         world.service, ScaleSetSpec("fleet", GROUP, labels=("fleet", "linux"))
-    )
+    ).scale_set
     assert relabelled.id == created.id and relabelled.label_names == ("fleet", "linux")
     assert len(world.fake.scalesets.scale_sets) == 1
 
@@ -150,7 +149,7 @@ def test_a_callback_that_fails_leaves_the_message_to_come_again(world):
 
 
 def test_a_busy_session_is_waited_out_until_the_service_drops_it(world):
-    scale_set = ensure_scale_set(world.service, SPEC)
+    scale_set = adopt_or_create(world.service, SPEC).scale_set
     world.session(scale_set.id, "dead-listener").open()
     stop = FakeStop(world.clock)
     limits = ListenerLimits(conflict_wait=300, conflict_retry=30)
@@ -159,7 +158,7 @@ def test_a_busy_session_is_waited_out_until_the_service_drops_it(world):
 
 
 def test_a_busy_session_that_stays_busy_is_given_up(world):
-    scale_set = ensure_scale_set(world.service, SPEC)
+    scale_set = adopt_or_create(world.service, SPEC).scale_set
     world.session(scale_set.id, "other-listener").open()
     stop = FakeStop(world.clock)
     limits = ListenerLimits(conflict_wait=60, conflict_retry=30)
@@ -169,7 +168,7 @@ def test_a_busy_session_that_stays_busy_is_given_up(world):
 
 
 def test_its_own_previous_session_is_taken_over_at_once(world):
-    scale_set = ensure_scale_set(world.service, SPEC)
+    scale_set = adopt_or_create(world.service, SPEC).scale_set
     old = world.session(scale_set.id, "listener-1").open()
     stop = FakeStop(world.clock)
     seen: list[tuple[int, str]] = []
@@ -186,7 +185,7 @@ def test_its_own_previous_session_is_taken_over_at_once(world):
 
 
 def test_a_stop_while_waiting_out_a_conflict_opens_nothing(world):
-    scale_set = ensure_scale_set(world.service, SPEC)
+    scale_set = adopt_or_create(world.service, SPEC).scale_set
     world.session(scale_set.id, "other").open()
     report = listen(world, [], stop=FakeStop(world.clock, after=1), max_polls=5)
     assert report.ended == "stopped" and report.session_id == ""
