@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import hashlib
 
-import yaml
-
+from infra.literal_yaml import literal_yaml
 from infra.user_data import UserDataSettings, cloud_config
 
 # CreateComponent: `data` is 1-16,000 characters.
@@ -83,25 +82,13 @@ def component_document(settings: UserDataSettings, name: str) -> str:
             }
         ],
     }
-    text = yaml.dump(document, Dumper=_LiteralDumper, sort_keys=False, width=1000)
+    text = literal_yaml(document)
     if len(text) > COMPONENT_DATA_MAX_CHARS:
         raise ValueError(
             f"the image component is {len(text)} characters; Image Builder accepts "
             f"{COMPONENT_DATA_MAX_CHARS} inline"
         )
     return text
-
-
-class _LiteralDumper(yaml.SafeDumper):
-    """Multi-line strings as literal blocks: the script stays the script."""
-
-
-def _str_representer(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
-    style = "|" if "\n" in value else None
-    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
-
-
-_LiteralDumper.add_representer(str, _str_representer)
 
 
 def content_version(*parts: str) -> str:

@@ -15,6 +15,7 @@ from pathlib import Path
 import yaml
 
 from infra.agent_report import runner_metrics_namespace
+from infra.literal_yaml import literal_yaml
 
 HERE = Path(__file__).resolve().parent
 
@@ -127,21 +128,9 @@ def cloud_config(settings: UserDataSettings) -> dict:
     }
 
 
-class _LiteralDumper(yaml.SafeDumper):
-    """Dumps multi-line strings as literal blocks, so scripts stay readable in user data."""
-
-
-def _str_representer(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
-    style = "|" if "\n" in value else None
-    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
-
-
-_LiteralDumper.add_representer(str, _str_representer)
-
-
 def render_user_data(settings: UserDataSettings) -> str:
     """The `#cloud-config` text; raises ValueError if EC2 would refuse its size."""
-    body = yaml.dump(cloud_config(settings), Dumper=_LiteralDumper, sort_keys=False, width=1000)
+    body = literal_yaml(cloud_config(settings))
     text = "#cloud-config\n" + body
     size = len(text.encode("utf-8"))
     if size > MAX_USER_DATA_BYTES:

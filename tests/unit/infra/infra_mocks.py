@@ -6,7 +6,9 @@ Imports nothing from infra: conftest.py must install the mocks before infra is i
 from __future__ import annotations
 
 import collections
+import copy
 import dataclasses
+import functools
 import json
 from pathlib import Path
 from typing import Any
@@ -214,7 +216,15 @@ IMAGE_BUILDER_ARNS = {
 
 
 def example_settings() -> dict[str, Any]:
-    """The runner-fleet settings of Pulumi.example.yaml, as plain values."""
+    """The runner-fleet settings of Pulumi.example.yaml, as plain values (a fresh copy: the
+    caller may change it)."""
+    return copy.deepcopy(_example_settings())
+
+
+@functools.cache
+def _example_settings() -> dict[str, Any]:
+    # Parsed once per process: the file is long (every key documented), and tests ask for it
+    # dozens of times.
     document = yaml.safe_load((PROJECT_ROOT / "Pulumi.example.yaml").read_text())
     prefix = f"{PROJECT}:"
     return {
