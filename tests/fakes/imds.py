@@ -128,8 +128,9 @@ class FakeImds:
         server = _Server((self._address, self._port), _Handler)
         server.imds = self
         self._server = server
+        # serve_forever notices stop() at its next poll: 10 ms (each test's fake stops).
         self._thread = threading.Thread(
-            target=server.serve_forever, args=(0.05,), name="fake-imds", daemon=True
+            target=server.serve_forever, args=(0.01,), name="fake-imds", daemon=True
         )
         self._thread.start()
         return self

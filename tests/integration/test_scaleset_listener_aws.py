@@ -74,7 +74,7 @@ def world(app_keys: tuple[str, bytes], aws_sleeps: list[float]) -> Iterator[Worl
         github = FakeGitHubWithScaleSets(
             server=server, app_id=APP_ID, public_key=app_keys[1], clock=clock
         )
-        github.scalesets.hold_seconds = 0.1
+        github.scalesets.hold_seconds = 0.02
         github.install(ORG, INSTALLATION_ID)
         github.add_group(ORG, "runner-fleet", group_id=GROUP_ID)
         aws = AwsWorld(enforcer, app_keys[0], max_size=10, github_mode="scaleSet")

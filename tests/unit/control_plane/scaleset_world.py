@@ -55,7 +55,7 @@ def scaleset_world(
     server: HTTPServer | None = None,
     *,
     max_attempts: int = 3,
-    hold_seconds: float = 0.2,
+    hold_seconds: float = 0.05,
 ) -> Iterator[World]:
     """A world on ``server`` (cleared afterwards; shared between tests, it spares each one
     the server's half-second shutdown) or on a server of its own."""

@@ -62,7 +62,7 @@ class Serve:
         )
         self.hosts = hosts or FakeScaleSetHosts(registrar)
         self.hosts.registrar = registrar
-        settings = {"idle": 1, "max_size": 4, "interval": 0.2, "idle_grace": 0.0, **options}
+        settings = {"idle": 1, "max_size": 4, "interval": 0.1, "idle_grace": 0.0, **options}
         serve_options = ServeOptions(**settings)
         self.lines: list[str] = []
         self.autoscaler = ScaleSetAutoscaler(
@@ -76,8 +76,8 @@ class Serve:
                 min_idle=serve_options.idle,
                 max_runners=serve_options.max_size,
                 min_poll_interval=0.05,
-                conflict_wait=0.5,
-                conflict_retry=0.1,
+                conflict_wait=0.25,
+                conflict_retry=0.05,
             ),
             restarts=Restarts(first=0.2, longest=1.0),
         )

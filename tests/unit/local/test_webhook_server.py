@@ -178,7 +178,7 @@ def test_malformed_and_oversize_requests_are_answered_and_closed(
         client.close()
 
 
-@pytest.mark.parametrize("server", [{"read_timeout": 1.0}], indirect=True)
+@pytest.mark.parametrize("server", [{"read_timeout": 0.5}], indirect=True)
 def test_a_body_trickled_slower_than_the_read_timeout_is_cut_off(server):
     headers, body = signed(workflow_job("queued", labels=list(LABELS)), delivery="trickle")
     head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
@@ -186,12 +186,12 @@ def test_a_body_trickled_slower_than_the_read_timeout_is_cut_off(server):
         server.port, f"POST / HTTP/1.1\r\n{head}Content-Length: {len(body)}\r\n\r\n".encode()
     )
     try:
-        for n in range(0, 30):  # a byte every 0.1 s: 3 s for 30 bytes, past the 1 s timeout
+        for n in range(0, 30):  # a byte every 0.05 s: 1.5 s for 30 bytes, past the 0.5 s timeout
             try:
                 client.sendall(body[n : n + 1])
             except OSError:
                 break
-            time.sleep(0.1)
+            time.sleep(0.05)
         closed = answers_until_closed([client], within=5)
         assert closed[0].split(b"\r\n", 1)[0] == b"HTTP/1.1 408 Request Timeout"
         assert server.intake.queued() == 0
