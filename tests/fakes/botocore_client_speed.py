@@ -14,14 +14,23 @@ Every botocore session also makes its own model loader, which reads and parses t
 and endpoint JSON files again (each boto3 session moto's ``mock_aws`` makes, the tests' own
 sessions): ``install`` also gives every session one loader per data path, whose caches keep
 what it parsed (the files do not change while the tests run).
+
+Every session and every client also registers about 150 event handlers, and botocore checks
+each one as it does so: ``inspect.getfullargspec`` to see that the handler takes ``**kwargs``,
+then a translation of the event's name through its aliases, whose cache lives in one event
+emitter and starts empty in every copy. Both are pure functions of the handler or the name:
+``install`` remembers them once per process (together about a tenth of the integration
+layer's CPU time). A handler that is not a plain function or a bound method is still
+checked every time, so no cache keeps anything else alive.
 """
 
 from __future__ import annotations
 
 import functools
+import types
 from typing import Any
 
-from botocore import client, loaders, session
+from botocore import client, hooks, loaders, session
 
 _original = client.ClientCreator._create_client_class
 _classes: dict[tuple[str, str], type] = {}
@@ -39,8 +48,37 @@ def _shared_loader(search_path_string: str | None = None) -> loaders.Loader:
     return loaders.create_loader(search_path_string)
 
 
+_original_accepts_kwargs = hooks.accepts_kwargs
+_takes_kwargs: dict[types.FunctionType, bool] = {}
+
+
+def _accepts_kwargs(func: Any) -> bool:
+    function = getattr(func, "__func__", func)  # a bound method: its function's signature
+    if not isinstance(function, types.FunctionType):
+        return _original_accepts_kwargs(func)
+    if function not in _takes_kwargs:
+        _takes_kwargs[function] = bool(_original_accepts_kwargs(function))
+    return _takes_kwargs[function]
+
+
+_original_alias = hooks.EventAliaser._alias_event_name
+_aliased: dict[str, str] = {}
+
+
+def _alias_event_name(self: hooks.EventAliaser, event_name: str) -> str:
+    if self._event_aliases != hooks.EVENT_ALIASES:  # aliases of its own: botocore's way
+        return _original_alias(self, event_name)
+    if event_name not in _aliased:
+        _aliased[event_name] = _original_alias(self, event_name)
+    return _aliased[event_name]
+
+
 def install() -> None:
     assert _original.__name__ == "_create_client_class", "botocore's client factory changed"
     client.ClientCreator._create_client_class = _create_client_class
     assert session.create_loader is loaders.create_loader, "botocore's loader factory changed"
     session.create_loader = _shared_loader
+    assert _original_accepts_kwargs.__name__ == "accepts_kwargs", "botocore's check changed"
+    hooks.accepts_kwargs = _accepts_kwargs
+    assert _original_alias.__name__ == "_alias_event_name", "botocore's aliasing changed"
+    hooks.EventAliaser._alias_event_name = _alias_event_name
