@@ -423,11 +423,12 @@ def test_s3_bundle_bucket_is_locked_down(default_graph):
     assert graph.named("aws:s3/bucket:Bucket", "main-bundle-bucket")["forceDestroy"] is True
 
 
-def test_bundle_is_a_reproducible_zip_of_the_playbooks_and_the_canary(build_graph, tmp_path):
+def test_bundle_is_a_reproducible_zip_of_the_playbooks_and_the_canary(
+    build_graph, default_graph, tmp_path
+):
     graph = build_graph()
     archive = graph.fleet.bundle.archive
     assert archive.parent == tmp_path / "build"
-    first = archive.read_bytes()
     with zipfile.ZipFile(archive) as bundle:
         # Paths as in the project, so the roles' default canary path resolves on the instance.
         assert sorted(bundle.namelist()) == [
@@ -440,13 +441,17 @@ def test_bundle_is_a_reproducible_zip_of_the_playbooks_and_the_canary(build_grap
         # The example's runnerVars.
         runner_vars = yaml.safe_load(bundle.read("runner-vars.yml"))
         assert runner_vars == {"actions_runner_version": "latest"}
-    build_graph()
-    assert archive.read_bytes() == first
+    # The same project built earlier, from another directory (other paths, other file times):
+    # the same bytes and key. The tests below compare their changed projects with that build.
+    elsewhere = default_graph.fleet.bundle.archive
+    assert elsewhere.parent != archive.parent
+    assert archive.read_bytes() == elsewhere.read_bytes()
+    assert graph.outputs["bundleKey"] == default_graph.outputs["bundleKey"]
     assert graph.one("aws:s3/bucketObjectv2:BucketObjectv2")["contentType"] == "application/zip"
 
 
-def test_bundle_key_changes_with_the_playbooks(build_graph, playbooks_dir):
-    before = build_graph().outputs["bundleKey"]
+def test_bundle_key_changes_with_the_playbooks(build_graph, default_graph, playbooks_dir):
+    before = default_graph.outputs["bundleKey"]  # the same project unchanged (test above)
     (playbooks_dir / "boot.yml").write_text("- hosts: runners\n  tasks: [{meta: noop}]\n")
     after = build_graph().outputs["bundleKey"]
     assert before != after and after.startswith("bundles/playbooks-")
@@ -550,8 +555,8 @@ def test_a_missing_canary_suite_fails_before_any_resource(build_graph, playbooks
     assert mocks.resources == []
 
 
-def test_runner_vars_travel_in_the_bundle_and_change_its_key(build_graph):
-    before = build_graph().outputs["bundleKey"]
+def test_runner_vars_travel_in_the_bundle_and_change_its_key(build_graph, default_graph):
+    before = default_graph.outputs["bundleKey"]
     runner_vars = {"actions_runner_url": "https://mirror.example/agent.tar.gz"}
     graph = build_graph({"runnerVars": runner_vars})
     assert graph.outputs["bundleKey"] != before
@@ -579,8 +584,8 @@ def test_a_hibernated_warm_pool_is_refused_with_the_reason(build_graph):
         )
 
 
-def test_bundle_key_changes_with_the_canary(build_graph, playbooks_dir):
-    before = build_graph().outputs["bundleKey"]
+def test_bundle_key_changes_with_the_canary(build_graph, default_graph, playbooks_dir):
+    before = default_graph.outputs["bundleKey"]  # the same project unchanged
     (playbooks_dir.parent / "tests" / "canary" / "test_more.py").write_text("")
     assert build_graph().outputs["bundleKey"] != before
 

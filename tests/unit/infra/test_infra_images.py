@@ -253,8 +253,8 @@ def test_the_recipe_uses_the_given_image_and_volume_key(build_graph):
     assert distribution["amiDistributionConfiguration"]["kmsKeyId"] == key
 
 
-def test_component_recipe_and_bake_change_with_the_bundle(build_graph):
-    before = build_graph()
+def test_component_recipe_and_bake_change_with_the_bundle(build_graph, default_graph):
+    before = default_graph  # this project as it is (the bundle is reproducible: test_infra_graph)
     after = build_graph({"runnerVars": {"docker_host_registry_mirrors": ["https://m.example"]}})
     assert before.outputs["bundleKey"] != after.outputs["bundleKey"]
     for typ in (COMPONENT, RECIPE):
