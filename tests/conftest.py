@@ -19,6 +19,15 @@ def pytest_configure(config: pytest.Config) -> None:
     gc.set_threshold(*GC_THRESHOLDS)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def botocore_speed() -> None:
+    """botocore's per-process speed-ups for every test that makes sessions and clients
+    (tests/fakes/botocore_client_speed.py: the same clients, made faster)."""
+    from tests.fakes import botocore_client_speed
+
+    botocore_client_speed.install()
+
+
 def pytest_collection_finish(session: pytest.Session) -> None:
     """Once every test module is imported, move what is alive (mostly modules: moto, botocore's
     models, Pulumi's AWS provider) out of the garbage collector's view: it stays alive anyway,

@@ -22,13 +22,13 @@ if TYPE_CHECKING:
 
 @pytest.fixture(scope="session", autouse=True)
 def moto_speed() -> None:
-    """The test-only speed-ups of moto and botocore (tests/fakes/*_speed.py), once per
-    process, before the first integration test."""
-    from tests.fakes import botocore_client_speed, moto_dynamodb_speed, moto_kms_speed
+    """The test-only speed-ups of moto (tests/fakes/moto_*_speed.py), once per process,
+    before the first integration test (botocore's: tests/conftest.py)."""
+    from tests.fakes import moto_dispatch_speed, moto_dynamodb_speed, moto_kms_speed
 
+    moto_dispatch_speed.install()
     moto_dynamodb_speed.install()
     moto_kms_speed.install()
-    botocore_client_speed.install()
 
 
 @pytest.fixture(scope="session")

@@ -90,7 +90,9 @@ def build(
     set_stack_config(settings, secrets)
     mocks.reset()
     fleet, resolved = run_program(build_dir, project_root=project_root)
-    return Graph(list(mocks.resources), resolved, fleet, list(mocks.registrations))
+    return Graph(
+        list(mocks.resources), resolved, fleet, list(mocks.registrations), list(mocks.calls)
+    )
 
 
 @pytest.fixture

@@ -253,12 +253,14 @@ def set_stack_config(
 
 @dataclasses.dataclass
 class Graph:
-    """Resources one program run registered, and its resolved stack outputs."""
+    """Resources one program run registered, its resolved stack outputs, and the invokes it
+    made (data sources: the AMI and instance type lookups)."""
 
     resources: list[pulumi.runtime.MockResourceArgs]
     outputs: dict[str, Any]
     fleet: Any
     registrations: list[Registration] = dataclasses.field(default_factory=list)
+    calls: list[pulumi.runtime.MockCallArgs] = dataclasses.field(default_factory=list)
 
     def registration(self, typ: str, name: str) -> Registration:
         return next(r for r in self.registrations if r.typ == typ and r.name == name)

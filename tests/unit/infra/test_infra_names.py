@@ -303,9 +303,9 @@ def test_autonamed_resources_fit_with_the_longest_fleet_name(shared_graph, mode)
 # -- instance types: EC2's answer at preview, no family list -----------------------------------
 
 
-def test_instance_types_are_looked_up_in_ec2(build_graph, mocks):
-    build_graph()
-    asked = [c.args["instanceType"] for c in mocks.calls if c.token.endswith("getInstanceType")]
+def test_instance_types_are_looked_up_in_ec2(default_graph):
+    calls = default_graph.calls
+    asked = [c.args["instanceType"] for c in calls if c.token.endswith("getInstanceType")]
     assert asked == ["m7i.xlarge", "m6i.xlarge", "m6a.xlarge"]
 
 
