@@ -12,6 +12,7 @@ negated one; a missing variable fails both). Explicit deny wins; otherwise any a
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -74,8 +75,15 @@ def _substitute(pattern: str, context: Mapping[str, ContextValue]) -> str | None
 
 
 def glob(pattern: str, value: str, *, case_sensitive: bool = True) -> bool:
+    return _glob_regex(pattern, case_sensitive).fullmatch(value) is not None
+
+
+@functools.cache
+def _glob_regex(pattern: str, case_sensitive: bool) -> re.Pattern[str]:
+    # Compiled once per pattern: every AWS call of the integration layer matches its action
+    # and resources against each statement of the caller's policy.
     regex = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
-    return re.fullmatch(regex, value, 0 if case_sensitive else re.IGNORECASE) is not None
+    return re.compile(regex, 0 if case_sensitive else re.IGNORECASE)
 
 
 def _compare(base: str, actual: str, expected: str) -> bool:
