@@ -8,25 +8,14 @@ import dataclasses
 
 import pytest
 import yaml
+from test_infra_user_data import SETTINGS
 
 from infra import literal_yaml
 from infra.image_component import component_document
-from infra.user_data import UserDataSettings, cloud_config, render_user_data
+from infra.user_data import cloud_config, render_user_data
 
 pytestmark = pytest.mark.unit
 
-SETTINGS = UserDataSettings(
-    fleet_name="main",
-    region="eu-west-1",
-    asg_name="runner-fleet-main",
-    launch_hook_name="runner-fleet-main-launch",
-    parameter_root="/runner-fleet/main",
-    bundle_bucket="main-bundle-bucket-a1b2c3d",
-    bundle_key="bundles/playbooks-0123456789abcdef0123.zip",
-    baked_image=False,
-    docker_volume_gib=100,
-    jit_wait_seconds=1200,
-)
 PURE = literal_yaml.literal_dumper(yaml.SafeDumper)
 
 
