@@ -11,12 +11,30 @@ Property and fault scenario numbers are those of docs/security.md.
 
 from __future__ import annotations
 
+import dataclasses
+import json
+
 import pytest
 from botocore.exceptions import ClientError
 
 from fleet.aws.adapters.clients import DEFAULT_CONFIG
+from infra.config import SCALE_SET_MODE
+from infra.iam_functions import ControlPlaneResources, function_policies
 from tests.fakes.iam_policy import allow_statements
-from tests.integration.harness import APP_PARAMETERS, ASG_NAME, FLEET, Fleet, Throttler
+from tests.integration.harness import (
+    ACCOUNT,
+    APP_PARAMETERS,
+    ASG_NAME,
+    FLEET,
+    FUNCTION_NAMES,
+    LISTENER_SESSION_PARAMETER,
+    PARAMETER_ROOT,
+    REGION,
+    SCALE_SET_FUNCTION_NAMES,
+    Fleet,
+    Throttler,
+    app_parameters,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -279,3 +297,62 @@ def test_policies_grant_exactly_what_the_functions_and_instances_use(make_fleet)
     # The exemptions are KMS use through AWS services, log writes and tag authorization only.
     assert {action.split(":")[0] for _, action in NOT_EXERCISABLE} == {"logs", "kms", "ssm"}
     assert fleet.killed_busy == []
+
+
+def test_scale_set_mode_grants_only_what_the_tour_above_proves_used_and_the_session_parameter():
+    """githubMode scaleSet runs the same code with fewer AWS resources: its lifecycle and
+    reaper functions are webhook mode's, and its listener runs the scaler's cycle
+    (``scaler.run_cycle``) inside a long poll. So every statement of its documents must be
+    one webhook mode grants to the function whose code it runs (each of those is proven used
+    by the tour above), with two exceptions: the listener's own log group, and the SSM
+    parameter where it remembers its session, whose two actions
+    test_scaleset_listener_aws.py proves used (and nothing else allowed on it)."""
+    webhook = ControlPlaneResources(
+        partition="aws",
+        region=REGION,
+        account_id=ACCOUNT,
+        fleet_name=FLEET,
+        asg_name=ASG_NAME,
+        parameter_root=PARAMETER_ROOT,
+        kms_key_arn=f"arn:aws:kms:{REGION}:{ACCOUNT}:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+        queue_arn=f"arn:aws:sqs:{REGION}:{ACCOUNT}:{ASG_NAME}-deliveries",
+        dead_letter_queue_arn=f"arn:aws:sqs:{REGION}:{ACCOUNT}:{ASG_NAME}-dead-letters",
+        table_arn=f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{ASG_NAME}-ledger",
+        metrics_namespace="RunnerFleet",
+        github_app_parameter_names=app_parameters("webhook"),
+        function_names=FUNCTION_NAMES,
+    )
+    scale_set = dataclasses.replace(
+        webhook,
+        queue_arn=None,
+        table_arn=None,
+        github_app_parameter_names=app_parameters(SCALE_SET_MODE),
+        function_names=SCALE_SET_FUNCTION_NAMES,
+        listener_session_parameter=LISTENER_SESSION_PARAMETER,
+    )
+    granted = function_policies(webhook)
+    documents = function_policies(scale_set)
+    assert set(documents) == {"lifecycle", "reaper", "listener"}
+    runs_the_code_of = {"lifecycle": "lifecycle", "reaper": "reaper", "listener": "scaler"}
+    extra: dict[str, list[str]] = {}
+    for function, document in documents.items():
+        known = {
+            json.dumps(s, sort_keys=True) for s in granted[runs_the_code_of[function]]["Statement"]
+        }
+        extra[function] = sorted(
+            s["Sid"] for s in document["Statement"] if json.dumps(s, sort_keys=True) not in known
+        )
+    assert extra == {
+        "lifecycle": [],
+        "reaper": [],
+        "listener": ["RememberListenerSession", "WriteOwnLogs"],
+    }
+    (logs,) = [s for s in documents["listener"]["Statement"] if s["Sid"] == "WriteOwnLogs"]
+    assert logs["Resource"].endswith(
+        f"log-group:/aws/lambda/{SCALE_SET_FUNCTION_NAMES['listener']}:*"
+    )
+    (session,) = [
+        s for s in documents["listener"]["Statement"] if s["Sid"] == "RememberListenerSession"
+    ]
+    assert sorted(session["Action"]) == ["ssm:GetParameter", "ssm:PutParameter"]
+    assert session["Resource"].endswith(f"parameter{LISTENER_SESSION_PARAMETER}")
