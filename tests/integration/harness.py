@@ -106,6 +106,37 @@ def app_parameters(github_mode: str) -> dict[str, str]:
 # githubMode scaleSet: the listener in place of the webhook, and where it remembers its session.
 SCALE_SET_FUNCTION_NAMES = {fn: f"{ASG_NAME}-{fn}" for fn in control_plane_functions("scaleSet")}
 LISTENER_SESSION_PARAMETER = ResourceNames.for_fleet(FLEET).listener_session_parameter
+
+
+def control_plane_resources(
+    github_mode: str,
+    *,
+    kms_key_arn: str,
+    dead_letter_queue_arn: str,
+    queue_arn: str | None = None,
+    table_arn: str | None = None,
+) -> ControlPlaneResources:
+    """What the functions' policy documents are written for in ``github_mode``, as the stack
+    names it (the deliveries queue and the ledger exist in webhook mode only)."""
+    scale_set = github_mode == SCALE_SET_MODE
+    return ControlPlaneResources(
+        partition="aws",
+        region=REGION,
+        account_id=ACCOUNT,
+        fleet_name=FLEET,
+        asg_name=ASG_NAME,
+        parameter_root=PARAMETER_ROOT,
+        kms_key_arn=kms_key_arn,
+        queue_arn=queue_arn,
+        dead_letter_queue_arn=dead_letter_queue_arn,
+        table_arn=table_arn,
+        metrics_namespace="RunnerFleet",
+        github_app_parameter_names=app_parameters(github_mode),
+        function_names=SCALE_SET_FUNCTION_NAMES if scale_set else FUNCTION_NAMES,
+        listener_session_parameter=LISTENER_SESSION_PARAMETER if scale_set else None,
+    )
+
+
 HANDLERS = {
     "webhook": webhook.handle,
     "scaler": scaler.handle,
@@ -375,21 +406,12 @@ class AwsWorld:
         )
         s3.put_object(Bucket=BUNDLE_BUCKET, Key=BUNDLE_KEY, Body=b"PK\x05\x06" + b"\0" * 18)
 
-        self.resources = ControlPlaneResources(
-            partition="aws",
-            region=REGION,
-            account_id=ACCOUNT,
-            fleet_name=FLEET,
-            asg_name=ASG_NAME,
-            parameter_root=PARAMETER_ROOT,
+        self.resources = control_plane_resources(
+            github_mode,
             kms_key_arn=self.kms_key_arn,
-            queue_arn=self.queue_arn,
             dead_letter_queue_arn=self.dlq_arn,
+            queue_arn=self.queue_arn,
             table_arn=self.table_arn,
-            metrics_namespace="RunnerFleet",
-            github_app_parameter_names=app_parameters(github_mode),
-            function_names=function_names,
-            listener_session_parameter=LISTENER_SESSION_PARAMETER if scale_set else None,
         )
         if scale_set:  # the stack creates it, with nothing remembered
             ssm.put_parameter(Name=LISTENER_SESSION_PARAMETER, Value="{}", Type="String")

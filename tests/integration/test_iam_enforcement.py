@@ -11,7 +11,6 @@ Property and fault scenario numbers are those of docs/security.md.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 
 import pytest
@@ -19,21 +18,19 @@ from botocore.exceptions import ClientError
 
 from fleet.aws.adapters.clients import DEFAULT_CONFIG
 from infra.config import SCALE_SET_MODE
-from infra.iam_functions import ControlPlaneResources, function_policies
+from infra.iam_functions import function_policies
 from tests.fakes.iam_policy import allow_statements
 from tests.integration.harness import (
     ACCOUNT,
     APP_PARAMETERS,
     ASG_NAME,
     FLEET,
-    FUNCTION_NAMES,
     LISTENER_SESSION_PARAMETER,
-    PARAMETER_ROOT,
     REGION,
     SCALE_SET_FUNCTION_NAMES,
     Fleet,
     Throttler,
-    app_parameters,
+    control_plane_resources,
 )
 
 pytestmark = pytest.mark.integration
@@ -307,28 +304,18 @@ def test_scale_set_mode_grants_only_what_the_tour_above_proves_used_and_the_sess
     by the tour above), with two exceptions: the listener's own log group, and the SSM
     parameter where it remembers its session, whose two actions
     test_scaleset_listener_aws.py proves used (and nothing else allowed on it)."""
-    webhook = ControlPlaneResources(
-        partition="aws",
-        region=REGION,
-        account_id=ACCOUNT,
-        fleet_name=FLEET,
-        asg_name=ASG_NAME,
-        parameter_root=PARAMETER_ROOT,
-        kms_key_arn=f"arn:aws:kms:{REGION}:{ACCOUNT}:key/1234abcd-12ab-34cd-56ef-1234567890ab",
-        queue_arn=f"arn:aws:sqs:{REGION}:{ACCOUNT}:{ASG_NAME}-deliveries",
-        dead_letter_queue_arn=f"arn:aws:sqs:{REGION}:{ACCOUNT}:{ASG_NAME}-dead-letters",
-        table_arn=f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{ASG_NAME}-ledger",
-        metrics_namespace="RunnerFleet",
-        github_app_parameter_names=app_parameters("webhook"),
-        function_names=FUNCTION_NAMES,
+    arn = f"arn:aws:{{}}:{REGION}:{ACCOUNT}:{{}}".format
+    webhook = control_plane_resources(
+        "webhook",
+        kms_key_arn=arn("kms", "key/1234abcd-12ab-34cd-56ef-1234567890ab"),
+        dead_letter_queue_arn=arn("sqs", f"{ASG_NAME}-dead-letters"),
+        queue_arn=arn("sqs", f"{ASG_NAME}-deliveries"),
+        table_arn=arn("dynamodb", f"table/{ASG_NAME}-ledger"),
     )
-    scale_set = dataclasses.replace(
-        webhook,
-        queue_arn=None,
-        table_arn=None,
-        github_app_parameter_names=app_parameters(SCALE_SET_MODE),
-        function_names=SCALE_SET_FUNCTION_NAMES,
-        listener_session_parameter=LISTENER_SESSION_PARAMETER,
+    scale_set = control_plane_resources(
+        SCALE_SET_MODE,
+        kms_key_arn=webhook.kms_key_arn,
+        dead_letter_queue_arn=webhook.dead_letter_queue_arn,
     )
     granted = function_policies(webhook)
     documents = function_policies(scale_set)
