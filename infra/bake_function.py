@@ -19,6 +19,7 @@ from infra.config import BAKE_FUNCTION, FleetConfig, ResourceNames
 from infra.functions import LAMBDA_ARCHITECTURE, LAMBDA_RUNTIME, LOG_RETENTION_DAYS
 from infra.iam_functions import lambda_trust_policy
 from infra.iam_images import bake_trigger_policy
+from infra.queues import dead_letter_queue, failed_invocations_to
 
 BAKE_FUNCTION_CODE = '''"""Starts one run of the fleet's image pipeline."""
 
@@ -39,8 +40,6 @@ def handler(event, context):
 # long an event may wait: a bake the outdated-agent alarm asked for is still wanted an hour on.
 ASYNC_RETRIES = 2
 ASYNC_MAX_EVENT_AGE_SECONDS = 3600
-# What lands in the dead-letter queue stays 14 days (SQS's longest).
-DEAD_LETTER_RETENTION_SECONDS = 14 * 24 * 3600
 
 
 class BakeFunction(pulumi.ComponentResource):
@@ -73,13 +72,8 @@ class BakeFunction(pulumi.ComponentResource):
             log_group=log_group_name,
             dead_letter_queue=names.bake_dead_letter_queue,
         )
-        self.dead_letters = aws.sqs.Queue(
-            f"{name}-dead-letters",
-            name=names.bake_dead_letter_queue,
-            message_retention_seconds=DEAD_LETTER_RETENTION_SECONDS,
-            sqs_managed_sse_enabled=True,
-            tags=tags,
-            opts=child,
+        self.dead_letters = dead_letter_queue(
+            f"{name}-dead-letters", names.bake_dead_letter_queue, tags=tags, opts=child
         )
         role = aws.iam.Role(
             f"{name}-role",
@@ -118,16 +112,12 @@ class BakeFunction(pulumi.ComponentResource):
             tags=tags,
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.policy, log_group]),
         )
-        aws.lambda_.FunctionEventInvokeConfig(
+        failed_invocations_to(
             f"{name}-async",
-            function_name=self.function.name,
-            maximum_retry_attempts=ASYNC_RETRIES,
-            maximum_event_age_in_seconds=ASYNC_MAX_EVENT_AGE_SECONDS,
-            destination_config=aws.lambda_.FunctionEventInvokeConfigDestinationConfigArgs(
-                on_failure=aws.lambda_.FunctionEventInvokeConfigDestinationConfigOnFailureArgs(
-                    destination=self.dead_letters.arn
-                )
-            ),
+            self.function,
+            self.dead_letters,
+            retries=ASYNC_RETRIES,
+            max_event_age_seconds=ASYNC_MAX_EVENT_AGE_SECONDS,
             opts=child,
         )
         self.alarms = self._alarms(name, names, tags, child)

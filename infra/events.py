@@ -12,6 +12,7 @@ import pulumi
 import pulumi_aws as aws
 
 from infra.iam_functions import LIFECYCLE, LISTENER, REAPER, SCALER, dead_letter_queue_policy
+from infra.queues import failed_invocations_to
 
 SCHEDULES = {SCALER: "rate(1 minute)", REAPER: "rate(2 minutes)"}
 LAUNCH_EVENT = "EC2 Instance-launch Lifecycle Action"
@@ -106,18 +107,14 @@ class Events:
         for fn in (SCALER, LIFECYCLE, REAPER, LISTENER):
             if fn not in functions:
                 continue
-            aws.lambda_.FunctionEventInvokeConfig(
+            failed_invocations_to(
                 f"{name}-{fn}-async",
-                function_name=functions[fn].name,
-                maximum_retry_attempts=0 if fn == LISTENER else 2,
+                functions[fn],
+                dead_letters,
+                retries=0 if fn == LISTENER else 2,
                 # A launch hook waits at most 10 minutes for its JIT config; a listener tick
                 # is worth nothing a minute late.
-                maximum_event_age_in_seconds=60 if fn == LISTENER else 600,
-                destination_config=aws.lambda_.FunctionEventInvokeConfigDestinationConfigArgs(
-                    on_failure=aws.lambda_.FunctionEventInvokeConfigDestinationConfigOnFailureArgs(
-                        destination=dead_letters.arn
-                    )
-                ),
+                max_event_age_seconds=60 if fn == LISTENER else 600,
                 opts=opts,
             )
 
