@@ -340,7 +340,6 @@ class AwsWorld:
         self.max_size = max_size
         self.github_mode = github_mode
         scale_set = github_mode == SCALE_SET_MODE
-        function_names = SCALE_SET_FUNCTION_NAMES if scale_set else FUNCTION_NAMES
         self.admin = admin_session()
         self._admin_clients: dict[str, Any] = {}
         ec2 = self.admin_client("ec2")
@@ -413,6 +412,7 @@ class AwsWorld:
             queue_arn=self.queue_arn,
             table_arn=self.table_arn,
         )
+        function_names = self.resources.function_names
         if scale_set:  # the stack creates it, with nothing remembered
             ssm.put_parameter(Name=LISTENER_SESSION_PARAMETER, Value="{}", Type="String")
         self.policies = {
@@ -1140,7 +1140,6 @@ class Fleet:
 def fleet_environment(aws: AwsWorld, github_url: str, **overrides: Any) -> dict[str, str]:
     """The functions' environment as infra/control_plane.py writes it, for this world (in its
     githubMode)."""
-    scale_set = aws.github_mode == SCALE_SET_MODE
     args = ControlPlaneArgs(
         fleet_name=FLEET,
         github_scope=ORG,
@@ -1154,7 +1153,7 @@ def fleet_environment(aws: AwsWorld, github_url: str, **overrides: Any) -> dict[
         parameter_root=PARAMETER_ROOT,
         jit_parameter_template=f"{PARAMETER_ROOT}/runners/{{instance_id}}/jitconfig",
         jit_instance_tag=JIT_INSTANCE_TAG,
-        github_app_parameter_names=app_parameters(aws.github_mode),
+        github_app_parameter_names=aws.resources.github_app_parameter_names,
         min_size=0,
         max_size=aws.max_size,
         warm_idle=0,
@@ -1163,7 +1162,7 @@ def fleet_environment(aws: AwsWorld, github_url: str, **overrides: Any) -> dict[
         registration_timeout_minutes=10,
         github_api_url=github_url,
         github_mode=aws.github_mode,
-        listener_session_parameter=LISTENER_SESSION_PARAMETER if scale_set else None,
+        listener_session_parameter=aws.resources.listener_session_parameter,
     )
     env = function_environment(
         args,
